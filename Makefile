@@ -1,0 +1,29 @@
+# The two commands a newcomer runs: `make demo` (the main job) and `make test`.
+# Both install what they need: Debian packages (as root) and a .venv here.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+APT_PACKAGES := dataset-fashion-mnist gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm
+
+.PHONY: demo test setup apt clean
+
+demo: setup
+	$(BIN)/mcuformer demo
+
+test: setup
+	$(BIN)/python -m pytest -q
+
+setup: apt $(VENV)/.installed
+
+apt:
+	@bash scripts/apt_install.sh $(APT_PACKAGES)
+
+$(VENV)/.installed: requirements.txt pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -r requirements.txt
+	$(BIN)/python -m pip install -q --no-deps -e .
+	@touch $@
+
+clean:
+	rm -rf $(VENV) out .pytest_cache

@@ -1,0 +1,61 @@
+"""`mcuformer` console script: one subcommand per stage of the pipeline.
+
+Each subcommand lives in `mcuformer/commands/<name>.py` with two functions,
+`add_arguments(parser)` and `run(args)`; heavy imports (TensorFlow) happen
+inside `run`, so `mcuformer --help` stays instant.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from . import __version__
+from .errors import UserError
+
+COMMANDS = {
+    "train-supernet": ("train_supernet", "train the weight-sharing ViT supernet"),
+    "evolve-space": ("evolve_space", "evolve the search space (S3 / E-T error)"),
+    "search": ("search", "evolutionary search under a board's SRAM/flash budget"),
+    "finetune": ("finetune", "fine-tune (optionally QAT) a searched subnet"),
+    "convert": ("convert", "int8-quantize a subnet and write the TFLM flatbuffer"),
+    "verify": ("verify", "run a converted model in the Python reference / TFLM and compare"),
+    "build": ("build", "build the TFLM example app for the host or a board"),
+    "arduino-lib": ("arduino_lib", "write an Arduino-style library for a converted model"),
+    "demo": ("demo", "the whole pipeline on Fashion-MNIST at tiny settings"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="mcuformer",
+        description="Find a vision transformer that fits a microcontroller and deploy it int8 through TFLM.")
+    parser.add_argument("--version", action="version", version=f"mcuformer {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, (module, help_text) in COMMANDS.items():
+        mod = importlib.import_module(f".commands.{module}", __package__)
+        p = sub.add_parser(name, help=help_text, description=(mod.__doc__ or help_text).strip())
+        mod.add_arguments(p)
+        p.set_defaults(_run=mod.run)
+    return parser
+
+
+def main(argv=None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "command", None):
+        parser.print_help()
+        return 2
+    try:
+        result = args._run(args)
+    except UserError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted: progress so far is saved; run the same command again to resume", file=sys.stderr)
+        return 130
+    return int(result or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,10 @@
+"""mcuformer build (issue #7)."""
+from .common import not_yet
+
+
+def add_arguments(parser) -> None:
+    pass
+
+
+def run(args) -> int:
+    not_yet("build", 7)

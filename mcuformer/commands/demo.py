@@ -1,0 +1,10 @@
+"""mcuformer demo (issue #6)."""
+from .common import not_yet
+
+
+def add_arguments(parser) -> None:
+    pass
+
+
+def run(args) -> int:
+    not_yet("demo", 6)

@@ -1,0 +1,48 @@
+import pytest
+
+from mcuformer.atomic import atomic_dir, write_json, write_text
+from mcuformer.errors import UserError
+
+
+def test_write_is_atomic(tmp_path):
+    target = tmp_path / "sub" / "a.json"
+    write_json(target, {"x": 1})
+    assert target.read_text().strip().startswith("{")
+    assert [p.name for p in target.parent.iterdir()] == ["a.json"]
+
+
+def test_failed_write_leaves_old_file(tmp_path, monkeypatch):
+    target = tmp_path / "a.txt"
+    write_text(target, "old")
+
+    class Boom(Exception):
+        pass
+
+    def explode(self, data):
+        raise Boom()
+
+    monkeypatch.setattr("pathlib.Path.write_bytes", explode)
+    with pytest.raises(Boom):
+        write_text(target, "new")
+    monkeypatch.undo()
+    assert target.read_text() == "old"
+    assert [p.name for p in tmp_path.iterdir()] == ["a.txt"]
+
+
+def test_atomic_dir(tmp_path):
+    out = tmp_path / "out"
+    with atomic_dir(out) as tmp:
+        (tmp / "f").write_text("1")
+    assert (out / "f").read_text() == "1"
+    with pytest.raises(UserError, match="--force"):
+        with atomic_dir(out):
+            pass
+    with pytest.raises(RuntimeError):
+        with atomic_dir(out, force=True) as tmp:
+            (tmp / "g").write_text("half")
+            raise RuntimeError("interrupted")
+    assert sorted(p.name for p in out.iterdir()) == ["f"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+    with atomic_dir(out, force=True) as tmp:
+        (tmp / "g").write_text("2")
+    assert sorted(p.name for p in out.iterdir()) == ["g"]
