@@ -1,0 +1,147 @@
+"""The deployable ViT: a plain static tf_keras model built from an ArchConfig.
+
+`export_subnet` produces this model with weights inherited from the supernet;
+the converter reads exactly these layers and weights:
+
+  patch_embed        PatchEmbed:     kernel (p,p,C,E), bias (E), pos (T,E)[, cls (E)]
+  block{i}_attn      AttentionBlock: norm_gamma/beta (E), qkv*, proj*
+  block{i}_mlp       MlpBlock:       norm_gamma/beta (E), fc1*, fc2*
+  head               ClassifierHead: norm_gamma/beta (E), fc*
+
+where each linear `*` is `{name}_kernel` (in,out) or `{name}_v` (in,r) and
+`{name}_u` (r,out), plus `{name}_bias` (out).
+"""
+from __future__ import annotations
+
+import tf_keras as keras
+
+from . import functional as F
+from .arch import ArchConfig
+
+
+class _ViTLayer(keras.layers.Layer):
+    """Shared helpers: LayerNorm weights and (low-rank) linear weights by name."""
+
+    def _add_norm(self, dim):
+        self.norm_gamma = self.add_weight(name="norm_gamma", shape=(dim,), initializer="ones")
+        self.norm_beta = self.add_weight(name="norm_beta", shape=(dim,), initializer="zeros")
+
+    def _add_linear(self, name, n_in, n_out, rank):
+        init = keras.initializers.TruncatedNormal(stddev=0.02)
+        if rank:
+            setattr(self, f"{name}_v", self.add_weight(name=f"{name}_v", shape=(n_in, rank), initializer=init))
+            setattr(self, f"{name}_u", self.add_weight(name=f"{name}_u", shape=(rank, n_out), initializer=init))
+        else:
+            setattr(self, f"{name}_kernel", self.add_weight(name=f"{name}_kernel", shape=(n_in, n_out),
+                                                            initializer=init))
+        setattr(self, f"{name}_bias", self.add_weight(name=f"{name}_bias", shape=(n_out,), initializer="zeros"))
+
+    def linear_args(self, name) -> dict:
+        if hasattr(self, f"{name}_kernel"):
+            return {"kernel": getattr(self, f"{name}_kernel"), "bias": getattr(self, f"{name}_bias")}
+        return {"v": getattr(self, f"{name}_v"), "u": getattr(self, f"{name}_u"),
+                "bias": getattr(self, f"{name}_bias")}
+
+    @property
+    def norm(self):
+        return (self.norm_gamma, self.norm_beta)
+
+
+class PatchEmbed(keras.layers.Layer):
+    def __init__(self, patch_size: int, embed_dim: int, use_cls: bool = False, **kwargs):
+        super().__init__(**kwargs)
+        self.patch_size, self.embed_dim, self.use_cls = patch_size, embed_dim, use_cls
+
+    def build(self, input_shape):
+        h, w, c = input_shape[1:]
+        p, e = self.patch_size, self.embed_dim
+        tokens = (h // p) * (w // p) + int(self.use_cls)
+        init = keras.initializers.TruncatedNormal(stddev=0.02)
+        self.kernel = self.add_weight(name="kernel", shape=(p, p, c, e), initializer="glorot_uniform")
+        self.bias = self.add_weight(name="bias", shape=(e,), initializer="zeros")
+        self.pos = self.add_weight(name="pos", shape=(tokens, e), initializer=init)
+        self.cls = self.add_weight(name="cls", shape=(e,), initializer=init) if self.use_cls else None
+
+    def call(self, images):
+        return F.patch_embed(images, self.kernel, self.bias, self.pos, self.cls)
+
+    def get_config(self):
+        return {**super().get_config(), "patch_size": self.patch_size, "embed_dim": self.embed_dim,
+                "use_cls": self.use_cls}
+
+
+class AttentionBlock(_ViTLayer):
+    def __init__(self, num_heads: int, qkv_dim: int, qkv_rank: int = 0, proj_rank: int = 0, **kwargs):
+        super().__init__(**kwargs)
+        self.num_heads, self.qkv_dim, self.qkv_rank, self.proj_rank = num_heads, qkv_dim, qkv_rank, proj_rank
+
+    def build(self, input_shape):
+        e = input_shape[-1]
+        self._add_norm(e)
+        self._add_linear("qkv", e, 3 * self.qkv_dim, self.qkv_rank)
+        self._add_linear("proj", self.qkv_dim, e, self.proj_rank)
+
+    def call(self, x):
+        return F.attention(x, self.num_heads, self.norm, self.linear_args("qkv"), self.linear_args("proj"))
+
+    def get_config(self):
+        return {**super().get_config(), "num_heads": self.num_heads, "qkv_dim": self.qkv_dim,
+                "qkv_rank": self.qkv_rank, "proj_rank": self.proj_rank}
+
+
+class MlpBlock(_ViTLayer):
+    def __init__(self, hidden: int, fc1_rank: int = 0, fc2_rank: int = 0, **kwargs):
+        super().__init__(**kwargs)
+        self.hidden, self.fc1_rank, self.fc2_rank = hidden, fc1_rank, fc2_rank
+
+    def build(self, input_shape):
+        e = input_shape[-1]
+        self._add_norm(e)
+        self._add_linear("fc1", e, self.hidden, self.fc1_rank)
+        self._add_linear("fc2", self.hidden, e, self.fc2_rank)
+
+    def call(self, x):
+        return F.mlp(x, self.norm, self.linear_args("fc1"), self.linear_args("fc2"))
+
+    def get_config(self):
+        return {**super().get_config(), "hidden": self.hidden, "fc1_rank": self.fc1_rank,
+                "fc2_rank": self.fc2_rank}
+
+
+class ClassifierHead(_ViTLayer):
+    def __init__(self, num_classes: int, pool: str = "mean", **kwargs):
+        super().__init__(**kwargs)
+        self.num_classes, self.pool = num_classes, pool
+
+    def build(self, input_shape):
+        e = input_shape[-1]
+        self._add_norm(e)
+        self._add_linear("fc", e, self.num_classes, 0)
+
+    def call(self, x):
+        return F.classifier(x, self.norm, self.linear_args("fc"), self.pool)
+
+    def get_config(self):
+        return {**super().get_config(), "num_classes": self.num_classes, "pool": self.pool}
+
+
+CUSTOM_OBJECTS = {cls.__name__: cls for cls in (PatchEmbed, AttentionBlock, MlpBlock, ClassifierHead)}
+
+
+def build_vit(config: ArchConfig, name: str = "vit") -> keras.Model:
+    """A static ViT for `config` (fresh weights). Input: float pixels / 255."""
+    inputs = keras.Input((config.image_size, config.image_size, config.channels), name="image")
+    x = PatchEmbed(config.patch_size, config.embed_dim, use_cls=config.pool == "cls", name="patch_embed")(inputs)
+    for i in range(config.depth):
+        x = AttentionBlock(config.num_heads[i], config.qkv_dim[i], config.qkv_rank[i], config.proj_rank[i],
+                           name=f"block{i}_attn")(x)
+        x = MlpBlock(config.mlp_hidden[i], config.fc1_rank[i], config.fc2_rank[i], name=f"block{i}_mlp")(x)
+    outputs = ClassifierHead(config.num_classes, config.pool, name="head")(x)
+    model = keras.Model(inputs, outputs, name=name)
+    model.arch_config = config
+    return model
+
+
+def load_vit(path) -> keras.Model:
+    """Load a saved static ViT (.keras / .h5 / SavedModel) with its custom layers."""
+    return keras.models.load_model(path, custom_objects=CUSTOM_OBJECTS, compile=False)
