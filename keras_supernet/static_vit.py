@@ -145,3 +145,27 @@ def build_vit(config: ArchConfig, name: str = "vit") -> keras.Model:
 def load_vit(path) -> keras.Model:
     """Load a saved static ViT (.keras / .h5 / SavedModel) with its custom layers."""
     return keras.models.load_model(path, custom_objects=CUSTOM_OBJECTS, compile=False)
+
+
+def arch_from_model(model: keras.Model) -> ArchConfig:
+    """Recover the ArchConfig of a static ViT (e.g. one loaded from .keras)."""
+    from mcuformer.errors import UserError
+
+    try:
+        h, w, c = model.input_shape[1:]
+        pe = model.get_layer("patch_embed")
+        head = model.get_layer("head")
+        depth = sum(1 for l in model.layers if isinstance(l, AttentionBlock))
+        attn = [model.get_layer(f"block{i}_attn") for i in range(depth)]
+        mlp = [model.get_layer(f"block{i}_mlp") for i in range(depth)]
+    except (ValueError, AttributeError, TypeError) as exc:
+        raise UserError(f"model {model.name!r} is not a static ViT built by keras_supernet "
+                        f"(patch_embed, block<i>_attn/_mlp, head): {exc}") from None
+    if h != w:
+        raise UserError(f"model {model.name!r}: only square inputs are supported, got {h}x{w}")
+    return ArchConfig(image_size=h, channels=c, patch_size=pe.patch_size, embed_dim=pe.embed_dim,
+                      num_classes=head.num_classes, pool=head.pool,
+                      num_heads=[a.num_heads for a in attn], qkv_dim=[a.qkv_dim for a in attn],
+                      mlp_hidden=[m.hidden for m in mlp], qkv_rank=[a.qkv_rank for a in attn],
+                      proj_rank=[a.proj_rank for a in attn], fc1_rank=[m.fc1_rank for m in mlp],
+                      fc2_rank=[m.fc2_rank for m in mlp])
