@@ -1,0 +1,213 @@
+"""Super-layers (AutoFormer style): shared weights at the space's largest sizes,
+`set_sample_config(config)` picks a subnet, `active_weights()` gives that subnet's
+weights under the static model's names (`static_vit.py`), and `call` runs the
+same `functional` code as the static model on them.
+
+Weight sharing choices:
+* Linear layers hold one factorisation W = V U with R = min(in_max, out_max)
+  components, initialised from the SVD of a dense truncated-normal init (V =
+  A sqrt(S), U = sqrt(S) B^T, components ordered by singular value). A rank-r
+  subnet uses V[:in, :r], U[:r, :out]; "full rank" uses all R components and is
+  exported as the dense kernel V[:in, :R] U[:R, :out]. So every rank shares the
+  leading components with every other rank and with full rank.
+* qkv: q, k and v each take their leading `qkv_dim` columns of their own third.
+* Patch embedding: one kernel at the largest patch size; a p x p kernel is its
+  pseudo-inverse (FlexiViT "PI") resize K_p = B^T K B with B the bilinear
+  p -> p_max upsampling matrix, so a p-patch gives the token its upsampled
+  p_max-patch would give.
+* Positional embedding: one grid at the largest token grid, bilinearly resized
+  to the subnet's grid (the class token's position is separate).
+"""
+from __future__ import annotations
+
+import zlib
+
+import numpy as np
+import tensorflow as tf
+import tf_keras as keras
+
+from mcuformer.datasets import _interp_matrix   # the project's one bilinear resampling matrix
+
+from . import functional as F
+from .arch import ArchConfig
+
+INIT_STDDEV = 0.02
+
+
+def _truncated_normal(rng, shape):
+    """Normal(0, 0.02) clipped at 2 sigma (the static model's TruncatedNormal, reproducibly seeded)."""
+    return np.clip(rng.normal(0.0, INIT_STDDEV, shape), -2 * INIT_STDDEV, 2 * INIT_STDDEV).astype(np.float32)
+
+
+def svd_factors(dense: np.ndarray) -> tuple:
+    """(V, U) with dense == V @ U, components ordered by decreasing singular value."""
+    a, s, bt = np.linalg.svd(dense.astype(np.float64), full_matrices=False)
+    root = np.sqrt(s)
+    return (a * root).astype(np.float32), (root[:, None] * bt).astype(np.float32)
+
+
+def _linear_call_args(w: dict, name: str) -> dict:
+    if f"{name}_kernel" in w:
+        return {"kernel": w[f"{name}_kernel"], "bias": w[f"{name}_bias"]}
+    return {"v": w[f"{name}_v"], "u": w[f"{name}_u"], "bias": w[f"{name}_bias"]}
+
+
+class _SuperLayer(keras.layers.Layer):
+    """Shared weights sized by `max_dims` (SearchSpace.max_dims()); `seed` fixes the init."""
+
+    def __init__(self, max_dims: dict, seed: int = 0, **kwargs):
+        super().__init__(**kwargs)
+        self.max_dims, self.seed = dict(max_dims), int(seed)
+        self.config: ArchConfig | None = None
+
+    def set_sample_config(self, config: ArchConfig) -> None:
+        self.config = config
+
+    def _rng(self):
+        return np.random.default_rng([self.seed, zlib.crc32(self.name.encode())])
+
+    def _add(self, name, value):
+        var = self.add_weight(name=name, shape=np.shape(value), initializer="zeros")
+        var.assign(value)
+        return var
+
+    def _add_norm(self):
+        e = self.max_dims["embed_dim"]
+        self.norm_gamma = self._add("norm_gamma", np.ones(e, np.float32))
+        self.norm_beta = self._add("norm_beta", np.zeros(e, np.float32))
+
+    def _add_linear(self, name, n_in, n_out, rng):
+        v, u = svd_factors(_truncated_normal(rng, (n_in, n_out)))
+        setattr(self, f"{name}_v", self._add(f"{name}_v", v))
+        setattr(self, f"{name}_u", self._add(f"{name}_u", u))
+        setattr(self, f"{name}_bias", self._add(f"{name}_bias", np.zeros(n_out, np.float32)))
+
+    def _norm_weights(self) -> dict:
+        e = self.config.embed_dim
+        return {"norm_gamma": self.norm_gamma[:e], "norm_beta": self.norm_beta[:e]}
+
+    def _linear_weights(self, name, n_in, out_slices, rank) -> dict:
+        """Static-model weights of linear `name`: its first `n_in` inputs, output columns
+        `out_slices` (list of (start, stop)), `rank` leading components (0 = all, dense)."""
+        v, u, bias = (getattr(self, f"{name}_{k}") for k in ("v", "u", "bias"))
+
+        def cols(t):
+            parts = [t[..., a:b] for a, b in out_slices]
+            return parts[0] if len(parts) == 1 else tf.concat(parts, axis=-1)
+
+        if rank == 0:
+            return {f"{name}_kernel": tf.linalg.matmul(v[:n_in], cols(u)), f"{name}_bias": cols(bias)}
+        return {f"{name}_v": v[:n_in, :rank], f"{name}_u": cols(u[:rank]), f"{name}_bias": cols(bias)}
+
+    def get_config(self):
+        return {**super().get_config(), "max_dims": self.max_dims, "seed": self.seed}
+
+
+class SuperPatchEmbed(_SuperLayer):
+    def build(self, input_shape):
+        m = self.max_dims
+        rng = self._rng()
+        p, c, e, g = m["patch_size"], m["channels"], m["embed_dim"], m["grid"]
+        limit = np.sqrt(6.0 / (p * p * c + e))          # glorot_uniform, as the static model
+        self.kernel = self._add("kernel", rng.uniform(-limit, limit, (p, p, c, e)).astype(np.float32))
+        self.bias = self._add("bias", np.zeros(e, np.float32))
+        self.pos_grid = self._add("pos_grid", _truncated_normal(rng, (g, g, e)))
+        self.cls = self._add("cls", _truncated_normal(rng, (e,))) if m["pool"] == "cls" else None
+        self.cls_pos = self._add("cls_pos", _truncated_normal(rng, (e,))) if m["pool"] == "cls" else None
+        super().build(input_shape)
+
+    def active_weights(self) -> dict:
+        cfg, m = self.config, self.max_dims
+        e, p, g = cfg.embed_dim, cfg.patch_size, cfg.grid
+        kernel = self.kernel[..., :e]
+        if p != m["patch_size"]:
+            b = tf.constant(_interp_matrix(p, m["patch_size"]))        # (p_max, p) upsampling
+            kernel = tf.einsum("ai,bj,abce->ijce", b, b, kernel)
+        pos = self.pos_grid[..., :e]
+        if g != m["grid"]:
+            a = tf.constant(_interp_matrix(m["grid"], g))               # (g, g_max)
+            pos = tf.einsum("ia,jb,abe->ije", a, a, pos)
+        pos = tf.reshape(pos, (g * g, e))
+        w = {"kernel": kernel, "bias": self.bias[:e], "pos": pos}
+        if cfg.pool == "cls":
+            w["pos"] = tf.concat([pos, self.cls_pos[None, :e]], axis=0)
+            w["cls"] = self.cls[:e]
+        return w
+
+    def call(self, images):
+        return F.patch_embed(images, **self.active_weights())
+
+
+class SuperAttention(_SuperLayer):
+    def __init__(self, max_dims: dict, block: int, seed: int = 0, **kwargs):
+        super().__init__(max_dims, seed, **kwargs)
+        self.block = block
+
+    def build(self, input_shape):
+        e, q = self.max_dims["embed_dim"], self.max_dims["qkv_dim"]
+        rng = self._rng()
+        self._add_norm()
+        self._add_linear("qkv", e, 3 * q, rng)
+        self._add_linear("proj", q, e, rng)
+        super().build(input_shape)
+
+    def active_weights(self) -> dict:
+        cfg, i, q_max = self.config, self.block, self.max_dims["qkv_dim"]
+        e, q = cfg.embed_dim, cfg.qkv_dim[i]
+        return {**self._norm_weights(),
+                **self._linear_weights("qkv", e, [(k * q_max, k * q_max + q) for k in range(3)], cfg.qkv_rank[i]),
+                **self._linear_weights("proj", q, [(0, e)], cfg.proj_rank[i])}
+
+    def call(self, x):
+        w = self.active_weights()
+        return F.attention(x, self.config.num_heads[self.block], (w["norm_gamma"], w["norm_beta"]),
+                           _linear_call_args(w, "qkv"), _linear_call_args(w, "proj"))
+
+    def get_config(self):
+        return {**super().get_config(), "block": self.block}
+
+
+class SuperMlp(_SuperLayer):
+    def __init__(self, max_dims: dict, block: int, seed: int = 0, **kwargs):
+        super().__init__(max_dims, seed, **kwargs)
+        self.block = block
+
+    def build(self, input_shape):
+        e, hidden = self.max_dims["embed_dim"], self.max_dims["mlp_hidden"]
+        rng = self._rng()
+        self._add_norm()
+        self._add_linear("fc1", e, hidden, rng)
+        self._add_linear("fc2", hidden, e, rng)
+        super().build(input_shape)
+
+    def active_weights(self) -> dict:
+        cfg, i = self.config, self.block
+        e, hidden = cfg.embed_dim, cfg.mlp_hidden[i]
+        return {**self._norm_weights(),
+                **self._linear_weights("fc1", e, [(0, hidden)], cfg.fc1_rank[i]),
+                **self._linear_weights("fc2", hidden, [(0, e)], cfg.fc2_rank[i])}
+
+    def call(self, x):
+        w = self.active_weights()
+        return F.mlp(x, (w["norm_gamma"], w["norm_beta"]), _linear_call_args(w, "fc1"), _linear_call_args(w, "fc2"))
+
+    def get_config(self):
+        return {**super().get_config(), "block": self.block}
+
+
+class SuperHead(_SuperLayer):
+    """Final LayerNorm + dense classifier (never low-rank), rows sliced to E."""
+
+    def build(self, input_shape):
+        e, n = self.max_dims["embed_dim"], self.max_dims["num_classes"]
+        self._add_norm()
+        self.fc_kernel = self._add("fc_kernel", _truncated_normal(self._rng(), (e, n)))
+        self.fc_bias = self._add("fc_bias", np.zeros(n, np.float32))
+        super().build(input_shape)
+
+    def active_weights(self) -> dict:
+        return {**self._norm_weights(), "fc_kernel": self.fc_kernel[:self.config.embed_dim], "fc_bias": self.fc_bias}
+
+    def call(self, x):
+        w = self.active_weights()
+        return F.classifier(x, (w["norm_gamma"], w["norm_beta"]), _linear_call_args(w, "fc"), self.config.pool)

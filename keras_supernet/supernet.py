@@ -1,0 +1,84 @@
+"""The weight-entangled ViT supernet and `export_subnet`.
+
+    supernet = Supernet(SearchSpace.load("configs/spaces/fmnist.yaml"))
+    supernet.set_sample_config(config)          # an ArchConfig of the space
+    logits = supernet(images)                   # images at config.image_size, pixels / 255
+    model = export_subnet(supernet, config)     # static tf_keras ViT, inherited weights
+
+Blocks beyond the subnet's depth are not executed. Images at another
+resolution than the subnet's are an error (resize first: `resize_images`).
+"""
+from __future__ import annotations
+
+import numpy as np
+import tensorflow as tf
+import tf_keras as keras
+
+from mcuformer.errors import UserError
+
+from .arch import ArchConfig
+from .space import SearchSpace
+from .static_vit import build_vit
+from .super_layers import SuperAttention, SuperHead, SuperMlp, SuperPatchEmbed
+
+
+class Supernet(keras.Model):
+    def __init__(self, space: SearchSpace, seed: int = 0, **kwargs):
+        kwargs.setdefault("name", f"supernet_{space.name}")
+        super().__init__(**kwargs)
+        self.space, self.seed = space, int(seed)
+        m = space.max_dims()
+        self.patch_embed = SuperPatchEmbed(m, seed, name="patch_embed")
+        self.attn_blocks = [SuperAttention(m, i, seed, name=f"block{i}_attn") for i in range(m["depth"])]
+        self.mlp_blocks = [SuperMlp(m, i, seed, name=f"block{i}_mlp") for i in range(m["depth"])]
+        self.head = SuperHead(m, seed, name="head")
+        self.config: ArchConfig | None = None
+        largest = space.largest()
+        self.set_sample_config(largest)
+        self(tf.zeros((1, largest.image_size, largest.image_size, space.channels)))   # creates every weight
+
+    def super_layers(self) -> list:
+        return [self.patch_embed, *self.attn_blocks, *self.mlp_blocks, self.head]
+
+    def set_sample_config(self, config: ArchConfig) -> None:
+        self.space.check(config)
+        self.config = config
+        for layer in self.super_layers():
+            layer.set_sample_config(config)
+
+    def call(self, images, training=None):
+        size = self.config.image_size
+        if images.shape[1] != size or images.shape[2] != size:
+            raise UserError(f"supernet: images are {images.shape[1]}x{images.shape[2]} but the sampled "
+                            f"subnet takes {size}x{size}; resize them first")
+        x = self.patch_embed(images)
+        for i in range(self.config.depth):
+            x = self.mlp_blocks[i](self.attn_blocks[i](x))
+        return self.head(x)
+
+    def get_config(self):
+        return {"space": self.space.to_dict(), "seed": self.seed, "name": self.name}
+
+    @classmethod
+    def from_config(cls, config, custom_objects=None):
+        return cls(SearchSpace.from_dict(config["space"]), config["seed"], name=config["name"])
+
+
+def resize_images(images, size: int):
+    """Batch resize (bilinear, half-pixel centres) inside the graph, to a subnet's resolution."""
+    if images.shape[1] == size and images.shape[2] == size:
+        return images
+    return tf.image.resize(images, (size, size), method="bilinear")
+
+
+def export_subnet(supernet: Supernet, config: ArchConfig, name: str = "subnet") -> keras.Model:
+    """A static tf_keras ViT (`static_vit.build_vit`) holding `config`'s inherited weights."""
+    supernet.set_sample_config(config)
+    model = build_vit(config, name=name)
+    for layer in supernet.super_layers():
+        if layer.name.startswith("block") and int(layer.name[5:].split("_")[0]) >= config.depth:
+            continue
+        weights = {k: np.asarray(v) for k, v in layer.active_weights().items()}
+        target = model.get_layer(layer.name)
+        target.set_weights([weights[w.name.split("/")[-1].split(":")[0]] for w in target.weights])
+    return model
