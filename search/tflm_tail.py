@@ -1,0 +1,121 @@
+"""TFLM's persistent (tail) arena allocations, from micro_allocator.cc and
+micro_interpreter.cc at TFLM 90b983c, for a 32-bit (Cortex-M, pointer 4) or a
+64-bit (x86_64 host, pointer 8) build with TF_LITE_STATIC_MEMORY.
+
+The tail grows down from the (16-aligned) arena end; every allocation is
+aligned down to its alignment, so padding is modelled exactly by `Tail`.
+"""
+from __future__ import annotations
+
+KERNEL_ALIGNMENT = 16     # MicroAllocator::AllocatePersistentBuffer uses MicroArenaBufferAlignment()
+
+
+def struct_sizes(pointer_size: int) -> dict:
+    """sizeof/alignof of the TFLM structs the tail holds: {name: (size, align)}."""
+    p = pointer_size
+    if p not in (4, 8):
+        raise ValueError(f"pointer size must be 4 or 8, got {p}")
+
+    def rounded(size, align):
+        return (size + align - 1) // align * align, align
+
+    return {
+        # two vtable pointers, 5 pointers, intptr_t, int
+        "SingleArenaBufferAllocator": rounded(2 * p + 5 * p + p + 4, p),
+        # vptr, 2 ints, 4 pointers, 2 ints, pointer, bool
+        "GreedyMemoryPlanner": rounded(p + 8 + 4 * p + 8 + p + 1, p),
+        # vptr, 4 pointers, bool, size_t, pointer, size_t
+        "MicroAllocator": rounded(p + 4 * p + p + p + p + p, p),
+        "MicroBuiltinDataAllocator": rounded(2 * p, p),
+        "SubgraphAllocations": rounded(2 * p, p),
+        "TfLiteEvalTensor": rounded(2 * p + 4, p),
+        # TfLiteNode (static memory: 6 pointers + int) + registration pointer
+        "NodeAndRegistration": rounded(rounded(6 * p + 4, p)[0] + p, p),
+        "ScratchBufferHandle": rounded(p, p),
+        # quantization {int, ptr}, params {float, int}, data, dims, bytes, type, allocation_type, bool
+        "TfLiteTensor": rounded(rounded(4, p)[0] + p + 8 + 3 * p + 4 + 4 + 1, p),
+        "TfLiteAffineQuantization": rounded(2 * p + 4, p),
+    }
+
+
+class Tail:
+    """Simulates PersistentArenaBufferAllocator: allocations from a 16-aligned end downward."""
+
+    def __init__(self, pointer_size: int):
+        self.sizes = struct_sizes(pointer_size)
+        self.pointer_size = pointer_size
+        self.used = 0
+
+    def allocate(self, size: int, alignment: int) -> None:
+        self.used = (self.used + size + alignment - 1) // alignment * alignment
+
+    def allocate_struct(self, name: str, count: int = 1) -> None:
+        size, align = self.sizes[name]
+        self.allocate(size * count, align)
+
+    def interpreter_start(self, num_tensors: int, num_ops: int) -> None:
+        """MicroAllocator::Create + StartModelAllocation (one subgraph)."""
+        for name in ("SingleArenaBufferAllocator", "GreedyMemoryPlanner", "MicroAllocator",
+                     "MicroBuiltinDataAllocator", "SubgraphAllocations"):
+            self.allocate_struct(name)
+        self.allocate_struct("TfLiteEvalTensor", num_tensors)
+        self.allocate_struct("NodeAndRegistration", num_ops)
+
+    def kernel_buffer(self, size: int) -> None:
+        """A kernel's context->AllocatePersistentBuffer (OpData from Init/Prepare)."""
+        if size:
+            self.allocate(size, KERNEL_ALIGNMENT)
+
+    def builtin_data(self, size: int) -> None:
+        """Parsed builtin options (MicroBuiltinDataAllocator, alignof the params struct)."""
+        if size:
+            self.allocate(size, 4)
+
+    def interpreter_finish(self, num_scratch: int, input_channels: list, output_channels: list) -> None:
+        """FinishModelAllocation's scratch handles and AllocateTensors' input/output TfLiteTensors.
+
+        `*_channels`: number of quantization scales of each input/output tensor.
+        """
+        if num_scratch:
+            self.allocate_struct("ScratchBufferHandle", num_scratch)
+        for channels_list in (input_channels, output_channels):
+            self.allocate(self.pointer_size * len(channels_list), KERNEL_ALIGNMENT)
+            for channels in channels_list:
+                self.allocate_struct("TfLiteTensor")
+                if channels:
+                    self.allocate_struct("TfLiteAffineQuantization")
+                    self.allocate(4 + 4 * channels, 4)          # zero_point TfLiteIntArray
+
+
+# Persistent bytes each custom kernel allocates in Init (its OpData).
+# PROVISIONAL until tflm_ops/src/ lands: one OpData per op, estimated from
+# SPEC.md's options (a few int32 multipliers/shifts and scratch index).
+CUSTOM_OPDATA_BYTES = {
+    "MCUF_PATCH_EMBED": 48,
+    "MCUF_ATTENTION": 96,
+    "MCUF_MLP": 80,
+    "MCUF_HEAD": 48,
+}
+
+
+def custom_constant_tensors(config) -> int:
+    """Constant tensors of the custom-op graph (SPEC section 2), for the TfLiteEvalTensor array."""
+    def linear(i, name):
+        return 6 if config.rank(i, name) else 3
+    count = 4 + (1 if config.pool == "cls" else 0)            # patch embed: W, bias, rq, pos[, cls]
+    for i in range(config.depth):
+        count += 1 + linear(i, "qkv") + linear(i, "proj")      # attention: ln + 2 linears
+        count += 1 + linear(i, "fc1") + 1 + linear(i, "fc2")   # mlp: ln, fc1, gelu_lut, fc2
+    return count + 1 + 3                                       # head: ln + fc
+
+
+def custom_graph_tail(config, pointer_size: int = 4) -> int:
+    num_ops = 2 * config.depth + 2
+    num_tensors = (2 * config.depth + 3) + custom_constant_tensors(config)
+    tail = Tail(pointer_size)
+    tail.interpreter_start(num_tensors, num_ops)
+    ops = ["MCUF_PATCH_EMBED"] + ["MCUF_ATTENTION", "MCUF_MLP"] * config.depth + ["MCUF_HEAD"]
+    for op in ops:
+        tail.kernel_buffer(CUSTOM_OPDATA_BYTES[op])
+    tail.interpreter_finish(num_ops, input_channels=[1], output_channels=[1])
+    return tail.used

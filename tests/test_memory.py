@@ -1,0 +1,109 @@
+"""The memory model: TFLM planner port, the custom-op graph plan and its techniques."""
+import random
+
+import pytest
+
+from keras_supernet import arch
+from search.greedy_planner import Buffer, any_overlap, maximum_memory_size, plan_offsets, tensor_lifetimes
+from search.memory import Techniques, activation_bytes, custom_graph_plan, scratch_bytes
+
+
+def _plan(buffers):
+    offsets = plan_offsets(buffers)
+    return offsets, maximum_memory_size(buffers, offsets)
+
+
+def test_greedy_matches_tflm_unit_test_medium():
+    # greedy_memory_planner_test.cc: TestGreedyMedium
+    buffers = [Buffer(10, 0, 1), Buffer(20, 1, 2), Buffer(30, 2, 3), Buffer(40, 3, 4), Buffer(50, 0, 1)]
+    offsets, head = _plan(buffers)
+    assert offsets == [50, 70, 40, 0, 0]
+    assert head == 90
+    assert not any_overlap(buffers, offsets)
+
+
+def test_greedy_matches_tflm_unit_test_overlap_case():
+    offsets, head = _plan([Buffer(100, 0, 1), Buffer(50, 2, 3), Buffer(20, 1, 2)])
+    assert head == 120
+
+
+def test_offline_and_online_buffers_match_tflm_allocator_test():
+    # micro_allocator_test.cc: OfflinePlannerOfflineOnline (5 float tensors of 48 B,
+    # t0 subgraph input, node0 (t0, t1) -> t2, node1 t2 -> (t3, t4) outputs).
+    lifetimes = tensor_lifetimes(5, inputs=[0], outputs=[3, 4], operators=[([0, 1], [2]), ([2], [3, 4])])
+    offline = [0, 48, -1, 0, -1]
+    buffers = [Buffer(48, f, l, o) for (f, l), o in zip(lifetimes, offline)]
+    offsets, _ = _plan(buffers)
+    assert offsets == [0, 48, 96, 0, 48]
+
+
+def _random_config(rng):
+    depth = rng.randint(1, 5)
+    e = rng.choice([16, 32, 48, 64])
+    heads = [rng.choice([1, 2, 4]) for _ in range(depth)]
+    qkv = [h * rng.choice([8, 16]) for h in heads]
+    mlp = [rng.choice([32, 64, 128, 192]) for _ in range(depth)]
+
+    def ranks(n_in, n_out_list):
+        return [rng.choice([0, 0, min(8, n_in, n_out)]) for n_out in n_out_list]
+    return arch.ArchConfig(image_size=28, channels=rng.choice([1, 3]), patch_size=rng.choice([2, 4, 7, 14]),
+                           embed_dim=e, num_classes=10, num_heads=heads, qkv_dim=qkv, mlp_hidden=mlp,
+                           qkv_rank=ranks(e, [3 * q for q in qkv]), fc1_rank=ranks(e, mlp),
+                           pool=rng.choice(["mean", "cls"]))
+
+
+ALL_TECHNIQUES = [Techniques(True, pd, to) for pd in (False, True) for to in (False, True)]
+
+
+@pytest.mark.parametrize("techniques", ALL_TECHNIQUES, ids=lambda t: t.describe())
+def test_custom_plan_is_a_valid_tflm_plan(techniques):
+    rng = random.Random(0)
+    for _ in range(40):
+        config = _random_config(rng)
+        plan = custom_graph_plan(config, techniques)
+        depth = config.depth
+        tokens = plan.tensor_offsets[1:2 * depth + 2]
+        if techniques.token_overwrite:
+            assert len(set(tokens)) == 1
+        if techniques.patch_decomposition:
+            assert plan.tensor_offsets[0] == plan.tensor_offsets[1]
+        else:
+            assert plan.tensor_offsets[0] != plan.tensor_offsets[1]
+        # No two live buffers (tensors that do not legitimately alias, scratch) share bytes.
+        live = [(plan.tensor_offsets[0], activation_bytes(config)[0], 0, 0)]
+        live += [(o, s, op + 1, op + 1) for op, (o, s) in enumerate(zip(plan.scratch_offsets, plan.scratch_bytes))]
+        live += [(plan.tensor_offsets[-1], config.num_classes, 2 * depth + 2, 2 * depth + 2)]
+        for k, offset in enumerate(tokens):
+            live.append((offset, config.num_tokens * config.embed_dim, k + 1, k + 1))
+        buffers = [Buffer(s, f, l) for _, s, f, l in live]
+        assert not any_overlap(buffers, [o for o, *_ in live])
+        assert plan.head_bytes >= max(o + s for o, s, *_ in live)
+
+
+def test_techniques_reduce_the_deit_tiny_head():
+    config = arch.deit_tiny()
+    heads = {t: custom_graph_plan(config, t).head_bytes for t in ALL_TECHNIQUES}
+    everything = heads[Techniques()]
+    image = 224 * 224 * 3
+    assert everything == min(heads.values())
+    # With both techniques the peak is the image plus the patch embedding's strip scratch.
+    assert everything == image + (scratch_bytes(config)[0] + 15) // 16 * 16
+    assert heads[Techniques(True, False, False)] > everything
+
+
+def test_techniques_must_be_consistent():
+    with pytest.raises(ValueError):
+        Techniques(operator_integration=False)
+    assert Techniques.off().describe() == "off (builtin ops)"
+
+
+def test_scratch_sizes_follow_spec_align4_segments():
+    config = arch.fmnist_small()
+    sizes = scratch_bytes(config)
+    t, e, d = config.num_tokens, config.embed_dim, config.qkv_dim[0]
+    assert sizes[0] == config.grid * e + config.patch_dim
+    assert sizes[1] == 2 * t * d + e + 2 * d + 4 * t
+    assert sizes[2] == e + config.mlp_hidden[0]
+    assert sizes[-1] == e + 4 * e + e
+    low = config.replace(qkv_rank=[5] * 4)
+    assert scratch_bytes(low)[1] == ((2 * t * d + e + 5 + 3) & ~3) + 2 * d + 4 * t
