@@ -1,10 +1,37 @@
-"""mcuformer convert (issue #5)."""
-from .common import not_yet
+"""Quantize a saved static ViT to int8 and write the TFLM flatbuffer with the
+project's fused custom ops, its C array, the builtin-op baseline and a report."""
+from __future__ import annotations
+
+from .common import add_data, add_out
 
 
 def add_arguments(parser) -> None:
-    pass
+    parser.add_argument("subnet", metavar="SUBNET", help="saved static ViT (.keras) from export/finetune")
+    add_out(parser)
+    add_data(parser)
+    parser.add_argument("--calib", type=int, default=300, help="calibration images from the training split")
+    parser.add_argument("--range", dest="method", default="percentile", choices=("percentile", "mse", "minmax"),
+                        help="how activation ranges are chosen from calibration")
+    parser.add_argument("--percentile", type=float, default=99.99, help="percentile for --range percentile")
+    parser.add_argument("--eval", type=int, default=None, metavar="N",
+                        help="measure accuracy on the first N test images (default: all)")
+    parser.add_argument("--no-baseline", action="store_true", help="skip the TFLiteConverter builtin baseline")
 
 
 def run(args) -> int:
-    not_yet("convert", 5)
+    from mcuformer import datasets
+    from mcuformer.errors import UserError
+    from converter.pipeline import ConvertOptions, convert
+
+    if args.calib < 1:
+        raise UserError(f"--calib must be at least 1, got {args.calib}")
+    if not 50.0 < args.percentile <= 100.0:
+        raise UserError(f"--percentile must be in (50, 100], got {args.percentile}")
+    dataset = datasets.load(args.data)
+    options = ConvertOptions(calib=args.calib, method=args.method, percentile=args.percentile,
+                             eval_images=args.eval, baseline=not args.no_baseline)
+    report = convert(args.subnet, args.out, dataset, options, force=args.force)
+    acc = report["accuracy"]
+    print(f"wrote {args.out}: flash {report['flash_bytes']} B, planned arena {report['planned_arena_bytes']} B, "
+          f"accuracy float {acc['float']:.4f} / int8 {acc['int8_reference']:.4f} on {acc['test_images']} images")
+    return 0

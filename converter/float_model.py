@@ -1,0 +1,134 @@
+"""The static ViT's float weights as numpy, and its float forward pass with taps.
+
+`read_weights` reads exactly the layers and weights documented in
+keras_supernet/static_vit.py and rejects anything else (naming the layer and
+the supported set). `forward` mirrors keras_supernet/functional.py in numpy
+and hands every quantization point to `tap(name, value)`, which calibration
+uses to record activation ranges.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from keras_supernet import functional as F
+from keras_supernet.static_vit import CUSTOM_OBJECTS, arch_from_model
+from mcuformer.errors import UserError
+
+SUPPORTED_LAYERS = ("InputLayer", *CUSTOM_OBJECTS)
+
+
+def _linear(layer, name) -> dict:
+    w = {v.name.split("/")[-1].split(":")[0]: v.numpy().astype(np.float64) for v in layer.weights}
+    out = {"bias": w[f"{name}_bias"]}
+    if f"{name}_kernel" in w:
+        out["kernel"] = w[f"{name}_kernel"]
+    else:
+        out["v"], out["u"] = w[f"{name}_v"], w[f"{name}_u"]
+    return out
+
+
+def _norm(layer) -> tuple:
+    return layer.norm_gamma.numpy().astype(np.float64), layer.norm_beta.numpy().astype(np.float64)
+
+
+def read_weights(model) -> tuple:
+    """(ArchConfig, weights dict) of a static ViT; unsupported layers are a UserError."""
+    for layer in model.layers:
+        kind = type(layer).__name__
+        if kind not in SUPPORTED_LAYERS:
+            raise UserError(f"layer {layer.name!r} ({kind}) is not supported by the converter; "
+                            f"supported layers: {', '.join(SUPPORTED_LAYERS)}")
+    arch = arch_from_model(model)
+    pe = model.get_layer("patch_embed")
+    weights = {"patch_embed": {"kernel": pe.kernel.numpy().astype(np.float64),
+                               "bias": pe.bias.numpy().astype(np.float64),
+                               "pos": pe.pos.numpy().astype(np.float64),
+                               "cls": None if pe.cls is None else pe.cls.numpy().astype(np.float64)}}
+    for i in range(arch.depth):
+        attn, mlp = model.get_layer(f"block{i}_attn"), model.get_layer(f"block{i}_mlp")
+        weights[f"block{i}_attn"] = {"norm": _norm(attn), "qkv": _linear(attn, "qkv"),
+                                     "proj": _linear(attn, "proj")}
+        weights[f"block{i}_mlp"] = {"norm": _norm(mlp), "fc1": _linear(mlp, "fc1"), "fc2": _linear(mlp, "fc2")}
+    head = model.get_layer("head")
+    weights["head"] = {"norm": _norm(head), "fc": _linear(head, "fc")}
+    return arch, weights
+
+
+def dense_kernel(lin: dict) -> np.ndarray:
+    """The (in, out) kernel of a full or low-rank linear."""
+    return lin["kernel"] if "kernel" in lin else lin["v"] @ lin["u"]
+
+
+# ---- float forward ------------------------------------------------------------------
+
+def _layer_norm(x, gamma, beta):
+    mean = x.mean(-1, keepdims=True)
+    c = x - mean
+    return c / np.sqrt((c * c).mean(-1, keepdims=True) + F.LN_EPSILON) * gamma + beta
+
+
+def _gelu(x):
+    return x / (1.0 + np.exp(-F.GELU_SIGMOID_ALPHA * x))
+
+
+def _apply_linear(x, lin, tap, prefix):
+    if "kernel" in lin:
+        return x @ lin["kernel"] + lin["bias"]
+    t = x @ lin["v"]
+    tap(f"{prefix}.t", t)
+    return t @ lin["u"] + lin["bias"]
+
+
+def _noop(name, value):
+    pass
+
+
+def forward(arch, weights, images, tap=_noop) -> np.ndarray:
+    """Float logits of images (float pixels / 255, NHWC); taps every quantized point."""
+    x = np.asarray(images, np.float64)
+    pe = weights["patch_embed"]
+    p, e = arch.patch_size, arch.embed_dim
+    n = x.shape[0]
+    from tflm_ops.reference import patches      # the same (py, px, ch) patch order as the kernel
+    tokens = patches(x, p) @ pe["kernel"].reshape(-1, e) + pe["bias"]
+    if pe["cls"] is not None:
+        tokens = np.concatenate([tokens, np.broadcast_to(pe["cls"], (n, 1, e))], axis=1)
+    x = tokens + pe["pos"]
+    tap("tokens_0", x)
+    t = arch.num_tokens
+    for i in range(arch.depth):
+        a = weights[f"block{i}_attn"]
+        pre = f"block{i}_attn"
+        h = _layer_norm(x, *a["norm"])
+        tap(f"{pre}.h", h)
+        qkv = _apply_linear(h, a["qkv"], tap, f"{pre}.qkv")
+        dim, heads = arch.qkv_dim[i], arch.num_heads[i]
+        hd = dim // heads
+        q, k, v = (qkv[..., j * dim:(j + 1) * dim] for j in range(3))
+        for name, z in (("q", q), ("k", k), ("v", v)):
+            tap(f"{pre}.{name}", z)
+        q, k, v = (z.reshape(n, t, heads, hd).transpose(0, 2, 1, 3) for z in (q, k, v))
+        s = q @ k.transpose(0, 1, 3, 2) / np.sqrt(hd)
+        s = np.exp(s - s.max(-1, keepdims=True))
+        ctx = ((s / s.sum(-1, keepdims=True)) @ v).transpose(0, 2, 1, 3).reshape(n, t, dim)
+        tap(f"{pre}.ctx", ctx)
+        x = x + _apply_linear(ctx, a["proj"], tap, f"{pre}.proj")
+        tap(f"tokens_{2 * i + 1}", x)
+        m = weights[f"block{i}_mlp"]
+        pre = f"block{i}_mlp"
+        h = _layer_norm(x, *m["norm"])
+        tap(f"{pre}.h", h)
+        act = _apply_linear(h, m["fc1"], tap, f"{pre}.fc1")
+        tap(f"{pre}.a", act)
+        g = _gelu(act)
+        tap(f"{pre}.g", g)
+        x = x + _apply_linear(g, m["fc2"], tap, f"{pre}.fc2")
+        tap(f"tokens_{2 * i + 2}", x)
+    hd_ = weights["head"]
+    h = _layer_norm(x, *hd_["norm"])
+    tap("head.h", h)
+    pooled = h.mean(axis=1) if arch.pool == "mean" else h[:, -1, :]
+    tap("head.pooled", pooled)
+    logits = pooled @ hd_["fc"]["kernel"] + hd_["fc"]["bias"]
+    tap("logits", logits)
+    return logits
