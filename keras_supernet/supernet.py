@@ -40,6 +40,11 @@ class Supernet(keras.Model):
     def super_layers(self) -> list:
         return [self.patch_embed, *self.attn_blocks, *self.mlp_blocks, self.head]
 
+    def variables_for(self, config: ArchConfig) -> list:
+        """The trainable weights a subnet uses (skipped blocks' weights excluded)."""
+        layers = [self.patch_embed, *self.attn_blocks[:config.depth], *self.mlp_blocks[:config.depth], self.head]
+        return [v for layer in layers for v in layer.trainable_variables]
+
     def set_sample_config(self, config: ArchConfig) -> None:
         self.space.check(config)
         self.config = config

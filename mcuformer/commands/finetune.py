@@ -1,10 +1,96 @@
-"""mcuformer finetune (issue #3)."""
-from .common import not_yet
+"""Fine-tune one subnet of a trained supernet, starting from its inherited weights.
+
+Writes a static tf_keras ViT (.keras) that `mcuformer convert` reads. An
+interrupted run resumes from its per-epoch backup when run again.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+from mcuformer.errors import UserError
+
+from .common import add_data
 
 
 def add_arguments(parser) -> None:
-    pass
+    parser.add_argument("--supernet", required=True, help="supernet training folder (mcuformer train-supernet --out)")
+    parser.add_argument("--arch", required=True, help="subnet architecture (.json/.yaml ArchConfig, e.g. from search)")
+    parser.add_argument("--out", required=True, help="output model file (.keras)")
+    parser.add_argument("--force", action="store_true", help="replace an existing output")
+    add_data(parser)
+    parser.add_argument("--epochs", type=int, default=5)
+    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--lr", type=float, default=5e-4)
+    parser.add_argument("--weight-decay", type=float, default=0.05)
+    parser.add_argument("--warmup-epochs", type=float, default=0.0)
+    parser.add_argument("--label-smoothing", type=float, default=0.1)
+    parser.add_argument("--no-augment", action="store_true")
+    parser.add_argument("--train-limit", type=int, default=0, help="use only the first N training images (0 = all)")
+    parser.add_argument("--val-limit", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0)
+
+
+def load_arch(path):
+    from mcuformer.configfile import load_mapping
+    from keras_supernet.arch import ArchConfig
+
+    data = load_mapping(path, "architecture")
+    return ArchConfig.from_dict(data["arch"] if isinstance(data.get("arch"), dict) else data)
+
+
+def save_keras_atomic(model, out: Path) -> None:
+    """Keras picks the format from the suffix, so save as NAME.keras in a temp folder, then rename."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        model.save(tmp / out.name)
+        os.replace(tmp / out.name, out)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def run(args) -> int:
-    not_yet("finetune", 3)
+    from mcuformer import datasets
+    from keras_supernet.finetune import clear_backup, evaluate_model, finetune_subnet
+    from keras_supernet.pipeline import split_data
+    from keras_supernet.supernet import export_subnet
+    from keras_supernet.train import TrainSettings, load_supernet, quiet_tensorflow
+
+    quiet_tensorflow()
+    out = Path(args.out)
+    if out.suffix != ".keras":
+        raise UserError(f"--out {out}: the model file must end in .keras")
+    if out.exists() and not args.force:
+        raise UserError(f"output {out} already exists; pass --force to replace it")
+    arch = load_arch(args.arch)
+    supernet = load_supernet(args.supernet)
+    supernet.space.check(arch)
+    settings = TrainSettings(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+                             weight_decay=args.weight_decay, warmup_epochs=args.warmup_epochs,
+                             label_smoothing=args.label_smoothing, sampling="uniform", distill=False,
+                             augment=not args.no_augment, seed=args.seed)
+    data = datasets.load(args.data)
+    if data.num_classes != arch.num_classes:
+        raise UserError(f"dataset {data.name!r} has {data.num_classes} classes but the subnet has "
+                        f"num_classes {arch.num_classes}")
+    x_tr, y_tr, x_val, y_val = split_data(data, arch.image_size, arch.channels, train_limit=args.train_limit,
+                                          val_limit=args.val_limit)
+    model = export_subnet(supernet, arch)
+    inherited = evaluate_model(model, x_val, y_val)
+    backup = out.with_name(f".{out.name}.backup")
+    meta = {"supernet": str(Path(args.supernet).resolve()), "arch": arch.to_dict(), "settings": settings.to_dict()}
+    if backup.exists() and json.loads((backup / "meta.json").read_text() if (backup / "meta.json").exists() else "{}") != meta:
+        clear_backup(backup)          # a backup of another run: start over
+    backup.mkdir(parents=True, exist_ok=True)
+    (backup / "meta.json").write_text(json.dumps(meta))
+    history = finetune_subnet(model, x_tr, y_tr, x_val, y_val, settings, backup_dir=backup)
+    save_keras_atomic(model, out)
+    clear_backup(backup)
+    final = history[-1]["val_acc"] if history else inherited
+    print(f"{out}: {arch.describe()}; params {arch.params()}, MACs {arch.macs()}; val acc inherited "
+          f"{inherited:.4f} -> fine-tuned {final:.4f}")
+    return 0

@@ -1,10 +1,65 @@
-"""mcuformer train-supernet (issue #3)."""
-from .common import not_yet
+"""Train the weight-sharing ViT supernet of a search space (configs/spaces/*.yaml).
+
+A checkpoint is written every epoch; run the same command with --resume to
+continue after an interruption. TensorBoard logs go to OUT/logs.
+"""
+from __future__ import annotations
+
+from .common import add_data, add_out
 
 
 def add_arguments(parser) -> None:
-    pass
+    parser.add_argument("--space", required=True, help="search space file, e.g. configs/spaces/fmnist.yaml")
+    add_out(parser)
+    parser.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+    add_data(parser)
+    parser.add_argument("--epochs", type=int, default=10)
+    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--lr", type=float, default=1e-3, help="peak learning rate (AdamW, cosine, warmup)")
+    parser.add_argument("--weight-decay", type=float, default=0.05)
+    parser.add_argument("--warmup-epochs", type=float, default=1.0)
+    parser.add_argument("--label-smoothing", type=float, default=0.1)
+    parser.add_argument("--sampling", choices=("sandwich", "uniform"), default="sandwich",
+                        help="sandwich: largest + smallest + --num-random random subnets per step")
+    parser.add_argument("--num-random", type=int, default=2)
+    parser.add_argument("--no-distill", action="store_true", help="no in-place distillation from the largest subnet")
+    parser.add_argument("--no-augment", action="store_true")
+    parser.add_argument("--train-limit", type=int, default=0, help="use only the first N training images (0 = all)")
+    parser.add_argument("--val-limit", type=int, default=0, help="use only the first N validation images (0 = all)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--strategy", choices=("auto", "one-device", "mirrored"), default="auto",
+                        help="tf.distribute strategy (auto: mirrored over several GPUs, else the default)")
+
+
+def make_strategy(name: str):
+    import tensorflow as tf
+
+    gpus = tf.config.list_logical_devices("GPU")
+    if name == "mirrored" or (name == "auto" and len(gpus) > 1):
+        return tf.distribute.MirroredStrategy()
+    if name == "one-device":
+        return tf.distribute.OneDeviceStrategy(gpus[0].name if gpus else "/cpu:0")
+    return tf.distribute.get_strategy()
 
 
 def run(args) -> int:
-    not_yet("train-supernet", 3)
+    from mcuformer import datasets
+    from keras_supernet.space import SearchSpace
+    from keras_supernet.train import SupernetTrainer, TrainSettings, quiet_tensorflow
+
+    quiet_tensorflow()
+    space = SearchSpace.load(args.space)
+    settings = TrainSettings(
+        epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay,
+        warmup_epochs=args.warmup_epochs, label_smoothing=args.label_smoothing, sampling=args.sampling,
+        num_random=args.num_random, distill=args.sampling == "sandwich" and not args.no_distill,
+        augment=not args.no_augment, train_limit=args.train_limit, val_limit=args.val_limit, seed=args.seed)
+    data = datasets.load(args.data)
+    trainer = SupernetTrainer(space, settings, args.out, data, strategy=make_strategy(args.strategy),
+                              resume=args.resume, force=args.force)
+    history = trainer.fit()
+    if history:
+        last = history[-1]
+        print(f"supernet {space.name}: {last['epoch']} epochs in {args.out}; val acc largest "
+              f"{last['val_acc_largest']:.4f}, smallest {last['val_acc_smallest']:.4f}")
+    return 0

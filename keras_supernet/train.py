@@ -1,0 +1,301 @@
+"""Supernet training: sandwich or uniform subnet sampling, in-place distillation,
+AdamW + cosine with warmup, label smoothing, light augmentation; a checkpoint
+per epoch that resumes exactly (weights, optimizer state, step counter; the
+data order, augmentation and subnet draws of an epoch derive from (seed, epoch)).
+
+Run folder:  run.json (space + settings; a run of another space is refused),
+ckpt/ (tf.train checkpoints), history.json (per-epoch metrics), logs/ (TensorBoard).
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+import tensorflow as tf
+import tf_keras as keras
+from tensorflow.core.framework import summary_pb2
+from tqdm import tqdm
+
+from mcuformer import atomic, datasets
+from mcuformer.errors import UserError
+
+from . import pipeline
+from .arch import ArchConfig
+from .space import SearchSpace
+from .supernet import Supernet, resize_images
+
+SAMPLING = ("sandwich", "uniform")
+NO_DECAY = ["bias", "norm", "pos", "cls"]
+
+
+@dataclasses.dataclass
+class TrainSettings:
+    epochs: int = 10
+    batch_size: int = 128
+    lr: float = 1e-3
+    min_lr_ratio: float = 0.01
+    weight_decay: float = 0.05
+    warmup_epochs: float = 1.0
+    label_smoothing: float = 0.1
+    sampling: str = "sandwich"      # sandwich: largest + smallest + `num_random` random per step
+    num_random: int = 2
+    distill: bool = True            # sandwich only: the largest subnet teaches the others
+    augment: bool = True
+    clipnorm: float = 1.0
+    val_fraction: float = 0.1
+    train_limit: int = 0            # 0 = the whole training split
+    val_limit: int = 0
+    seed: int = 0
+
+    def __post_init__(self):
+        def bad(field, message):
+            raise UserError(f"training settings: {field}: {message}")
+
+        if self.sampling not in SAMPLING:
+            bad("sampling", f"must be one of {', '.join(SAMPLING)}, got {self.sampling!r}")
+        if self.distill and self.sampling != "sandwich":
+            bad("distill", "in-place distillation needs sandwich sampling (the largest subnet is the teacher)")
+        for name in ("epochs", "batch_size"):
+            if getattr(self, name) < 1:
+                bad(name, f"must be at least 1, got {getattr(self, name)}")
+        if self.lr <= 0 or not 0 <= self.label_smoothing < 1 or self.weight_decay < 0 or self.warmup_epochs < 0:
+            bad("lr", "lr must be > 0, label_smoothing in [0, 1), weight_decay and warmup_epochs >= 0")
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+# ---- shared by supernet training and subnet fine-tuning --------------------------------
+
+def make_optimizer(settings: TrainSettings, steps_per_epoch: int) -> keras.optimizers.Optimizer:
+    total = max(1, settings.epochs * steps_per_epoch)
+    warmup = min(int(settings.warmup_epochs * steps_per_epoch), total - 1)
+    schedule = keras.optimizers.schedules.CosineDecay(
+        initial_learning_rate=settings.lr * settings.min_lr_ratio if warmup else settings.lr,
+        decay_steps=total - warmup, alpha=settings.min_lr_ratio,
+        warmup_target=settings.lr if warmup else None, warmup_steps=warmup)
+    optimizer = keras.optimizers.AdamW(learning_rate=schedule, weight_decay=settings.weight_decay,
+                                       global_clipnorm=settings.clipnorm or None, jit_compile=False)
+    optimizer.exclude_from_weight_decay(var_names=NO_DECAY)
+    return optimizer
+
+
+def smoothed_loss(labels, logits, num_classes: int, smoothing: float):
+    """Per-example cross-entropy with label smoothing."""
+    targets = tf.one_hot(labels, num_classes) * (1.0 - smoothing) + smoothing / num_classes
+    return tf.nn.softmax_cross_entropy_with_logits(targets, logits)
+
+
+def distill_loss(teacher_logits, logits):
+    """Per-example cross-entropy to the teacher's (stopped) soft predictions."""
+    return tf.nn.softmax_cross_entropy_with_logits(tf.nn.softmax(tf.stop_gradient(teacher_logits)), logits)
+
+
+def evaluate_subnet(supernet: Supernet, config: ArchConfig, x: np.ndarray, y: np.ndarray,
+                    batch_size: int = 500) -> float:
+    """Top-1 accuracy of `config` with inherited weights on uint8 images `x`."""
+    supernet.set_sample_config(config)
+    return pipeline.top1(lambda images: supernet(images, training=False), x, y, config.image_size,
+                         config.channels, batch_size)
+
+
+def quiet_tensorflow() -> None:
+    """Silence TF's retracing warnings: every new subnet is a new graph by design."""
+    tf.get_logger().setLevel("ERROR")
+
+
+def log_scalar(tag: str, value: float) -> None:
+    """A TensorBoard scalar via TF's core summary op (the `tensorboard` package need not be installed)."""
+    metadata = summary_pb2.SummaryMetadata(plugin_data=summary_pb2.SummaryMetadata.PluginData(plugin_name="scalars"),
+                                           data_class=summary_pb2.DATA_CLASS_SCALAR)
+    tf.summary.write(tag, tf.constant(float(value), tf.float32), metadata=metadata)
+
+
+# ---- the run folder ----------------------------------------------------------------------
+
+def read_run(out: Path) -> dict:
+    try:
+        return json.loads((out / "run.json").read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise UserError(f"{out} is not a supernet training folder (run.json unreadable: {exc})") from None
+
+
+def check_same_space(run: dict, space: SearchSpace, out: Path) -> None:
+    if run.get("fingerprint") != space.fingerprint():
+        raise UserError(f"{out} holds a supernet of space {run.get('space', {}).get('name')!r} "
+                        f"(fingerprint {run.get('fingerprint')}), not of space {space.name!r} "
+                        f"({space.fingerprint()}); use the same --space or another --out")
+
+
+def load_supernet(out, space: SearchSpace | None = None) -> Supernet:
+    """The supernet of a training folder with its latest checkpoint's weights."""
+    out = Path(out)
+    run = read_run(out)
+    stored = SearchSpace.from_dict(run["space"])
+    if space is not None:
+        check_same_space(run, space, out)
+    latest = tf.train.latest_checkpoint(str(out / "ckpt"))
+    if latest is None:
+        raise UserError(f"{out} has no checkpoint yet; train at least one epoch (mcuformer train-supernet)")
+    supernet = Supernet(stored, seed=run["settings"]["seed"])
+    _restore(tf.train.Checkpoint(model=supernet), latest).expect_partial()
+    return supernet
+
+
+def _restore(checkpoint: tf.train.Checkpoint, path: str):
+    try:
+        status = checkpoint.restore(path)
+        status.assert_existing_objects_matched()
+    except (AssertionError, ValueError, tf.errors.OpError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise UserError(f"checkpoint {path} does not match this supernet ({first}); "
+                        f"it was written for another space or version") from None
+    return status
+
+
+# ---- the trainer -------------------------------------------------------------------------------
+
+class SupernetTrainer:
+    def __init__(self, space: SearchSpace, settings: TrainSettings, out, data: datasets.Dataset,
+                 strategy: tf.distribute.Strategy | None = None, resume: bool = False, force: bool = False,
+                 progress: bool = True):
+        self.space, self.settings, self.out = space, settings, Path(out)
+        self.strategy = strategy or tf.distribute.get_strategy()
+        self.progress = progress
+        self._prepare_folder(resume, force, data.name)
+        size = space.max_dims()["image_size"]
+        self.x_train, self.y_train, self.x_val, self.y_val = pipeline.split_data(
+            data, size, space.channels, settings.val_fraction, settings.train_limit, settings.val_limit)
+        if data.num_classes != space.num_classes:
+            raise UserError(f"dataset {data.name!r} has {data.num_classes} classes but space {space.name!r} "
+                            f"has num_classes {space.num_classes}")
+        self.steps_per_epoch = len(self.x_train) // settings.batch_size
+        with self.strategy.scope():
+            self.supernet = Supernet(space, seed=settings.seed)
+            self.optimizer = make_optimizer(settings, self.steps_per_epoch)
+            self.optimizer.build(self.supernet.trainable_variables)
+            self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
+        self.checkpoint = tf.train.Checkpoint(model=self.supernet, optimizer=self.optimizer, epoch=self.epoch)
+        self.manager = tf.train.CheckpointManager(self.checkpoint, str(self.out / "ckpt"), max_to_keep=2)
+        self.history, self._compiled = [], {}
+        if self.manager.latest_checkpoint:
+            _restore(self.checkpoint, self.manager.latest_checkpoint)
+            self.history = self._read_history()[:int(self.epoch.numpy())]
+
+    def _prepare_folder(self, resume: bool, force: bool, data_name: str) -> None:
+        run_file = self.out / "run.json"
+        settings = self.settings.to_dict()
+        if run_file.exists():
+            run = read_run(self.out)
+            check_same_space(run, self.space, self.out)
+            if force:
+                for part in ("ckpt", "logs", "history.json"):
+                    path = self.out / part
+                    shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink(missing_ok=True)
+            elif not resume:
+                raise UserError(f"{self.out} already holds a supernet training run; pass --resume to continue "
+                                f"it or --force to start over")
+            else:
+                changed = [k for k, v in run["settings"].items() if k != "epochs" and settings.get(k) != v]
+                if changed:
+                    raise UserError(f"cannot resume {self.out}: setting {changed[0]!r} was "
+                                    f"{run['settings'][changed[0]]!r}, now {settings[changed[0]]!r}")
+        self.out.mkdir(parents=True, exist_ok=True)
+        atomic.write_json(run_file, {"space": self.space.to_dict(), "fingerprint": self.space.fingerprint(),
+                                     "settings": settings, "data": data_name})
+
+    def _read_history(self) -> list:
+        path = self.out / "history.json"
+        return json.loads(path.read_text()) if path.exists() else []
+
+    def sample_configs(self, rng) -> list:
+        if self.settings.sampling == "uniform":
+            return [self.space.sample(rng)]
+        return [self.space.largest(), self.space.smallest()] + [
+            self.space.sample(rng) for _ in range(self.settings.num_random)]
+
+    def _subnet_grads(self, config, images, labels, teacher):
+        """Loss, logits and gradients (w.r.t. the weights this subnet uses) of one subnet."""
+        net, s = self.supernet, self.settings
+        net.set_sample_config(config)
+        variables = net.variables_for(config)
+        with tf.GradientTape() as tape:
+            logits = net(resize_images(images, config.image_size), training=True)
+            if teacher is not None:
+                per_example = distill_loss(teacher, logits)
+            else:
+                per_example = smoothed_loss(labels, logits, self.space.num_classes, s.label_smoothing)
+            loss = tf.nn.compute_average_loss(per_example, global_batch_size=s.batch_size)
+        return loss, logits, tape.gradient(loss, variables)
+
+    def _grads_fn(self, config):
+        """The sandwich's fixed subnets run as cached graphs (random ones eagerly: each is new)."""
+        if config not in (self.space.largest(), self.space.smallest()):
+            return lambda *args: self._subnet_grads(config, *args)
+        if config not in self._compiled:
+            self._compiled[config] = tf.function(lambda *args: self._subnet_grads(config, *args))
+        return self._compiled[config]
+
+    def _replica_step(self, images, labels, configs):
+        total, teacher, first_correct, summed = 0.0, None, None, {}
+        for config in configs:
+            loss, logits, grads = self._grads_fn(config)(images, labels, teacher if self.settings.distill else None)
+            total += loss
+            for var, grad in zip(self.supernet.variables_for(config), grads):
+                key = id(var)
+                summed[key] = (summed[key][0] + grad, var) if key in summed else (grad, var)
+            if teacher is None:
+                teacher = logits
+                first_correct = tf.reduce_sum(tf.cast(tf.argmax(logits, -1) == labels, tf.float32))
+        self.optimizer.apply_gradients(list(summed.values()))
+        return total / len(configs), first_correct
+
+    def fit(self, stop_after: int | None = None) -> list:
+        """Train up to `settings.epochs` (from the latest checkpoint); `stop_after` ends this call
+        after that many epochs (as a kill would)."""
+        s = self.settings
+        writer = tf.summary.create_file_writer(str(self.out / "logs"))
+        done_now = 0
+        for epoch in range(int(self.epoch.numpy()), s.epochs):
+            if stop_after is not None and done_now >= stop_after:
+                break
+            start = time.time()
+            rng = pipeline.epoch_rng(s.seed, epoch, 1)
+            batches = self.strategy.experimental_distribute_dataset(
+                pipeline.train_batches(self.x_train, self.y_train, s.batch_size, s.seed, epoch, s.augment))
+            loss_sum = correct = seen = 0.0
+            bar = tqdm(batches, total=self.steps_per_epoch, desc=f"epoch {epoch + 1}/{s.epochs}",
+                       disable=not self.progress, leave=False)
+            for step, (images, labels) in enumerate(bar, 1):
+                configs = self.sample_configs(rng)
+                loss, hits = self.strategy.run(lambda x, y: self._replica_step(x, y, configs), args=(images, labels))
+                loss_sum += float(self.strategy.reduce("SUM", loss, axis=None))
+                correct += float(self.strategy.reduce("SUM", hits, axis=None))
+                seen += s.batch_size
+                bar.set_postfix(loss=f"{loss_sum / step:.3f}", acc=f"{correct / seen:.3f}")
+            bar.close()
+            seconds = time.time() - start
+            record = {"epoch": epoch + 1, "train_loss": loss_sum / max(1, self.steps_per_epoch),
+                      "train_acc_first": correct / max(1.0, seen),
+                      "val_acc_largest": evaluate_subnet(self.supernet, self.space.largest(), self.x_val, self.y_val),
+                      "val_acc_smallest": evaluate_subnet(self.supernet, self.space.smallest(), self.x_val, self.y_val),
+                      "lr": float(self.optimizer.learning_rate), "epoch_seconds": seconds}
+            self.epoch.assign(epoch + 1)
+            self.manager.save(checkpoint_number=epoch + 1)
+            self.history.append(record)
+            atomic.write_json(self.out / "history.json", self.history)
+            with writer.as_default(step=epoch + 1):
+                for key, value in record.items():
+                    if key != "epoch":
+                        log_scalar(key, value)
+            writer.flush()
+            if self.progress:
+                tqdm.write(f"epoch {epoch + 1}/{s.epochs}: loss {record['train_loss']:.3f}, val acc largest "
+                           f"{record['val_acc_largest']:.3f} smallest {record['val_acc_smallest']:.3f} "
+                           f"({seconds:.0f} s)")
+            done_now += 1
+        return self.history
