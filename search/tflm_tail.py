@@ -7,44 +7,34 @@ aligned down to its alignment, so padding is modelled exactly by `Tail`.
 """
 from __future__ import annotations
 
+from .tflm_structs import STRUCTS
+
 KERNEL_ALIGNMENT = 16     # MicroAllocator::AllocatePersistentBuffer uses MicroArenaBufferAlignment()
 
 
 def struct_sizes(pointer_size: int) -> dict:
     """sizeof/alignof of the TFLM structs the tail holds: {name: (size, align)}."""
-    p = pointer_size
-    if p not in (4, 8):
-        raise ValueError(f"pointer size must be 4 or 8, got {p}")
+    if pointer_size not in STRUCTS:
+        raise ValueError(f"pointer size must be 4 or 8, got {pointer_size}")
+    sizes = dict(STRUCTS[pointer_size])
+    sizes["MicroBuiltinDataAllocator"] = (2 * pointer_size, pointer_size)   # vptr + allocator pointer
+    return sizes
 
-    def rounded(size, align):
-        return (size + align - 1) // align * align, align
 
-    return {
-        # two vtable pointers, 5 pointers, intptr_t, int
-        "SingleArenaBufferAllocator": rounded(2 * p + 5 * p + p + 4, p),
-        # vptr, 2 ints, 4 pointers, 2 ints, pointer, bool
-        "GreedyMemoryPlanner": rounded(p + 8 + 4 * p + 8 + p + 1, p),
-        # vptr, 4 pointers, bool, size_t, pointer, size_t
-        "MicroAllocator": rounded(p + 4 * p + p + p + p + p, p),
-        "MicroBuiltinDataAllocator": rounded(2 * p, p),
-        "SubgraphAllocations": rounded(2 * p, p),
-        "TfLiteEvalTensor": rounded(2 * p + 4, p),
-        # TfLiteNode (static memory: 6 pointers + int) + registration pointer
-        "NodeAndRegistration": rounded(rounded(6 * p + 4, p)[0] + p, p),
-        "ScratchBufferHandle": rounded(p, p),
-        # quantization {int, ptr}, params {float, int}, data, dims, bytes, type, allocation_type, bool
-        "TfLiteTensor": rounded(rounded(4, p)[0] + p + 8 + 3 * p + 4 + 4 + 1, p),
-        "TfLiteAffineQuantization": rounded(2 * p + 4, p),
-    }
+# The tflite-micro wheel's allocator objects are 32 B larger than the pinned
+# TFLM's Recording* classes (measured on single-op models, see builtin_kernels).
+WHEEL_ALLOCATOR_EXTRA = 32
 
 
 class Tail:
     """Simulates PersistentArenaBufferAllocator: allocations from a 16-aligned end downward."""
 
-    def __init__(self, pointer_size: int):
+    def __init__(self, pointer_size: int, recording: bool = False):
+        """`recording`: the RecordingMicroAllocator the tflite-micro wheel's interpreter uses."""
         self.sizes = struct_sizes(pointer_size)
         self.pointer_size = pointer_size
-        self.used = 0
+        self.recording = recording
+        self.used = WHEEL_ALLOCATOR_EXTRA if recording else 0
 
     def allocate(self, size: int, alignment: int) -> None:
         self.used = (self.used + size + alignment - 1) // alignment * alignment
@@ -55,7 +45,8 @@ class Tail:
 
     def interpreter_start(self, num_tensors: int, num_ops: int) -> None:
         """MicroAllocator::Create + StartModelAllocation (one subgraph)."""
-        for name in ("SingleArenaBufferAllocator", "GreedyMemoryPlanner", "MicroAllocator",
+        prefix = "Recording" if self.recording else ""
+        for name in (prefix + "SingleArenaBufferAllocator", "GreedyMemoryPlanner", prefix + "MicroAllocator",
                      "MicroBuiltinDataAllocator", "SubgraphAllocations"):
             self.allocate_struct(name)
         self.allocate_struct("TfLiteEvalTensor", num_tensors)
@@ -66,10 +57,9 @@ class Tail:
         if size:
             self.allocate(size, KERNEL_ALIGNMENT)
 
-    def builtin_data(self, size: int) -> None:
+    def builtin_data(self, params_struct: str) -> None:
         """Parsed builtin options (MicroBuiltinDataAllocator, alignof the params struct)."""
-        if size:
-            self.allocate(size, 4)
+        self.allocate_struct(params_struct)
 
     def interpreter_finish(self, num_scratch: int, input_channels: list, output_channels: list) -> None:
         """FinishModelAllocation's scratch handles and AllocateTensors' input/output TfLiteTensors.
