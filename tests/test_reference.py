@@ -1,0 +1,209 @@
+"""tflm_ops/reference.py: hand-checked cases of SPEC.md and properties of the ops."""
+import math
+
+import numpy as np
+import pytest
+
+from tflm_ops import reference as R
+from tflm_ops.fixedpoint import mbqm, quantize_multiplier, sat8
+
+ONE = quantize_multiplier(1.0)            # (2^30, 1): MBQM(x, *ONE) == x
+
+
+def rq_of(*reals):
+    return np.array([quantize_multiplier(r) for r in reals], np.int32)
+
+
+def test_linear_hand_case():
+    x = np.array([[1, 2]])
+    w = np.array([[1, 1], [2, -1]], np.int8)
+    # acc = [13, 0]; 13 * 0.5 = 6.5 rounds away from zero to 7; z_out = -3
+    assert R.linear_q(x, w, np.array([10, 0]), rq_of(0.5, 0.5), -3).tolist() == [[4, -3]]
+
+
+def test_low_rank_linear_uses_intermediate_zero_point():
+    x = np.array([[3, -1]])
+    v, bias_v = np.array([[1, 1]], np.int8), np.array([0])
+    u, bias_u = np.array([[1], [-1]], np.int8), np.array([0, 0])
+    # t = sat8(5 + 2) = 7 with z_t = 5; U acts on the raw int8 t (the bias would fold -z_t * sum U)
+    out = R.linear(x, [v, bias_v, rq_of(1.0), u, bias_u, rq_of(1.0, 1.0)], 5, 0)
+    assert out.tolist() == [[7, -7]]
+
+
+def test_layer_norm_hand_case():
+    ln = np.array([[1 << 30, -15, 0], [1 << 30, -15, 5]], np.int32)      # gamma = 1 (in Q16), beta = (0, 5)
+    # d = (2, -2), var = 4, den = 2, n = (+-65536): normalised (+-1) in Q16 -> +-1
+    assert R.layer_norm(np.array([[1, -1]]), ln, 0, 2).tolist() == [[3, 6]]
+
+
+def test_layer_norm_ignores_input_offset_and_is_per_token():
+    rng = np.random.default_rng(0)
+    x = rng.integers(-60, 60, (3, 5, 16))
+    ln = np.stack([rng.integers(1 << 30, 1 << 31, 16), rng.integers(-14, -10, 16), rng.integers(-9, 9, 16)], 1)
+    out = R.layer_norm(x, ln, 100, -4)
+    assert np.array_equal(out, R.layer_norm(x + 7, ln, 100, -4))
+    assert np.array_equal(out[1, 2], R.layer_norm(x[1, 2][None], ln, 100, -4)[0])
+
+
+def test_softmax_hand_cases():
+    assert R.softmax_q15(np.array([5, 5, 5, 5]), 1 << 30, 30).tolist() == [8192] * 4
+    # scores 256 apart with M / 2^S = 1: exactly one octave -> (2/3, 1/3)
+    assert R.softmax_q15(np.array([256, 0]), 1 << 30, 30).tolist() == [21845, 10923]
+    # a gap beyond 16 octaves is clamped to x = 4095, whose EXP2 entry shifts to 0
+    assert R.softmax_q15(np.array([0, -10 ** 6, -10 ** 6]), 1 << 30, 30).tolist() == [32768, 0, 0]
+
+
+def test_softmax_close_to_float():
+    rng = np.random.default_rng(1)
+    a = rng.integers(-3000, 3000, (50, 40))
+    scale = 0.002                                        # real score per integer unit
+    m, s = quantize_multiplier(256.0 * scale / math.log(2.0))
+    p = R.softmax_q15(a, m, 31 - s) / 32768.0
+    f = np.exp(scale * (a - a.max(1, keepdims=True)))
+    f /= f.sum(1, keepdims=True)
+    assert np.abs(p - f).max() < 2e-3
+
+
+def test_residual_identity_and_saturation():
+    x = np.array([[-128, -5, 0, 100, 127]])
+    acc = np.zeros((1, 5))
+    y = R.residual(acc, np.zeros((5, 2), np.int64), x, -10, 20, *ONE)
+    assert y.tolist() == sat8(x + 30).tolist()
+
+
+def _one_hot_patch_embed(image, patch, cls=None):
+    n_in = patch * patch * image.shape[-1]
+    w = np.eye(n_in, dtype=np.int8)
+    t = (image.shape[1] // patch) * (image.shape[2] // patch) + (cls is not None)
+    inputs = [image, w, np.zeros(n_in, np.int32), np.tile(np.array(ONE, np.int32), (n_in, 1)),
+              np.zeros((t, n_in), np.int8)] + ([cls] if cls is not None else [])
+    options = {"version": 1, "patch": patch, "has_cls": int(cls is not None), "pos_zp": 0, "pos_mult": 0,
+               "pos_shift": 0}
+    return R.patch_embed(inputs, options, -128, 0)
+
+
+def test_patch_embed_token_order():
+    image = np.arange(32, dtype=np.int8).reshape(1, 4, 4, 2)
+    tokens = _one_hot_patch_embed(image, 2)
+    assert tokens.shape == (1, 4, 8)
+    # token 1 = patch (row 0, col 1): image[0:2, 2:4, :] in (py, px, ch) order
+    assert tokens[0, 1].tolist() == image[0, 0:2, 2:4, :].reshape(-1).tolist()
+    assert tokens[0, 2].tolist() == image[0, 2:4, 0:2, :].reshape(-1).tolist()
+    cls = np.array([9, -9, 1, 2, 3, 4, 5, 6], np.int8)
+    with_cls = _one_hot_patch_embed(image, 2, cls)
+    assert np.array_equal(with_cls[0, :4], tokens[0]) and with_cls[0, 4].tolist() == cls.tolist()
+
+
+def test_head_mean_pool_of_constant_tokens():
+    ln = np.array([[1 << 30, -15, b] for b in (3, -2, 0)], np.int32)
+    x = np.array([[[7, 7, 7], [1, 1, 1], [-4, -4, -4], [0, 0, 0]]])      # d = 0: LN gives z_h + b_c
+    fc = [np.eye(3, dtype=np.int8), np.zeros(3, np.int32), np.tile(np.array(ONE, np.int32), (3, 1))]
+    m, s = quantize_multiplier(1.0 / 4)
+    options = {"version": 1, "pool": 0, "ln_eps": 0, "ln_zp": 5, "pool_zp": -1, "pool_mult": m, "pool_shift": s}
+    assert R.head([x, ln] + fc, options, 0, 0).tolist() == [[2, -3, -1]]
+    options.update(pool=1)                              # class token: pooled = LN(last token), zp z_h
+    assert R.head([x, ln] + fc, options, 0, 0).tolist() == [[8, 3, 5]]
+
+
+def test_rejects_unknown_version():
+    with pytest.raises(ValueError, match="version"):
+        R.run_op("MCUF_HEAD", [], {"version": 2}, 0, 0)
+
+
+# ---- attention and MLP against a scalar, row-by-row transcription of SPEC 2.2/2.3 -------------
+
+def _random_linear(rng, n_in, n_out, rank):
+    def factor(i, o):
+        return [rng.integers(-127, 128, (o, i)).astype(np.int8), rng.integers(-3000, 3000, o).astype(np.int32),
+                np.stack([rng.integers(1 << 30, 1 << 31, o), rng.integers(-12, -8, o)], 1).astype(np.int32)]
+    return factor(n_in, rank) + factor(rank, n_out) if rank else factor(n_in, n_out)
+
+
+def _random_ln(rng, e):
+    return np.stack([rng.integers(1 << 30, 1 << 31, e), rng.integers(-13, -10, e), rng.integers(-9, 9, e)],
+                    1).astype(np.int32)
+
+
+def _scalar_linear(x, tensors, t_zp, z_out, rows=None):
+    """SPEC 1.1 for one vector, Python ints, optionally only some output rows."""
+    def lq(vec, w, b, rq, z, sel):
+        return [int(sat8(z + mbqm(int(b[o]) + sum(int(vec[i]) * int(w[o, i]) for i in range(len(vec))),
+                                  int(rq[o, 0]), int(rq[o, 1])))) for o in sel]
+    if len(tensors) == 6:
+        x = lq(x, *tensors[:3], t_zp, range(len(tensors[1])))
+        tensors = tensors[3:]
+    return lq(x, *tensors, z_out, range(len(tensors[1])) if rows is None else rows)
+
+
+def _scalar_attention(x, inputs, o, zx, zy):
+    n_qkv = R.linear_tensor_count(o["qkv_rank"])
+    ln, lqkv, lproj = inputs[1], inputs[2:2 + n_qkv], inputs[2 + n_qkv:]
+    t, dim, heads = len(x), o["qkv_dim"], o["heads"]
+    hd = dim // heads
+    norm = [R.layer_norm(np.array([x[j]]), ln, o["ln_eps"], o["ln_zp"])[0] for j in range(t)]
+    keys = [_scalar_linear(norm[j], lqkv, o["qkv_t_zp"], 0, range(dim, 2 * dim)) for j in range(t)]
+    vals = [_scalar_linear(norm[j], lqkv, o["qkv_t_zp"], 0, range(2 * dim, 3 * dim)) for j in range(t)]
+    y = []
+    for i in range(t):
+        q = _scalar_linear(norm[i], lqkv, o["qkv_t_zp"], 0, range(dim))
+        ctx = []
+        for h in range(heads):
+            cols = range(h * hd, (h + 1) * hd)
+            a = [sum(q[c] * keys[j][c] for c in cols) for j in range(t)]
+            p = R.softmax_q15(np.array(a), o["sm_mult"], o["sm_shift"]).tolist()
+            ctx += [int(sat8(mbqm(sum(p[j] * vals[j][c] for j in range(t)), o["ctx_mult"], o["ctx_shift"])))
+                    for c in cols]
+        acc, rq = R.linear_last_acc(np.array([ctx]), lproj, o["proj_t_zp"])
+        y.append(R.residual(acc, rq, np.array([x[i]]), zx, zy, o["res_mult"], o["res_shift"])[0].tolist())
+    return y
+
+
+@pytest.mark.parametrize("qkv_rank,proj_rank", [(0, 0), (3, 2)])
+def test_attention_matches_scalar_spec_transcription(qkv_rank, proj_rank):
+    rng = np.random.default_rng(qkv_rank)
+    e, dim, heads, t = 8, 8, 2, 5
+    inputs = [rng.integers(-128, 128, (2, t, e)).astype(np.int8), _random_ln(rng, e)]
+    inputs += _random_linear(rng, e, 3 * dim, qkv_rank) + _random_linear(rng, dim, e, proj_rank)
+    m, s = quantize_multiplier(0.05)
+    cm, cs = quantize_multiplier(1.0 / 32768)
+    options = {"version": 1, "heads": heads, "qkv_dim": dim, "qkv_rank": qkv_rank, "proj_rank": proj_rank,
+               "ln_eps": 50, "ln_zp": 3, "qkv_t_zp": -2, "proj_t_zp": 4, "sm_mult": m, "sm_shift": 31 - s,
+               "ctx_mult": cm, "ctx_shift": cs, "res_mult": ONE[0], "res_shift": ONE[1]}
+    y = R.attention(inputs, options, -3, 6)
+    for n in range(2):
+        assert y[n].tolist() == _scalar_attention(inputs[0][n], inputs, options, -3, 6)
+
+
+def test_attention_is_permutation_equivariant():
+    rng = np.random.default_rng(5)
+    e, dim, t = 8, 8, 6
+    inputs = [rng.integers(-128, 128, (1, t, e)).astype(np.int8), _random_ln(rng, e)]
+    inputs += _random_linear(rng, e, 3 * dim, 0) + _random_linear(rng, dim, e, 0)
+    m, s = quantize_multiplier(0.05)
+    cm, cs = quantize_multiplier(1.0 / 32768)
+    options = {"version": 1, "heads": 2, "qkv_dim": dim, "qkv_rank": 0, "proj_rank": 0, "ln_eps": 0, "ln_zp": 0,
+               "qkv_t_zp": 0, "proj_t_zp": 0, "sm_mult": m, "sm_shift": 31 - s, "ctx_mult": cm, "ctx_shift": cs,
+               "res_mult": ONE[0], "res_shift": ONE[1]}
+    perm = rng.permutation(t)
+    y = R.attention(inputs, options, 0, 0)
+    y_perm = R.attention([inputs[0][:, perm]] + inputs[1:], options, 0, 0)
+    assert np.array_equal(y[:, perm], y_perm)
+
+
+@pytest.mark.parametrize("fc1_rank,fc2_rank", [(0, 0), (4, 3)])
+def test_mlp_matches_scalar_spec_transcription(fc1_rank, fc2_rank):
+    rng = np.random.default_rng(10 + fc1_rank)
+    e, hidden, t = 6, 10, 3
+    lut = rng.integers(-128, 128, 256).astype(np.int8)
+    l_fc1, l_fc2 = _random_linear(rng, e, hidden, fc1_rank), _random_linear(rng, hidden, e, fc2_rank)
+    x = rng.integers(-128, 128, (1, t, e)).astype(np.int8)
+    ln = _random_ln(rng, e)
+    options = {"version": 1, "hidden": hidden, "fc1_rank": fc1_rank, "fc2_rank": fc2_rank, "ln_eps": 9,
+               "ln_zp": -1, "fc1_t_zp": 2, "fc2_t_zp": -6, "fc1_zp": 7, "gelu_zp": -20,
+               "res_mult": ONE[0], "res_shift": ONE[1]}
+    y = R.mlp([x, ln] + l_fc1 + [lut] + l_fc2, options, 1, -1)
+    for i in range(t):
+        h = R.layer_norm(x[0, i][None], ln, 9, -1)[0]
+        g = [int(lut[a + 128]) for a in _scalar_linear(h, l_fc1, 2, 7)]
+        acc, rq = R.linear_last_acc(np.array([g]), l_fc2, -6)
+        assert y[0, i].tolist() == R.residual(acc, rq, x[0, i][None], 1, -1, *ONE)[0].tolist()
