@@ -16,6 +16,7 @@ predicted head equals TFLM's planned bytes exactly.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 from .greedy_planner import Buffer, align_up, maximum_memory_size, plan_offsets
 from . import tflm_tail
@@ -172,3 +173,193 @@ def custom_graph_plan(config, techniques: Techniques = Techniques()) -> ArenaPla
     return ArenaPlan(tensor_names=activation_names(config), tensor_offsets=tensor_offsets,
                      tensor_bytes=sizes, scratch_bytes=scratch, scratch_offsets=offsets[n_act:],
                      head_bytes=maximum_memory_size(buffers, offsets), config=config, techniques=techniques)
+
+
+# ---- the fast path used by search: same plan, no Buffer objects ---------------------
+
+def _first_fit(size: int, placed: list) -> int:
+    """TFLM's gap search for one online buffer among `placed` (offset, size) live with it."""
+    candidate = 0
+    for offset, other in sorted(placed):
+        if offset - candidate >= size:
+            break
+        candidate = max(candidate, offset + other)
+    return candidate
+
+
+def head_bytes(config, techniques: Techniques = Techniques()) -> int:
+    """`custom_graph_plan(config, techniques).head_bytes`, computed ~20x faster.
+
+    Scratch buffers live only during their op and never overlap each other in
+    time, so TFLM places each one by first fit among the offline tensors live
+    in that scope; tests check equality with the full planner.
+    """
+    depth = config.depth
+    image = align_up(config.image_size * config.image_size * config.channels)
+    tokens = align_up(config.num_tokens * config.embed_dim)
+    logits = align_up(config.num_classes)
+    n_ops = 2 * depth + 2
+    offsets = _group_offsets(config, techniques, image, tokens, logits)
+    image_at, token_at, logits_at = offsets[0], offsets[1:-1], offsets[-1]
+    scratch = scratch_bytes(config)
+    peak = max(image_at + image, logits_at + logits, max(o for o in token_at) + tokens)
+    for op in range(n_ops):
+        scope = op + 1
+        live = []
+        if scope <= 1:
+            live.append((image_at, image))
+        for k in (scope - 2, scope - 1):
+            if 0 <= k <= 2 * depth:
+                live.append((token_at[k], tokens))
+        if scope == n_ops:
+            live.append((logits_at, logits))
+        size = align_up(scratch[op])
+        peak = max(peak, _first_fit(size, live) + size)
+    return peak
+
+
+def _group_offsets(config, techniques, image, tokens, logits) -> list:
+    """Offsets of image, tokens_0..tokens_2d, logits from the greedy plan of the shared groups."""
+    depth = config.depth
+    if techniques.patch_decomposition and techniques.token_overwrite:
+        # Two online groups, {image, tokens_*} over every scope and logits in the last:
+        # the greedy planner puts the larger at 0 (logits first on a tie) and the other after it.
+        shared = max(image, tokens)
+        shared_at, logits_at = (0, shared) if logits < shared else (logits, 0)
+        return [shared_at] * (2 * depth + 2) + [logits_at]
+    lifetimes = _activation_lifetimes(depth)
+    groups = _shared_groups(depth, techniques)
+    sizes = [image] + [tokens] * (2 * depth + 1) + [logits]
+    n = groups[-1] + 1
+    size, first, last = [0] * n, [1 << 30] * n, [-1] * n
+    for g, s, (f, l) in zip(groups, sizes, lifetimes):
+        size[g], first[g], last[g] = max(size[g], s), min(first[g], f), max(last[g], l)
+    offsets = plan_offsets([Buffer(size[g], first[g], last[g]) for g in range(n)])
+    return [offsets[g] for g in groups]
+
+
+# ---- flash -------------------------------------------------------------------------------
+
+# TFLM + the custom kernels + the example app on the Cortex-M7 build (.text + .rodata
+# + .data). PROVISIONAL until the build engineer measures it with arm-none-eabi-size.
+CODE_FLASH_BYTES = 160 * 1024
+CODE_FLASH_NOTE = "provisional constant (not yet measured on the Cortex-M7 build)"
+
+# Flatbuffer overhead of the converter's writer (converter/tflite_writer.py), fitted by
+# least squares on 9 written models (residuals within 7 B; tests/test_memory_flash.py
+# re-checks fresh ones): per constant tensor, per activation tensor, per op, per model,
+# and 12 B (float scale + int64 zero point) per quantization channel.
+FB_PER_CONSTANT = 100
+FB_PER_ACTIVATION = 267
+FB_PER_OP = 51
+FB_FIXED = 204
+FB_PER_CHANNEL = 12
+FB_BUFFER_ALIGNMENT = 16
+
+
+def constant_tensors(config) -> list:
+    """(bytes, quantization channels) of every constant tensor of the custom-op graph,
+    in SPEC order: int8 weights, int32 biases, int32 [n, 2] requant tables, int32 [E, 3]
+    LayerNorm tables, int8 position embedding, class token and GELU LUTs."""
+    e = config.embed_dim
+
+    def linear(n_in, n_out, rank):
+        if rank == 0:
+            return [(n_out * n_in, n_out), (4 * n_out, 0), (8 * n_out, 0)]
+        return [(rank * n_in, rank), (4 * rank, 0), (8 * rank, 0),
+                (n_out * rank, n_out), (4 * n_out, 0), (8 * n_out, 0)]
+
+    out = [(e * config.patch_dim, e), (4 * e, 0), (8 * e, 0), (config.num_tokens * e, 0)]
+    if config.pool == "cls":
+        out.append((e, 0))
+    for i in range(config.depth):
+        out.append((12 * e, 0))
+        out += linear(*config.linear_shape(i, "qkv"), config.qkv_rank[i])
+        out += linear(*config.linear_shape(i, "proj"), config.proj_rank[i])
+        out.append((12 * e, 0))
+        out += linear(*config.linear_shape(i, "fc1"), config.fc1_rank[i])
+        out.append((256, 0))
+        out += linear(*config.linear_shape(i, "fc2"), config.fc2_rank[i])
+    out.append((12 * e, 0))
+    return out + linear(e, config.num_classes, 0)
+
+
+def _align_fb(n: int) -> int:
+    return (n + FB_BUFFER_ALIGNMENT - 1) // FB_BUFFER_ALIGNMENT * FB_BUFFER_ALIGNMENT
+
+
+@lru_cache(maxsize=4096)
+def _linear_flash(n_in: int, n_out: int, rank: int) -> tuple:
+    """(aligned data bytes, quantization channels, tensor count) of one linear layer."""
+    if rank == 0:
+        return _align_fb(n_out * n_in) + _align_fb(4 * n_out) + _align_fb(8 * n_out), n_out, 3
+    data = sum(_align_fb(b) for b in (rank * n_in, 4 * rank, 8 * rank, n_out * rank, 4 * n_out, 8 * n_out))
+    return data, rank + n_out, 6
+
+
+def model_flash_bytes(config) -> int:
+    """Size of the converter's model.tflite for `config` (custom-op graph); the same
+    sum as over `constant_tensors`, by layer for speed."""
+    e = config.embed_dim
+    ln = _align_fb(12 * e)
+    data = (_align_fb(e * config.patch_dim) + _align_fb(4 * e) + _align_fb(8 * e)
+            + _align_fb(config.num_tokens * e) + ln)
+    channels, count = e, 5
+    if config.pool == "cls":
+        data, count = data + _align_fb(e), count + 1
+    head = _linear_flash(e, config.num_classes, 0)
+    data, channels, count = data + head[0], channels + head[1], count + head[2]
+    for i in range(config.depth):
+        q, m = config.qkv_dim[i], config.mlp_hidden[i]
+        data += 2 * ln + 256
+        count += 3
+        for shape in ((e, 3 * q, config.qkv_rank[i]), (q, e, config.proj_rank[i]),
+                      (e, m, config.fc1_rank[i]), (m, e, config.fc2_rank[i])):
+            d, c, n = _linear_flash(*shape)
+            data, channels, count = data + d, channels + c, count + n
+    n_act, n_ops = 2 * config.depth + 3, 2 * config.depth + 2
+    return (data + FB_PER_CHANNEL * channels + FB_PER_CONSTANT * count + FB_PER_ACTIVATION * n_act
+            + FB_PER_OP * n_ops + FB_FIXED)
+
+
+# ---- compute ---------------------------------------------------------------------------
+
+def latency_proxy(config, macs: int | None = None) -> float:
+    """Relative latency: MACs plus the per-element work of LayerNorm, softmax, GELU and
+    requantization (one MAC-equivalent each). Compare subnets with it, never as time."""
+    t, e = config.num_tokens, config.embed_dim
+    elementwise = t * e * (2 * config.depth + 1) * 2                          # LN in, residual out
+    for i in range(config.depth):
+        elementwise += config.num_heads[i] * t * t + t * config.mlp_hidden[i]   # softmax rows, GELU
+    return float((config.macs() if macs is None else macs) + elementwise)
+
+
+# ---- everything search needs, per subnet --------------------------------------------------
+
+@dataclass(frozen=True)
+class Cost:
+    sram: int            # TFLM arena bytes (head + tail) on the 32-bit Cortex-M build
+    flash: int           # model flatbuffer + code
+    macs: int
+    latency: float
+    head: int
+    tail: int
+    model_bytes: int
+
+    def to_dict(self) -> dict:
+        return {"sram": self.sram, "flash": self.flash, "macs": self.macs, "latency_proxy": self.latency,
+                "arena_head": self.head, "arena_tail": self.tail, "model_bytes": self.model_bytes}
+
+
+def evaluate(config, techniques: Techniques = Techniques(), pointer_size: int = 4) -> Cost:
+    """SRAM, flash, MACs and latency proxy of a subnet deployed by this project."""
+    if techniques.operator_integration:
+        head = head_bytes(config, techniques)
+        tail = tflm_tail.custom_graph_tail(config, pointer_size)
+    else:
+        from .builtin_graph import builtin_arena
+        head, tail = builtin_arena(config, pointer_size)
+    model = model_flash_bytes(config)
+    macs = config.macs()
+    return Cost(sram=head + tail, flash=model + CODE_FLASH_BYTES, macs=macs,
+                latency=latency_proxy(config, macs), head=head, tail=tail, model_bytes=model)

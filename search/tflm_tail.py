@@ -7,6 +7,8 @@ aligned down to its alignment, so padding is modelled exactly by `Tail`.
 """
 from __future__ import annotations
 
+from functools import lru_cache
+
 from .tflm_structs import STRUCTS
 
 KERNEL_ALIGNMENT = 16     # MicroAllocator::AllocatePersistentBuffer uses MicroArenaBufferAlignment()
@@ -88,23 +90,21 @@ CUSTOM_OPDATA_BYTES = {
 }
 
 
-def custom_constant_tensors(config) -> int:
-    """Constant tensors of the custom-op graph (SPEC section 2), for the TfLiteEvalTensor array."""
-    def linear(i, name):
-        return 6 if config.rank(i, name) else 3
-    count = 4 + (1 if config.pool == "cls" else 0)            # patch embed: W, bias, rq, pos[, cls]
-    for i in range(config.depth):
-        count += 1 + linear(i, "qkv") + linear(i, "proj")      # attention: ln + 2 linears
-        count += 1 + linear(i, "fc1") + 1 + linear(i, "fc2")   # mlp: ln, fc1, gelu_lut, fc2
-    return count + 1 + 3                                       # head: ln + fc
-
-
 def custom_graph_tail(config, pointer_size: int = 4) -> int:
-    num_ops = 2 * config.depth + 2
-    num_tensors = (2 * config.depth + 3) + custom_constant_tensors(config)
+    low_rank = sum(1 for i in range(config.depth) for r in (config.qkv_rank[i], config.proj_rank[i],
+                                                               config.fc1_rank[i], config.fc2_rank[i]) if r)
+    return _custom_tail(config.depth, low_rank, config.pool, pointer_size)
+
+
+@lru_cache(maxsize=1024)
+def _custom_tail(depth: int, low_rank_linears: int, pool: str, pointer_size: int) -> int:
+    """The tail depends only on tensor and op counts: cached by them."""
+    num_ops = 2 * depth + 2
+    constants = 4 + (pool == "cls") + depth * (1 + 1 + 1 + 4 * 3) + 3 * low_rank_linears + 4
+    num_tensors = (2 * depth + 3) + constants
     tail = Tail(pointer_size)
     tail.interpreter_start(num_tensors, num_ops)
-    ops = ["MCUF_PATCH_EMBED"] + ["MCUF_ATTENTION", "MCUF_MLP"] * config.depth + ["MCUF_HEAD"]
+    ops = ["MCUF_PATCH_EMBED"] + ["MCUF_ATTENTION", "MCUF_MLP"] * depth + ["MCUF_HEAD"]
     for op in ops:
         tail.kernel_buffer(CUSTOM_OPDATA_BYTES[op])
     tail.interpreter_finish(num_ops, input_channels=[1], output_channels=[1])

@@ -1,11 +1,14 @@
 """The memory model: TFLM planner port, the custom-op graph plan and its techniques."""
 import random
+import time
 
 import pytest
 
 from keras_supernet import arch
 from search.greedy_planner import Buffer, any_overlap, maximum_memory_size, plan_offsets, tensor_lifetimes
-from search.memory import Techniques, activation_bytes, custom_graph_plan, scratch_bytes
+from search.memory import (CODE_FLASH_BYTES, FB_FIXED, FB_PER_ACTIVATION, FB_PER_CHANNEL, FB_PER_CONSTANT,
+                           FB_PER_OP, Techniques, activation_bytes, constant_tensors, custom_graph_plan, evaluate,
+                           head_bytes, model_flash_bytes, scratch_bytes)
 
 
 def _plan(buffers):
@@ -107,3 +110,51 @@ def test_scratch_sizes_follow_spec_align4_segments():
     assert sizes[-1] == e + 4 * e + e
     low = config.replace(qkv_rank=[5] * 4)
     assert scratch_bytes(low)[1] == ((2 * t * d + e + 5 + 3) & ~3) + 2 * d + 4 * t
+
+
+@pytest.mark.parametrize("techniques", ALL_TECHNIQUES, ids=lambda t: t.describe())
+def test_fast_head_equals_the_full_tflm_plan(techniques):
+    rng = random.Random(1)
+    configs = [_random_config(rng) for _ in range(150)] + [arch.deit_tiny(), arch.mcuformer_shape()]
+    # num_classes larger than the token buffer puts logits first in the plan
+    configs.append(arch.ArchConfig(image_size=8, channels=1, patch_size=4, embed_dim=8, num_classes=1000,
+                                   num_heads=[1], qkv_dim=[8], mlp_hidden=[8]))
+    for config in configs:
+        assert head_bytes(config, techniques) == custom_graph_plan(config, techniques).head_bytes
+
+
+def test_flash_by_layer_equals_the_tensor_list():
+    rng = random.Random(2)
+    for _ in range(50):
+        config = _random_config(rng)
+        consts = constant_tensors(config)
+        data = sum((b + 15) // 16 * 16 for b, _ in consts)
+        channels = sum(c for _, c in consts)
+        expected = (data + FB_PER_CHANNEL * channels + FB_PER_CONSTANT * len(consts)
+                    + FB_PER_ACTIVATION * (2 * config.depth + 3) + FB_PER_OP * (2 * config.depth + 2) + FB_FIXED)
+        assert model_flash_bytes(config) == expected
+        # int8 weights dominate: at least one byte per weight parameter
+        assert model_flash_bytes(config) > sum(b for b, c in consts if c)
+
+
+def test_tail_counts_every_tensor_and_op():
+    config = arch.fmnist_small()
+    low = config.replace(qkv_rank=[4] * 4)
+    sizes = {4: (12, 32), 8: (24, 64)}            # TfLiteEvalTensor, NodeAndRegistration
+    for pointer, (eval_tensor, node) in sizes.items():
+        # 4 low-rank linears add 3 constant tensors each; alignment padding is below 16 B
+        delta = custom_graph_plan(low).tail_bytes(pointer) - custom_graph_plan(config).tail_bytes(pointer)
+        assert 12 * eval_tensor - 16 < delta <= 12 * eval_tensor + 16
+    assert custom_graph_plan(config).tail_bytes(8) > custom_graph_plan(config).tail_bytes(4)
+
+
+def test_evaluate_is_fast_enough_for_search():
+    rng = random.Random(3)
+    configs = [_random_config(rng) for _ in range(2000)]
+    start = time.perf_counter()
+    costs = [evaluate(c) for c in configs]
+    rate = len(configs) / (time.perf_counter() - start)
+    assert rate > 3000, f"{rate:.0f} evaluations/s"       # >10k/s measured in benchmarks/search_fmnist.py
+    c = costs[0]
+    assert c.sram == c.head + c.tail and c.flash == c.model_bytes + CODE_FLASH_BYTES
+    assert c.macs == configs[0].macs()

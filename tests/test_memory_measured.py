@@ -1,0 +1,80 @@
+"""The memory model against measurement: the tflite-micro wheel's TFLM arena of
+real builtin baselines, and the converter's written custom-op models."""
+import numpy as np
+import pytest
+
+from keras_supernet.arch import ArchConfig
+from search.memory import custom_graph_plan, model_flash_bytes, scratch_bytes
+from search.tflite_graph import plan_graph, read_tflite
+
+CONFIGS = {
+    "mean_depth2": ArchConfig(image_size=28, channels=1, patch_size=4, embed_dim=64, num_classes=10,
+                              num_heads=[2, 2], qkv_dim=[64, 64], mlp_hidden=[128, 128]),
+    "cls_low_rank_rgb": ArchConfig(image_size=32, channels=3, patch_size=4, embed_dim=48, num_classes=10,
+                                   num_heads=[1, 3], qkv_dim=[16, 48], mlp_hidden=[96, 64], qkv_rank=[8, 0],
+                                   proj_rank=[4, 0], fc1_rank=[0, 16], fc2_rank=[0, 12], pool="cls"),
+    "patch7_depth3": ArchConfig(image_size=28, channels=1, patch_size=7, embed_dim=32, num_classes=10,
+                                num_heads=[1, 2, 2], qkv_dim=[16, 32, 32], mlp_hidden=[64, 32, 64]),
+}
+
+
+def _trained_like(config, seed=0):
+    """The static ViT with weights like a trained one's (non-zero biases, LN params),
+    so TFLiteConverter cannot fold them away."""
+    from keras_supernet.static_vit import build_vit
+    model = build_vit(config)
+    rng = np.random.default_rng(seed)
+    for w in model.weights:
+        offset = 1.0 if "gamma" in w.name else 0.0
+        w.assign(rng.normal(0, 0.05, w.shape).astype(np.float32) + offset)
+    return model
+
+
+def _images(config, n=16, seed=0):
+    return np.random.default_rng(seed).random((n, config.image_size, config.image_size, config.channels))
+
+
+@pytest.fixture(scope="module", params=sorted(CONFIGS))
+def builtin_model(request):
+    from converter.baseline import convert_builtin
+    config = CONFIGS[request.param]
+    return config, convert_builtin(_trained_like(config), _images(config))
+
+
+def test_builtin_arena_matches_the_tflite_micro_interpreter(builtin_model):
+    from converter.baseline import tflm_arena
+    _, tflite = builtin_model
+    measured = tflm_arena(tflite)
+    predicted = plan_graph(read_tflite(tflite), pointer_size=8, recording=True)
+    assert predicted.head_bytes == measured["head"]
+    assert abs(predicted.arena_bytes - measured["total"]) <= 0.02 * measured["total"], (predicted, measured)
+
+
+def test_builtin_graph_is_larger_on_host_than_on_cortex_m(builtin_model):
+    _, tflite = builtin_model
+    graph = read_tflite(tflite)
+    m7, host = plan_graph(graph, pointer_size=4), plan_graph(graph, pointer_size=8)
+    assert m7.head_bytes == host.head_bytes and m7.tail_bytes < host.tail_bytes
+
+
+@pytest.mark.parametrize("name", sorted(CONFIGS))
+def test_written_custom_model_has_the_predicted_size_and_plan(name):
+    from converter.float_model import read_weights
+    from converter.pipeline import quantize_model
+    from converter.tflite_writer import to_flatbuffer
+
+    config = CONFIGS[name]
+    model = _trained_like(config)
+    arch, weights = read_weights(model)
+    assert arch == config
+    _, _, qmodel, plan = quantize_model(model, _images(config), progress=False)
+    tflite = to_flatbuffer(qmodel)
+    predicted = model_flash_bytes(config)
+    assert abs(predicted - len(tflite)) <= 0.005 * len(tflite), (predicted, len(tflite))
+    # Read back, the file's offline offsets planned by the TFLM port give the same head.
+    graph = read_tflite(tflite)
+    assert graph.offline_offsets[:len(plan.tensor_offsets)] == plan.tensor_offsets
+    custom_scratch = dict(enumerate(scratch_bytes(config)))
+    reread = plan_graph(graph, pointer_size=4, custom_scratch=custom_scratch)
+    assert reread.head_bytes == custom_graph_plan(config).head_bytes
+    assert reread.tail_bytes == plan.tail_bytes(4)
