@@ -15,7 +15,8 @@ from tqdm import tqdm
 from mcuformer import datasets
 
 from . import pipeline
-from .train import TrainSettings, make_optimizer, smoothed_loss
+from .run_folder import TrainSettings
+from .train import make_optimizer, smoothed_loss
 
 
 def evaluate_model(model: keras.Model, x: np.ndarray, y: np.ndarray, batch_size: int = 500) -> float:

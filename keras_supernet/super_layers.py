@@ -41,7 +41,7 @@ def _truncated_normal(rng, shape):
 
 def svd_factors(dense: np.ndarray) -> tuple:
     """(V, U) with dense == V @ U, components ordered by decreasing singular value."""
-    a, s, bt = np.linalg.svd(dense.astype(np.float64), full_matrices=False)
+    a, s, bt = np.linalg.svd(dense.astype(np.float32), full_matrices=False)
     root = np.sqrt(s)
     return (a * root).astype(np.float32), (root[:, None] * bt).astype(np.float32)
 

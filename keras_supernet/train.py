@@ -8,9 +8,7 @@ ckpt/ (tf.train checkpoints), history.json (per-epoch metrics), logs/ (TensorBoa
 """
 from __future__ import annotations
 
-import dataclasses
 import json
-import shutil
 import time
 from pathlib import Path
 
@@ -25,48 +23,11 @@ from mcuformer.errors import UserError
 
 from . import pipeline
 from .arch import ArchConfig
+from .run_folder import TrainSettings, prepare_run_folder, read_run, trained_space
 from .space import SearchSpace
 from .supernet import Supernet, resize_images
 
-SAMPLING = ("sandwich", "uniform")
 NO_DECAY = ["bias", "norm", "pos", "cls"]
-
-
-@dataclasses.dataclass
-class TrainSettings:
-    epochs: int = 10
-    batch_size: int = 128
-    lr: float = 1e-3
-    min_lr_ratio: float = 0.01
-    weight_decay: float = 0.05
-    warmup_epochs: float = 1.0
-    label_smoothing: float = 0.1
-    sampling: str = "sandwich"      # sandwich: largest + smallest + `num_random` random per step
-    num_random: int = 2
-    distill: bool = True            # sandwich only: the largest subnet teaches the others
-    augment: bool = True
-    clipnorm: float = 1.0
-    val_fraction: float = 0.1
-    train_limit: int = 0            # 0 = the whole training split
-    val_limit: int = 0
-    seed: int = 0
-
-    def __post_init__(self):
-        def bad(field, message):
-            raise UserError(f"training settings: {field}: {message}")
-
-        if self.sampling not in SAMPLING:
-            bad("sampling", f"must be one of {', '.join(SAMPLING)}, got {self.sampling!r}")
-        if self.distill and self.sampling != "sandwich":
-            bad("distill", "in-place distillation needs sandwich sampling (the largest subnet is the teacher)")
-        for name in ("epochs", "batch_size"):
-            if getattr(self, name) < 1:
-                bad(name, f"must be at least 1, got {getattr(self, name)}")
-        if self.lr <= 0 or not 0 <= self.label_smoothing < 1 or self.weight_decay < 0 or self.warmup_epochs < 0:
-            bad("lr", "lr must be > 0, label_smoothing in [0, 1), weight_decay and warmup_epochs >= 0")
-
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
 
 
 # ---- shared by supernet training and subnet fine-tuning --------------------------------
@@ -117,32 +78,11 @@ def log_scalar(tag: str, value: float) -> None:
 
 # ---- the run folder ----------------------------------------------------------------------
 
-def read_run(out: Path) -> dict:
-    try:
-        return json.loads((out / "run.json").read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise UserError(f"{out} is not a supernet training folder (run.json unreadable: {exc})") from None
-
-
-def check_same_space(run: dict, space: SearchSpace, out: Path) -> None:
-    if run.get("fingerprint") != space.fingerprint():
-        raise UserError(f"{out} holds a supernet of space {run.get('space', {}).get('name')!r} "
-                        f"(fingerprint {run.get('fingerprint')}), not of space {space.name!r} "
-                        f"({space.fingerprint()}); use the same --space or another --out")
-
-
 def load_supernet(out, space: SearchSpace | None = None) -> Supernet:
     """The supernet of a training folder with its latest checkpoint's weights."""
-    out = Path(out)
-    run = read_run(out)
-    stored = SearchSpace.from_dict(run["space"])
-    if space is not None:
-        check_same_space(run, space, out)
-    latest = tf.train.latest_checkpoint(str(out / "ckpt"))
-    if latest is None:
-        raise UserError(f"{out} has no checkpoint yet; train at least one epoch (mcuformer train-supernet)")
-    supernet = Supernet(stored, seed=run["settings"]["seed"])
-    _restore(tf.train.Checkpoint(model=supernet), latest).expect_partial()
+    stored = trained_space(out, space)
+    supernet = Supernet(stored, seed=read_run(out)["settings"]["seed"])
+    _restore(tf.train.Checkpoint(model=supernet), tf.train.latest_checkpoint(str(Path(out) / "ckpt"))).expect_partial()
     return supernet
 
 
@@ -166,7 +106,7 @@ class SupernetTrainer:
         self.space, self.settings, self.out = space, settings, Path(out)
         self.strategy = strategy or tf.distribute.get_strategy()
         self.progress = progress
-        self._prepare_folder(resume, force, data.name)
+        prepare_run_folder(self.out, space, settings, resume, force, data.name)
         size = space.max_dims()["image_size"]
         self.x_train, self.y_train, self.x_val, self.y_val = pipeline.split_data(
             data, size, space.channels, settings.val_fraction, settings.train_limit, settings.val_limit)
@@ -185,28 +125,6 @@ class SupernetTrainer:
         if self.manager.latest_checkpoint:
             _restore(self.checkpoint, self.manager.latest_checkpoint)
             self.history = self._read_history()[:int(self.epoch.numpy())]
-
-    def _prepare_folder(self, resume: bool, force: bool, data_name: str) -> None:
-        run_file = self.out / "run.json"
-        settings = self.settings.to_dict()
-        if run_file.exists():
-            run = read_run(self.out)
-            check_same_space(run, self.space, self.out)
-            if force:
-                for part in ("ckpt", "logs", "history.json"):
-                    path = self.out / part
-                    shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink(missing_ok=True)
-            elif not resume:
-                raise UserError(f"{self.out} already holds a supernet training run; pass --resume to continue "
-                                f"it or --force to start over")
-            else:
-                changed = [k for k, v in run["settings"].items() if k != "epochs" and settings.get(k) != v]
-                if changed:
-                    raise UserError(f"cannot resume {self.out}: setting {changed[0]!r} was "
-                                    f"{run['settings'][changed[0]]!r}, now {settings[changed[0]]!r}")
-        self.out.mkdir(parents=True, exist_ok=True)
-        atomic.write_json(run_file, {"space": self.space.to_dict(), "fingerprint": self.space.fingerprint(),
-                                     "settings": settings, "data": data_name})
 
     def _read_history(self) -> list:
         path = self.out / "history.json"

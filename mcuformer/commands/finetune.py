@@ -55,20 +55,15 @@ def save_keras_atomic(model, out: Path) -> None:
 
 def run(args) -> int:
     from mcuformer import datasets
-    from keras_supernet.finetune import clear_backup, evaluate_model, finetune_subnet
-    from keras_supernet.pipeline import split_data
-    from keras_supernet.supernet import export_subnet
-    from keras_supernet.train import TrainSettings, load_supernet, quiet_tensorflow
+    from keras_supernet.run_folder import TrainSettings, trained_space
 
-    quiet_tensorflow()
     out = Path(args.out)
     if out.suffix != ".keras":
         raise UserError(f"--out {out}: the model file must end in .keras")
     if out.exists() and not args.force:
         raise UserError(f"output {out} already exists; pass --force to replace it")
     arch = load_arch(args.arch)
-    supernet = load_supernet(args.supernet)
-    supernet.space.check(arch)
+    trained_space(args.supernet).check(arch)
     settings = TrainSettings(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                              weight_decay=args.weight_decay, warmup_epochs=args.warmup_epochs,
                              label_smoothing=args.label_smoothing, sampling="uniform", distill=False,
@@ -77,16 +72,25 @@ def run(args) -> int:
     if data.num_classes != arch.num_classes:
         raise UserError(f"dataset {data.name!r} has {data.num_classes} classes but the subnet has "
                         f"num_classes {arch.num_classes}")
+
+    from keras_supernet.finetune import clear_backup, evaluate_model, finetune_subnet   # TensorFlow loads now
+    from keras_supernet.pipeline import split_data
+    from keras_supernet.supernet import export_subnet
+    from keras_supernet.train import load_supernet, quiet_tensorflow
+
+    quiet_tensorflow()
+    supernet = load_supernet(args.supernet)
     x_tr, y_tr, x_val, y_val = split_data(data, arch.image_size, arch.channels, train_limit=args.train_limit,
                                           val_limit=args.val_limit)
     model = export_subnet(supernet, arch)
     inherited = evaluate_model(model, x_val, y_val)
     backup = out.with_name(f".{out.name}.backup")
     meta = {"supernet": str(Path(args.supernet).resolve()), "arch": arch.to_dict(), "settings": settings.to_dict()}
-    if backup.exists() and json.loads((backup / "meta.json").read_text() if (backup / "meta.json").exists() else "{}") != meta:
+    meta_file = backup / "meta.json"
+    if backup.exists() and (not meta_file.exists() or json.loads(meta_file.read_text()) != meta):
         clear_backup(backup)          # a backup of another run: start over
     backup.mkdir(parents=True, exist_ok=True)
-    (backup / "meta.json").write_text(json.dumps(meta))
+    meta_file.write_text(json.dumps(meta))
     history = finetune_subnet(model, x_tr, y_tr, x_val, y_val, settings, backup_dir=backup)
     save_keras_atomic(model, out)
     clear_backup(backup)

@@ -5,6 +5,8 @@ continue after an interruption. TensorBoard logs go to OUT/logs.
 """
 from __future__ import annotations
 
+from mcuformer.errors import UserError
+
 from .common import add_data, add_out
 
 
@@ -44,10 +46,9 @@ def make_strategy(name: str):
 
 def run(args) -> int:
     from mcuformer import datasets
+    from keras_supernet.run_folder import TrainSettings, prepare_run_folder
     from keras_supernet.space import SearchSpace
-    from keras_supernet.train import SupernetTrainer, TrainSettings, quiet_tensorflow
 
-    quiet_tensorflow()
     space = SearchSpace.load(args.space)
     settings = TrainSettings(
         epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay,
@@ -55,6 +56,14 @@ def run(args) -> int:
         num_random=args.num_random, distill=args.sampling == "sandwich" and not args.no_distill,
         augment=not args.no_augment, train_limit=args.train_limit, val_limit=args.val_limit, seed=args.seed)
     data = datasets.load(args.data)
+    if data.num_classes != space.num_classes:
+        raise UserError(f"dataset {data.name!r} has {data.num_classes} classes but space {space.name!r} "
+                        f"has num_classes {space.num_classes}")
+    prepare_run_folder(args.out, space, settings, args.resume, args.force, data.name, check_only=True)
+
+    from keras_supernet.train import SupernetTrainer, quiet_tensorflow   # TensorFlow loads only now
+
+    quiet_tensorflow()
     trainer = SupernetTrainer(space, settings, args.out, data, strategy=make_strategy(args.strategy),
                               resume=args.resume, force=args.force)
     history = trainer.fit()

@@ -1,0 +1,108 @@
+"""The supernet training folder and settings (no TensorFlow: commands check them first).
+
+Folder: run.json (space + fingerprint + settings), ckpt/, history.json, logs/.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import shutil
+from pathlib import Path
+
+from mcuformer import atomic
+from mcuformer.errors import UserError
+
+from .space import SearchSpace
+
+SAMPLING = ("sandwich", "uniform")
+
+
+@dataclasses.dataclass
+class TrainSettings:
+    epochs: int = 10
+    batch_size: int = 128
+    lr: float = 1e-3
+    min_lr_ratio: float = 0.01
+    weight_decay: float = 0.05
+    warmup_epochs: float = 1.0
+    label_smoothing: float = 0.1
+    sampling: str = "sandwich"      # sandwich: largest + smallest + `num_random` random per step
+    num_random: int = 2
+    distill: bool = True            # sandwich only: the largest subnet teaches the others
+    augment: bool = True
+    clipnorm: float = 1.0
+    val_fraction: float = 0.1
+    train_limit: int = 0            # 0 = the whole training split
+    val_limit: int = 0
+    seed: int = 0
+
+    def __post_init__(self):
+        def bad(field, message):
+            raise UserError(f"training settings: {field}: {message}")
+
+        if self.sampling not in SAMPLING:
+            bad("sampling", f"must be one of {', '.join(SAMPLING)}, got {self.sampling!r}")
+        if self.distill and self.sampling != "sandwich":
+            bad("distill", "in-place distillation needs sandwich sampling (the largest subnet is the teacher)")
+        for name in ("epochs", "batch_size"):
+            if getattr(self, name) < 1:
+                bad(name, f"must be at least 1, got {getattr(self, name)}")
+        if self.lr <= 0 or not 0 <= self.label_smoothing < 1 or self.weight_decay < 0 or self.warmup_epochs < 0:
+            bad("lr", "lr must be > 0, label_smoothing in [0, 1), weight_decay and warmup_epochs >= 0")
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def read_run(out) -> dict:
+    out = Path(out)
+    try:
+        return json.loads((out / "run.json").read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise UserError(f"{out} is not a supernet training folder (run.json unreadable: {exc})") from None
+
+
+def check_same_space(run: dict, space: SearchSpace, out: Path) -> None:
+    if run.get("fingerprint") != space.fingerprint():
+        raise UserError(f"{out} holds a supernet of space {run.get('space', {}).get('name')!r} "
+                        f"(fingerprint {run.get('fingerprint')}), not of space {space.name!r} "
+                        f"({space.fingerprint()}); use the same --space or another --out")
+
+
+def prepare_run_folder(out: Path, space: SearchSpace, settings: TrainSettings, resume: bool, force: bool,
+                       data_name: str, check_only: bool = False) -> None:
+    """Refuse a folder of another space, an existing run without resume/force, or a resume with
+    changed settings; then (unless `check_only`) clear it for --force and write run.json."""
+    out = Path(out)
+    run_file = out / "run.json"
+    current = settings.to_dict()
+    if run_file.exists() and not force:
+        run = read_run(out)
+        check_same_space(run, space, out)
+        if not resume:
+            raise UserError(f"{out} already holds a supernet training run; pass --resume to continue "
+                            f"it or --force to start over")
+        changed = [k for k, v in run["settings"].items() if k != "epochs" and current.get(k) != v]
+        if changed:
+            raise UserError(f"cannot resume {out}: setting {changed[0]!r} was "
+                            f"{run['settings'][changed[0]]!r}, now {current[changed[0]]!r}")
+    if check_only:
+        return
+    if force:
+        for part in ("ckpt", "logs", "history.json"):
+            path = out / part
+            shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink(missing_ok=True)
+    out.mkdir(parents=True, exist_ok=True)
+    atomic.write_json(run_file, {"space": space.to_dict(), "fingerprint": space.fingerprint(),
+                                 "settings": current, "data": data_name})
+
+
+def trained_space(out, space: SearchSpace | None = None) -> SearchSpace:
+    """The space of a training folder that has a checkpoint (refusing another `space`)."""
+    out = Path(out)
+    run = read_run(out)
+    if space is not None:
+        check_same_space(run, space, out)
+    if not (out / "ckpt" / "checkpoint").exists():
+        raise UserError(f"{out} has no checkpoint yet; train at least one epoch (mcuformer train-supernet)")
+    return SearchSpace.from_dict(run["space"])

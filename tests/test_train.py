@@ -1,0 +1,117 @@
+"""Supernet training: exact kill-and-resume, refusing another space's run, TensorBoard
+logs, and the train-supernet / finetune commands end to end (tiny settings)."""
+import json
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from conftest import assert_one_line_error, run_cli
+from keras_supernet import static_vit
+from keras_supernet.space import SearchSpace
+from keras_supernet.supernet import export_subnet
+from keras_supernet.train import SupernetTrainer, TrainSettings, evaluate_subnet, load_supernet
+from mcuformer.errors import UserError
+
+TINY = {"name": "tiny_fmnist", "channels": 1, "num_classes": 10, "head_dim": 8, "image_size": [28],
+        "patch_size": [7, 14], "embed_dim": [16, 24], "depth": [1, 2], "num_heads": [1, 2],
+        "mlp_ratio": [1, 2], "rank_ratio": [0.5, "full"]}
+SETTINGS = dict(epochs=2, batch_size=64, train_limit=256, val_limit=200, num_random=1, seed=3)
+
+
+def make(out, data, space=None, resume=False, force=False, **changes):
+    return SupernetTrainer(space or SearchSpace.from_dict(TINY), TrainSettings(**{**SETTINGS, **changes}), out,
+                           data, strategy=tf.distribute.OneDeviceStrategy("/cpu:0"), progress=False,
+                           resume=resume, force=force)
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory, fashion_mnist):
+    out = tmp_path_factory.mktemp("run") / "uninterrupted"
+    run = make(out, fashion_mnist)
+    run.fit()
+    return run
+
+
+def test_kill_and_resume_gives_the_same_weights(uninterrupted, fashion_mnist, tmp_path):
+    first = make(tmp_path / "run", fashion_mnist)
+    first.fit(stop_after=1)                                # "killed" after epoch 1's checkpoint
+    assert int(first.optimizer.iterations) == first.steps_per_epoch
+    resumed = make(tmp_path / "run", fashion_mnist, resume=True)
+    assert int(resumed.epoch.numpy()) == 1 and len(resumed.history) == 1
+    resumed.fit()
+    assert int(resumed.optimizer.iterations) == int(uninterrupted.optimizer.iterations)
+    for a, b in zip(uninterrupted.supernet.weights, resumed.supernet.weights):
+        assert np.array_equal(a.numpy(), b.numpy()), a.name
+    for a, b in zip(uninterrupted.optimizer.variables(), resumed.optimizer.variables()):
+        assert np.array_equal(a.numpy(), b.numpy()), a.name
+    strip = lambda h: [{k: v for k, v in r.items() if k != "epoch_seconds"} for r in h]   # noqa: E731
+    assert strip(resumed.history) == strip(uninterrupted.history)
+    assert strip(json.loads((tmp_path / "run" / "history.json").read_text())) == strip(uninterrupted.history)
+
+
+def test_training_learns_and_logs(uninterrupted):
+    history = uninterrupted.history
+    assert [r["epoch"] for r in history] == [1, 2]
+    assert history[1]["train_loss"] < history[0]["train_loss"]
+    assert history[1]["lr"] < history[0]["lr"]                      # cosine decay after warmup
+    events = list((uninterrupted.out / "logs").glob("events.out.tfevents.*"))
+    assert events
+    tags = {v.tag for e in events for ev in tf.compat.v1.train.summary_iterator(str(e)) for v in ev.summary.value}
+    assert {"train_loss", "val_acc_largest", "val_acc_smallest", "lr"} <= tags
+
+
+def test_load_supernet_restores_the_trained_weights(uninterrupted, fashion_mnist):
+    loaded = load_supernet(uninterrupted.out)
+    config = loaded.space.sample(1)
+    x, y = uninterrupted.x_val, uninterrupted.y_val
+    assert evaluate_subnet(loaded, config, x, y) == evaluate_subnet(uninterrupted.supernet, config, x, y)
+    a = export_subnet(loaded, config).get_weights()
+    b = export_subnet(uninterrupted.supernet, config).get_weights()
+    assert all(np.array_equal(p, q) for p, q in zip(a, b))
+
+
+def test_another_space_or_setting_is_refused(uninterrupted, fashion_mnist):
+    other = SearchSpace.from_dict({**TINY, "embed_dim": [16, 32]})
+    with pytest.raises(UserError, match="holds a supernet of space 'tiny_fmnist'.*use the same --space"):
+        make(uninterrupted.out, fashion_mnist, space=other, resume=True)
+    with pytest.raises(UserError, match="holds a supernet of space"):
+        load_supernet(uninterrupted.out, space=other)
+    with pytest.raises(UserError, match="pass --resume to continue it or --force"):
+        make(uninterrupted.out, fashion_mnist)
+    with pytest.raises(UserError, match="setting 'lr' was 0.001, now 0.01"):
+        make(uninterrupted.out, fashion_mnist, resume=True, lr=0.01)
+    with pytest.raises(UserError, match="distill: in-place distillation needs sandwich"):
+        TrainSettings(sampling="uniform", distill=True)
+
+
+def test_cli_train_then_finetune(tmp_path):
+    space = tmp_path / "tiny.yaml"
+    space.write_text(json.dumps(TINY))
+    out = tmp_path / "sn"
+    args = ["--space", str(space), "--out", str(out), "--epochs", "1", "--batch-size", "64",
+            "--train-limit", "256", "--val-limit", "200", "--sampling", "uniform"]
+    proc = run_cli("train-supernet", *args)
+    assert proc.returncode == 0, proc.stderr
+    assert "val acc largest" in proc.stdout and (out / "ckpt" / "checkpoint").exists()
+    assert_one_line_error(run_cli("train-supernet", *args), "pass --resume")
+
+    config = SearchSpace.from_dict(TINY).sample(4)
+    arch = tmp_path / "arch.json"
+    arch.write_text(json.dumps(config.to_dict()))
+    model_path = tmp_path / "model.keras"
+    ft = ["finetune", "--supernet", str(out), "--arch", str(arch), "--out", str(model_path), "--epochs", "1",
+          "--batch-size", "64", "--train-limit", "256", "--val-limit", "200"]
+    proc = run_cli(*ft)
+    assert proc.returncode == 0, proc.stderr
+    assert "fine-tuned" in proc.stdout
+    model = static_vit.load_vit(model_path)
+    assert static_vit.arch_from_model(model) == config
+    assert not any(p.name.startswith(".model.keras") for p in tmp_path.iterdir())   # no temp/backup left
+    assert_one_line_error(run_cli(*ft), "already exists")
+
+    outside = config.replace(embed_dim=32, mlp_hidden=[32] * config.depth)
+    arch.write_text(json.dumps(outside.to_dict()))
+    assert_one_line_error(run_cli(*ft, "--force"), "embed_dim: 32 is not one of")
+    space.write_text(json.dumps({**TINY, "depth": []}))
+    assert_one_line_error(run_cli("train-supernet", *args, "--resume"), "depth: needs at least one choice")
