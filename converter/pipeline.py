@@ -91,20 +91,24 @@ def _report(arch, qmodel, plan, tflite: bytes) -> dict:
 def convert(model_path, out, dataset, options: ConvertOptions = ConvertOptions(), force=False,
             progress=True) -> dict:
     """Convert the saved static ViT at `model_path` into the folder `out`; returns the report."""
-    from keras_supernet.static_vit import load_vit
+    from keras_supernet.static_vit import arch_from_model, load_vit
 
     out = Path(out)
     if out.exists() and not force:
         raise UserError(f"output folder {out} already exists; pass --force to replace it")
-    steps = tqdm(total=5, desc="convert", unit="step", disable=not progress)
     try:
         model = load_vit(model_path)
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, TypeError) as exc:
         raise UserError(f"cannot load {model_path} as a saved static ViT (.keras): {str(exc).splitlines()[0]}") \
             from None
     x_train = dataset.x_train.astype(np.float64) / 255.0
     rng = np.random.default_rng(options.seed)
-    calib = x_train[rng.permutation(len(x_train))[:options.calib]]
+    calib = cal.check_images(arch_from_model(model), x_train[rng.permutation(len(x_train))[:options.calib]])
+    with tqdm(total=5, desc="convert", unit="step", disable=not progress) as steps:
+        return _convert_steps(model, calib, out, dataset, options, force, progress, steps)
+
+
+def _convert_steps(model, calib, out, dataset, options, force, progress, steps) -> dict:
     steps.set_postfix_str("calibrate + quantize")
     arch, weights, qmodel, plan = quantize_model(model, calib, options, progress)
     steps.update()
@@ -138,5 +142,4 @@ def convert(model_path, out, dataset, options: ConvertOptions = ConvertOptions()
         steps.update()
         (tmp / "report.json").write_text(json.dumps(report, indent=2) + "\n")
         steps.update()
-    steps.close()
     return report

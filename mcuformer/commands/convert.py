@@ -19,15 +19,23 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
+    from pathlib import Path
+
     from mcuformer import datasets
     from mcuformer.errors import UserError
-    from converter.pipeline import ConvertOptions, convert
 
+    # checked before TensorFlow loads, so these errors are instant
+    if Path(args.out).exists() and not args.force:
+        raise UserError(f"output folder {args.out} already exists; pass --force to replace it")
+    if not Path(args.subnet).exists():
+        raise UserError(f"subnet {args.subnet} does not exist; pass a saved static ViT (.keras)")
     if args.calib < 1:
         raise UserError(f"--calib must be at least 1, got {args.calib}")
     if not 50.0 < args.percentile <= 100.0:
         raise UserError(f"--percentile must be in (50, 100], got {args.percentile}")
     dataset = datasets.load(args.data)
+    from converter.pipeline import ConvertOptions, convert
+
     options = ConvertOptions(calib=args.calib, method=args.method, percentile=args.percentile,
                              eval_images=args.eval, baseline=not args.no_baseline)
     report = convert(args.subnet, args.out, dataset, options, force=args.force)

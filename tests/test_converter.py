@@ -1,0 +1,194 @@
+"""converter/: float mirror, PTQ accuracy, flatbuffer round trip, builtin baseline in TFLM, CLI, bad input."""
+import numpy as np
+import pytest
+from conftest import assert_one_line_error, run_cli
+
+import tf_keras as keras
+
+from converter import baseline
+from converter.calibrate import calibrate
+from converter.float_model import forward, read_weights
+from converter.interpreter import load_tflite, run_tflite
+from converter.pipeline import ConvertOptions, quantize_model
+from converter.qmodel import quantize_images, run
+from converter.tflite_writer import to_flatbuffer
+from keras_supernet.arch import ArchConfig
+from keras_supernet.static_vit import build_vit
+from mcuformer.errors import UserError
+from search.memory import custom_graph_plan
+
+TINY = ArchConfig(image_size=28, channels=1, patch_size=7, embed_dim=48, num_classes=10, num_heads=(2, 2),
+                  qkv_dim=(48, 48), mlp_hidden=(96, 96), fc1_rank=(0, 16))
+
+
+@pytest.fixture(scope="session")
+def trained(fashion_mnist, tmp_path_factory):
+    """A tiny ViT trained briefly on Fashion-MNIST (about 20 s), saved as .keras."""
+    keras.utils.set_random_seed(0)
+    model = build_vit(TINY)
+    model.compile(optimizer=keras.optimizers.Adam(3e-3),
+                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    model.fit(fashion_mnist.x_train[:20000] / 255.0, fashion_mnist.y_train[:20000], epochs=3, batch_size=128,
+              verbose=0)
+    path = tmp_path_factory.mktemp("subnet") / "tiny.keras"
+    model.save(path)
+    return model, path
+
+
+@pytest.fixture(scope="session")
+def converted(trained, fashion_mnist, tmp_path_factory):
+    model, _ = trained
+    calib = fashion_mnist.x_train[np.random.default_rng(0).permutation(60000)[:300]] / 255.0
+    arch, weights, qmodel, plan = quantize_model(model, calib, ConvertOptions(), progress=False)
+    path = tmp_path_factory.mktemp("model") / "model.tflite"
+    path.write_bytes(to_flatbuffer(qmodel))
+    return arch, weights, qmodel, plan, path
+
+
+def _random_model(config):
+    model = build_vit(config)
+    rng = np.random.default_rng(0)
+    for w in model.weights:
+        w.assign(rng.normal(0, 0.1, w.shape))
+    return model
+
+
+@pytest.mark.parametrize("pool", ["mean", "cls"])
+def test_float_mirror_matches_keras(pool):
+    config = TINY.replace(pool=pool, qkv_rank=[6, 0], proj_rank=[0, 5], fc2_rank=[7, 0])
+    model = _random_model(config)
+    arch, weights = read_weights(model)
+    images = np.random.default_rng(1).random((3, 28, 28, 1)).astype(np.float32)
+    assert arch == config
+    np.testing.assert_allclose(forward(arch, weights, images), model(images).numpy(), atol=1e-4)
+
+
+@pytest.mark.slow
+def test_int8_accuracy_within_one_point_of_float(trained, converted, fashion_mnist):
+    model, _ = trained
+    *_, path = converted
+    x, y = fashion_mnist.x_test, fashion_mnist.y_test
+    float_acc = np.mean(model.predict(x / 255.0, batch_size=500, verbose=0).argmax(1) == y)
+    int8_acc = np.mean(run_tflite(path, quantize_images(x / 255.0)).argmax(1) == y)
+    assert float_acc > 0.7                              # the model did learn
+    assert abs(float_acc - int8_acc) <= 0.01, (float_acc, int8_acc)
+
+
+def test_flatbuffer_round_trip_in_tflm_schema(converted, fashion_mnist):
+    from tflite_micro.tensorflow.lite.micro.python import schema_py_generated as schema
+    from flatbuffers import flexbuffers
+
+    arch, _, qmodel, plan, path = converted
+    buf = path.read_bytes()
+    model = schema.Model.GetRootAs(buf, 0)
+    assert buf[4:8] == b"TFL3" and model.Version() == 3 and model.SubgraphsLength() == 1
+    assert model.Buffers(0).DataLength() == 0
+    for i in range(1, model.BuffersLength()):
+        b = model.Buffers(i)
+        if b.DataLength():
+            assert b._tab.Vector(b._tab.Offset(4)) % 16 == 0, f"buffer {i} is not 16-byte aligned"
+    codes = {model.OperatorCodes(i).CustomCode().decode() for i in range(model.OperatorCodesLength())}
+    assert codes == {"MCUF_PATCH_EMBED", "MCUF_ATTENTION", "MCUF_MLP", "MCUF_HEAD"}
+    for i in range(model.OperatorCodesLength()):
+        oc = model.OperatorCodes(i)
+        assert oc.BuiltinCode() == schema.BuiltinOperator.CUSTOM and oc.Version() == 1
+    g = model.Subgraphs(0)
+    names = [g.Tensors(i).Name().decode() for i in range(g.TensorsLength())]
+    assert names[:2 * arch.depth + 3] == plan.tensor_names
+    assert g.InputsAsNumpy().tolist() == [0] and g.OutputsAsNumpy().tolist() == [2 * arch.depth + 2]
+    image_q = g.Tensors(0).Quantization()
+    assert image_q.ZeroPoint(0) == -128 and abs(image_q.Scale(0) - 1 / 255) < 1e-9
+    for i in range(g.OperatorsLength()):
+        options = flexbuffers.Loads(g.Operators(i).CustomOptionsAsNumpy().tobytes())
+        assert options == qmodel.ops[i].options and options["version"] == 1
+    meta = {model.Metadata(i).Name().decode(): model.Metadata(i).Buffer() for i in range(model.MetadataLength())}
+    offline = np.frombuffer(model.Buffers(meta["OfflineMemoryAllocation"]).DataAsNumpy().tobytes(), np.int32)
+    n = g.TensorsLength()
+    assert offline.tolist() == [1, 0, n] + list(plan.tensor_offsets) + [-1] * (n - len(plan.tensor_offsets))
+    images = quantize_images(fashion_mnist.x_test[:64] / 255.0)
+    assert np.array_equal(run_tflite(path, images), run(qmodel, images))
+    assert len(load_tflite(path).ops) == 2 * arch.depth + 2
+
+
+def test_builtin_baseline_runs_in_tflm(trained, fashion_mnist):
+    from tflite_micro.tensorflow.lite.micro.python import schema_py_generated as schema
+
+    model, _ = trained
+    tflite = baseline.convert_builtin(model, fashion_mnist.x_train[:50] / 255.0, samples=50)
+    m = schema.Model.GetRootAs(tflite, 0)
+    assert all(m.OperatorCodes(i).BuiltinCode() != schema.BuiltinOperator.CUSTOM
+               for i in range(m.OperatorCodesLength()))
+    x = fashion_mnist.x_test[:100]
+    out = baseline.run_builtin(tflite, quantize_images(x / 255.0))
+    agree = np.mean(out.argmax(1) == model.predict(x / 255.0, verbose=0).argmax(1))
+    assert agree >= 0.9, agree
+    arena = baseline.tflm_arena(tflite)
+    assert arena["total"] == arena["head"] + arena["tail"] > 0
+
+
+# ---- bad input --------------------------------------------------------------------------
+
+def test_unsupported_layer_is_named_with_supported_set():
+    model = build_vit(TINY)
+    extended = keras.Model(model.input, keras.layers.Dense(3, name="extra_dense")(model.output))
+    with pytest.raises(UserError, match=r"extra_dense.*Dense.*supported layers: InputLayer, PatchEmbed"):
+        read_weights(extended)
+
+
+def test_calibration_data_of_wrong_shape():
+    arch, weights = read_weights(_random_model(TINY))
+    with pytest.raises(UserError, match=r"shape \(4, 32, 32, 1\).*\(N, 28, 28, 1\)"):
+        calibrate(arch, weights, np.zeros((4, 32, 32, 1)), progress=False)
+
+
+@pytest.mark.parametrize("damage", ["truncated", "half", "identifier", "garbage", "empty"])
+def test_corrupt_tflite_is_a_user_error(converted, tmp_path, damage):
+    buf = converted[-1].read_bytes()
+    bad = {"truncated": buf[:-40], "half": buf[:len(buf) // 2], "identifier": buf[:4] + b"XXXX" + buf[8:],
+           "garbage": bytes(np.random.default_rng(0).integers(0, 256, 4096, np.uint8)), "empty": b""}[damage]
+    path = tmp_path / "bad.tflite"
+    path.write_bytes(bad)
+    with pytest.raises(UserError, match="corrupt or truncated"):
+        run_tflite(path, np.zeros((1, 28, 28, 1), np.int8))
+
+
+# ---- CLI ----------------------------------------------------------------------------------
+
+@pytest.mark.slow
+def test_cli_convert_writes_all_outputs(trained, tmp_path):
+    _, subnet = trained
+    out = tmp_path / "out"
+    proc = run_cli("convert", str(subnet), "--out", str(out), "--calib", "100", "--eval", "300")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert sorted(p.name for p in out.iterdir()) == ["baseline_builtin.tflite", "model.tflite", "model_data.cc",
+                                                     "model_data.h", "report.json"]
+    import json
+    report = json.loads((out / "report.json").read_text())
+    tflite = (out / "model.tflite").read_bytes()
+    assert report["flash_bytes"] == len(tflite)
+    assert report["planned_arena_bytes"] == custom_graph_plan(TINY).arena_bytes(pointer_size=4)
+    assert report["accuracy"]["test_images"] == 300 and 0 <= report["int8_accuracy"] <= 1
+    assert report["baseline"]["tflm_arena_bytes_host"] > report["planned_arena_bytes_host"]
+    cc = (out / "model_data.cc").read_text()
+    assert "alignas(16) const unsigned char mcuformer_model_data[]" in cc
+    array = bytes(int(v, 16) for v in cc.split("{", 1)[1].split("}", 1)[0].replace(",", " ").split())
+    assert array == tflite and f"mcuformer_model_data_len = {len(tflite)};" in cc
+    assert "extern const unsigned char mcuformer_model_data[];" in (out / "model_data.h").read_text()
+
+    again = run_cli("convert", str(subnet), "--out", str(out))
+    assert_one_line_error(again, "already exists", "--force")
+    assert (out / "model.tflite").read_bytes() == tflite
+
+
+@pytest.mark.slow
+def test_cli_wrong_shape_data_leaves_no_output(trained, tmp_path):
+    _, subnet = trained
+    data = tmp_path / "data.npz"
+    imgs = np.zeros((20, 32, 32, 1), np.uint8)
+    labels = np.zeros(20, np.int64)
+    np.savez(data, x_train=imgs, y_train=labels, x_test=imgs, y_test=labels)
+    out = tmp_path / "out"
+    proc = run_cli("convert", str(subnet), "--out", str(out), "--data", str(data), "--calib", "10")
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert proc.stderr.strip().splitlines()[-1].startswith("error: calibration data has shape (10, 32, 32, 1)")
+    assert not out.exists() and not list(tmp_path.glob(".out*"))
