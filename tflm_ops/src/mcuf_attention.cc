@@ -1,0 +1,153 @@
+// MCUF_ATTENTION (tflm_ops/SPEC.md 2.2): fused pre-norm attention; K and V of
+// every token first, then one query row at a time written over its token.
+#include "mcuf_op_common.h"
+#include "mcuf_ops.h"
+#include "tensorflow/lite/micro/micro_log.h"
+
+namespace mcuformer {
+namespace {
+
+constexpr const char* kOp = "MCUF_ATTENTION";
+enum {
+  kVersion, kHeads, kQkvDim, kQkvRank, kProjRank, kLnEps, kLnZp, kQkvTZp, kProjTZp,
+  kSmMult, kSmShift, kCtxMult, kCtxShift, kResMult, kResShift, kNumOptions
+};
+const OptionSpec kSpecs[kNumOptions] = {
+    {"version", kOpVersion, kOpVersion},
+    {"heads", 1, 65535},
+    {"qkv_dim", 1, 65535},
+    {"qkv_rank", 0, 65535},
+    {"proj_rank", 0, 65535},
+    {"ln_eps", 0, int64_t{1} << 40},
+    {"ln_zp", -128, 127},
+    {"qkv_t_zp", -128, 127},
+    {"proj_t_zp", -128, 127},
+    {"sm_mult", int64_t{1} << 30, kInt32Max},
+    {"sm_shift", 1, 62},
+    {"ctx_mult", -kInt32Max, kInt32Max},
+    {"ctx_shift", -31, 30},
+    {"res_mult", -kInt32Max, kInt32Max},
+    {"res_shift", -31, 30}};
+enum { kX, kLn, kQkv };
+
+struct OpData {
+  Options<kNumOptions> options;
+  int32_t tokens, embed, x_zp, y_zp;
+  int32_t scratch_index;
+
+  int32_t dim() const { return options.value[kQkvDim]; }
+  int32_t qkv_rank() const { return options.value[kQkvRank]; }
+  int32_t proj_rank() const { return options.value[kProjRank]; }
+  int proj_first() const { return kQkv + LinearTensorCount(qkv_rank()); }
+};
+static_assert(sizeof(OpData) == kAttentionOpDataBytes, "update SPEC.md's persistent bytes");
+
+struct Scratch {
+  int8_t *k, *v, *h, *t, *q, *ctx;
+  int32_t* a;
+};
+
+// Segments K, V, h, t, q, ctx, a, each at an ALIGN4 offset; returns the total.
+int64_t ScratchLayout(const OpData& d, uint8_t* base, Scratch* s) {
+  const int64_t kv = int64_t{d.tokens} * d.dim();
+  const int32_t rank = d.qkv_rank() > d.proj_rank() ? d.qkv_rank() : d.proj_rank();
+  const int64_t sizes[] = {kv, kv, d.embed, rank, d.dim(), d.dim(), int64_t{4} * d.tokens};
+  int64_t offsets[7];
+  int64_t end = 0;
+  for (int i = 0; i < 7; ++i) {
+    offsets[i] = (end + 3) & ~int64_t{3};
+    end = offsets[i] + sizes[i];
+  }
+  if (base != nullptr) {
+    int8_t* bytes = reinterpret_cast<int8_t*>(base);
+    *s = Scratch{bytes + offsets[0], bytes + offsets[1], bytes + offsets[2], bytes + offsets[3],
+                 bytes + offsets[4], bytes + offsets[5],
+                 reinterpret_cast<int32_t*>(base + offsets[6])};
+  }
+  return end;
+}
+
+void* Init(TfLiteContext* context, const char* buffer, size_t length) {
+  return InitOpData<OpData>(context, buffer, length, kSpecs);
+}
+
+TfLiteStatus Prepare(TfLiteContext* context, TfLiteNode* node) {
+  OpData* d = PreparedOpData<OpData>(node, kOp, kSpecs);
+  if (d == nullptr) return kTfLiteError;
+  const int32_t* opt = d->options.value;
+  if (!IsValidMultiplier(opt[kCtxMult], opt[kCtxShift]) ||
+      !IsValidMultiplier(opt[kResMult], opt[kResShift]) || d->dim() % opt[kHeads] != 0) {
+    MicroPrintf("%s: invalid ctx/res multiplier or qkv_dim %% heads != 0", kOp);
+    return kTfLiteError;
+  }
+  if (!ExpectCounts(node, kOp, d->proj_first() + LinearTensorCount(d->proj_rank())) ||
+      !ReadTokensInOut(context, node, kOp, &d->tokens, &d->embed, &d->x_zp, &d->y_zp) ||
+      !ExpectLayerNorm(context, node, kOp, kLn, d->embed) ||
+      !ExpectLinear(context, node, kOp, "qkv", kQkv, d->qkv_rank(), d->embed, 3 * d->dim()) ||
+      !ExpectLinear(context, node, kOp, "proj", d->proj_first(), d->proj_rank(), d->dim(),
+                    d->embed)) {
+    return kTfLiteError;
+  }
+  const int64_t bytes = ScratchLayout(*d, nullptr, nullptr);
+  if (bytes > kInt32Max) {
+    MicroPrintf("%s: scratch too large", kOp);
+    return kTfLiteError;
+  }
+  return RequestScratch(context, kOp, static_cast<int32_t>(bytes), &d->scratch_index);
+}
+
+// ctx[c] for the columns [begin, end) of one head, from the probabilities in s.a.
+void HeadContext(const OpData& d, const Scratch& s, int32_t begin, int32_t end) {
+  const int32_t* opt = d.options.value;
+  for (int32_t c = begin; c < end; ++c) {
+    int32_t sum = 0;
+    for (int32_t j = 0; j < d.tokens; ++j) sum += s.a[j] * s.v[j * d.dim() + c];
+    s.ctx[c] = static_cast<int8_t>(mcuf_sat8(mcuf_mbqm(sum, opt[kCtxMult], opt[kCtxShift])));
+  }
+}
+
+TfLiteStatus Eval(TfLiteContext* context, TfLiteNode* node) {
+  const OpData& d = *static_cast<const OpData*>(node->user_data);
+  const int32_t* opt = d.options.value;
+  const int8_t* x = InputInt8(context, node, kX);
+  int8_t* y = OutputInt8(context, node);
+  const int32_t e_dim = d.embed, dim = d.dim(), head_dim = dim / opt[kHeads];
+  TF_LITE_ENSURE_OK(context, CheckAliasing(kOp, x, d.tokens * e_dim, y, d.tokens * e_dim));
+  const int32_t* ln = InputInt32(context, node, kLn);
+  const int64_t ln_eps = d.options.wide;
+  const Linear qkv = GetLinear(context, node, kQkv, d.qkv_rank(), opt[kQkvTZp], e_dim, 3 * dim);
+  const Linear proj =
+      GetLinear(context, node, d.proj_first(), d.proj_rank(), opt[kProjTZp], dim, e_dim);
+  Scratch s;
+  ScratchLayout(d, static_cast<uint8_t*>(context->GetScratchBuffer(context, d.scratch_index)), &s);
+
+  for (int32_t j = 0; j < d.tokens; ++j) {
+    LayerNorm(x + j * e_dim, e_dim, ln, ln_eps, opt[kLnZp], s.h);
+    const int8_t* in = LinearLastInput(qkv, s.h, s.t);
+    LinearQuantRows(qkv.last, in, dim, 2 * dim, 0, s.k + j * dim);
+    LinearQuantRows(qkv.last, in, 2 * dim, 3 * dim, 0, s.v + j * dim);
+  }
+  // Row i of y is written after row i of x was last read: y may alias x.
+  for (int32_t i = 0; i < d.tokens; ++i) {
+    LayerNorm(x + i * e_dim, e_dim, ln, ln_eps, opt[kLnZp], s.h);
+    LinearQuantRows(qkv.last, LinearLastInput(qkv, s.h, s.t), 0, dim, 0, s.q);
+    for (int32_t begin = 0; begin < dim; begin += head_dim) {
+      for (int32_t j = 0; j < d.tokens; ++j) {
+        s.a[j] = DotS8(s.q + begin, s.k + j * dim + begin, head_dim);
+      }
+      SoftmaxRow(s.a, d.tokens, opt[kSmMult], opt[kSmShift]);
+      HeadContext(d, s, begin, begin + head_dim);
+    }
+    LinearResidual(proj.last, LinearLastInput(proj, s.ctx, s.t), x + i * e_dim, d.x_zp,
+                   opt[kResMult], opt[kResShift], d.y_zp, y + i * e_dim);
+  }
+  return kTfLiteOk;
+}
+
+}  // namespace
+
+const TFLMRegistration* Register_MCUF_ATTENTION() {
+  return StaticRegistration<Init, Prepare, Eval>();
+}
+
+}  // namespace mcuformer

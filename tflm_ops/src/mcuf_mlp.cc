@@ -1,0 +1,101 @@
+// MCUF_MLP (tflm_ops/SPEC.md 2.3): fused pre-norm MLP, one token at a time,
+// each output token written over its input token.
+#include "mcuf_op_common.h"
+#include "mcuf_ops.h"
+#include "tensorflow/lite/micro/micro_log.h"
+
+namespace mcuformer {
+namespace {
+
+constexpr const char* kOp = "MCUF_MLP";
+enum {
+  kVersion, kHidden, kFc1Rank, kFc2Rank, kLnEps, kLnZp, kFc1TZp, kFc2TZp, kFc1Zp, kGeluZp,
+  kResMult, kResShift, kNumOptions
+};
+const OptionSpec kSpecs[kNumOptions] = {
+    {"version", kOpVersion, kOpVersion},
+    {"hidden", 1, 65535},
+    {"fc1_rank", 0, 65535},
+    {"fc2_rank", 0, 65535},
+    {"ln_eps", 0, int64_t{1} << 40},
+    {"ln_zp", -128, 127},
+    {"fc1_t_zp", -128, 127},
+    {"fc2_t_zp", -128, 127},
+    {"fc1_zp", -128, 127},
+    {"gelu_zp", -128, 127},
+    {"res_mult", -kInt32Max, kInt32Max},
+    {"res_shift", -31, 30}};
+enum { kX, kLn, kFc1 };
+
+struct OpData {
+  Options<kNumOptions> options;
+  int32_t tokens, embed, x_zp, y_zp;
+  int32_t scratch_index;
+
+  int32_t hidden() const { return options.value[kHidden]; }
+  int32_t fc1_rank() const { return options.value[kFc1Rank]; }
+  int32_t fc2_rank() const { return options.value[kFc2Rank]; }
+  int gelu_index() const { return kFc1 + LinearTensorCount(fc1_rank()); }
+  // Scratch: h int8 [E], t int8 [max rank], a int8 [H] at ALIGN4 offsets.
+  int32_t t_offset() const { return Align4(embed); }
+  int32_t a_offset() const {
+    return t_offset() + Align4(fc1_rank() > fc2_rank() ? fc1_rank() : fc2_rank());
+  }
+};
+static_assert(sizeof(OpData) == kMlpOpDataBytes, "update SPEC.md's persistent bytes");
+
+void* Init(TfLiteContext* context, const char* buffer, size_t length) {
+  return InitOpData<OpData>(context, buffer, length, kSpecs);
+}
+
+TfLiteStatus Prepare(TfLiteContext* context, TfLiteNode* node) {
+  OpData* d = PreparedOpData<OpData>(node, kOp, kSpecs);
+  if (d == nullptr) return kTfLiteError;
+  const int32_t* opt = d->options.value;
+  if (!IsValidMultiplier(opt[kResMult], opt[kResShift])) {
+    MicroPrintf("%s: res_mult/res_shift is not a valid multiplier", kOp);
+    return kTfLiteError;
+  }
+  const int gelu = d->gelu_index();
+  if (!ExpectCounts(node, kOp, gelu + 1 + LinearTensorCount(d->fc2_rank())) ||
+      !ReadTokensInOut(context, node, kOp, &d->tokens, &d->embed, &d->x_zp, &d->y_zp) ||
+      !ExpectLayerNorm(context, node, kOp, kLn, d->embed) ||
+      !ExpectLinear(context, node, kOp, "fc1", kFc1, d->fc1_rank(), d->embed, d->hidden()) ||
+      !ExpectTensor(context, node, kOp, false, gelu, "gelu_lut", kTfLiteInt8, {256}) ||
+      !ExpectLinear(context, node, kOp, "fc2", gelu + 1, d->fc2_rank(), d->hidden(), d->embed)) {
+    return kTfLiteError;
+  }
+  return RequestScratch(context, kOp, d->a_offset() + d->hidden(), &d->scratch_index);
+}
+
+TfLiteStatus Eval(TfLiteContext* context, TfLiteNode* node) {
+  const OpData& d = *static_cast<const OpData*>(node->user_data);
+  const int32_t* opt = d.options.value;
+  const int8_t* x = InputInt8(context, node, kX);
+  int8_t* y = OutputInt8(context, node);
+  const int32_t e_dim = d.embed, hidden = d.hidden();
+  TF_LITE_ENSURE_OK(context, CheckAliasing(kOp, x, d.tokens * e_dim, y, d.tokens * e_dim));
+  const int32_t* ln = InputInt32(context, node, kLn);
+  const int64_t ln_eps = d.options.wide;
+  const int gelu = d.gelu_index();
+  const Linear fc1 = GetLinear(context, node, kFc1, d.fc1_rank(), opt[kFc1TZp], e_dim, hidden);
+  const int8_t* lut = InputInt8(context, node, gelu);
+  const Linear fc2 = GetLinear(context, node, gelu + 1, d.fc2_rank(), opt[kFc2TZp], hidden, e_dim);
+  int8_t* h = static_cast<int8_t*>(context->GetScratchBuffer(context, d.scratch_index));
+  int8_t* t = h + d.t_offset();
+  int8_t* a = h + d.a_offset();
+  for (int32_t i = 0; i < d.tokens; ++i) {
+    LayerNorm(x + i * e_dim, e_dim, ln, ln_eps, opt[kLnZp], h);
+    LinearQuantRows(fc1.last, LinearLastInput(fc1, h, t), 0, hidden, opt[kFc1Zp], a);
+    for (int32_t k = 0; k < hidden; ++k) a[k] = lut[a[k] + 128];
+    LinearResidual(fc2.last, LinearLastInput(fc2, a, t), x + i * e_dim, d.x_zp, opt[kResMult],
+                   opt[kResShift], d.y_zp, y + i * e_dim);
+  }
+  return kTfLiteOk;
+}
+
+}  // namespace
+
+const TFLMRegistration* Register_MCUF_MLP() { return StaticRegistration<Init, Prepare, Eval>(); }
+
+}  // namespace mcuformer

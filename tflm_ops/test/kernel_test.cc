@@ -1,0 +1,319 @@
+// Host test driver of the MCUF_* kernels (driven by tests/test_kernels.py).
+//
+//   kernel_test ops CASES RESULTS   run every case of CASES, write RESULTS
+//   kernel_test fixedpoint IN OUT   evaluate the fixed-point helpers on IN
+//
+// Each case runs Init/Prepare/Eval like TFLM's KernelRunner, on a
+// FakeMicroContext whose persistent and scratch buffers are separate heap
+// blocks of exactly the requested size (so ASan sees any overrun). The file
+// formats are documented in tests/kernel_cases.py.
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <vector>
+
+#include "tensorflow/lite/c/common.h"
+#include "tensorflow/lite/kernels/internal/common.h"
+#include "tensorflow/lite/micro/arena_allocator/single_arena_buffer_allocator.h"
+#include "tensorflow/lite/micro/fake_micro_context.h"
+#include "tensorflow/lite/micro/micro_context.h"
+#include "tensorflow/lite/micro/mock_micro_graph.h"
+#include "tensorflow/lite/micro/test_helpers.h"
+#include "tflm_ops/src/mcuf_fixedpoint.h"
+#include "tflm_ops/src/mcuf_ops.h"
+
+namespace {
+
+enum Status : int32_t { kOk = 0, kPrepareFailed = 1, kEvalFailed = 2, kBadCase = 3 };
+
+class Reader {
+ public:
+  explicit Reader(const char* path) {
+    FILE* f = fopen(path, "rb");
+    if (f == nullptr) return;
+    int c;
+    while ((c = fgetc(f)) != EOF) bytes_.push_back(static_cast<uint8_t>(c));
+    fclose(f);
+  }
+  bool ok() const { return ok_; }
+  template <typename T>
+  T Get() {
+    T value{};
+    if (pos_ + sizeof(T) > bytes_.size()) {
+      ok_ = false;
+      return value;
+    }
+    memcpy(&value, bytes_.data() + pos_, sizeof(T));
+    pos_ += sizeof(T);
+    return value;
+  }
+  const uint8_t* Take(size_t n) {
+    if (pos_ + n > bytes_.size()) {
+      ok_ = false;
+      return nullptr;
+    }
+    pos_ += n;
+    return bytes_.data() + pos_ - n;
+  }
+  bool Magic(const char* magic) {
+    const uint8_t* got = Take(8);
+    return got != nullptr && memcmp(got, magic, 8) == 0;
+  }
+
+ private:
+  std::vector<uint8_t> bytes_;
+  size_t pos_ = 0;
+  bool ok_ = true;
+};
+
+class Writer {
+ public:
+  template <typename T>
+  void Put(T value) {
+    const uint8_t* p = reinterpret_cast<const uint8_t*>(&value);
+    bytes_.insert(bytes_.end(), p, p + sizeof(T));
+  }
+  void PutBytes(const void* data, size_t n) {
+    const uint8_t* p = static_cast<const uint8_t*>(data);
+    bytes_.insert(bytes_.end(), p, p + n);
+  }
+  bool Save(const char* path) const {
+    FILE* f = fopen(path, "wb");
+    if (f == nullptr) return false;
+    const bool ok = fwrite(bytes_.data(), 1, bytes_.size(), f) == bytes_.size();
+    return fclose(f) == 0 && ok;
+  }
+
+ private:
+  std::vector<uint8_t> bytes_;
+};
+
+// Exact-size heap blocks instead of arena slices, counted per case.
+class TestMicroContext : public tflite::FakeMicroContext {
+ public:
+  using tflite::FakeMicroContext::FakeMicroContext;
+  static void operator delete(void*) {}  // lives on the stack only (TFLM bans heap delete)
+  ~TestMicroContext() {
+    for (void* block : blocks_) free(block);
+  }
+  void* AllocatePersistentBuffer(size_t bytes) override {
+    persistent_bytes_ += bytes;
+    return Keep(bytes);
+  }
+  TfLiteStatus RequestScratchBufferInArena(size_t bytes, int* index) override {
+    scratch_bytes_.push_back(bytes);
+    scratch_.push_back(Keep(bytes));
+    memset(scratch_.back(), 0xA5, bytes);  // kernels must not rely on zeroed scratch
+    *index = static_cast<int>(scratch_.size()) - 1;
+    return kTfLiteOk;
+  }
+  void* GetScratchBuffer(int index) override {
+    return index >= 0 && index < static_cast<int>(scratch_.size()) ? scratch_[index] : nullptr;
+  }
+  size_t persistent_bytes() const { return persistent_bytes_; }
+  const std::vector<size_t>& scratch_bytes() const { return scratch_bytes_; }
+
+ private:
+  void* Keep(size_t bytes) {
+    blocks_.push_back(malloc(bytes > 0 ? bytes : 1));
+    return blocks_.back();
+  }
+  std::vector<void*> blocks_;
+  std::vector<void*> scratch_;
+  std::vector<size_t> scratch_bytes_;
+  size_t persistent_bytes_ = 0;
+};
+
+const TFLMRegistration* OpRegistration(uint32_t op) {
+  switch (op) {
+    case 0: return mcuformer::Register_MCUF_PATCH_EMBED();
+    case 1: return mcuformer::Register_MCUF_ATTENTION();
+    case 2: return mcuformer::Register_MCUF_MLP();
+    case 3: return mcuformer::Register_MCUF_HEAD();
+    default: return nullptr;
+  }
+}
+
+size_t TypeBytes(TfLiteType type) {
+  return type == kTfLiteInt32 ? 4 : (type == kTfLiteInt8 ? 1 : 0);
+}
+
+struct CaseTensor {
+  TfLiteType type;
+  std::vector<int> dims;  // TfLiteIntArray layout: size, then dims
+  int32_t zero_point;
+  float scale;
+  std::vector<uint8_t> data;
+};
+
+bool ReadTensor(Reader& in, CaseTensor* t) {
+  t->type = static_cast<TfLiteType>(in.Get<int32_t>());
+  const int32_t ndims = in.Get<int32_t>();
+  if (!in.ok() || ndims < 0 || ndims > 8) return false;
+  t->dims.assign(1, ndims);
+  for (int32_t i = 0; i < ndims; ++i) t->dims.push_back(in.Get<int32_t>());
+  t->zero_point = in.Get<int32_t>();
+  t->scale = in.Get<float>();
+  const uint32_t nbytes = in.Get<uint32_t>();
+  const uint8_t* data = in.Take(nbytes);
+  if (!in.ok()) return false;
+  t->data.assign(data, data + nbytes);
+  return true;
+}
+
+size_t ElementCount(const CaseTensor& t) {
+  size_t n = 1;
+  for (size_t i = 1; i < t.dims.size(); ++i) n *= t.dims[i] > 0 ? static_cast<size_t>(t.dims[i]) : 0;
+  return n;
+}
+
+// One case: returns its status and appends its result record.
+Status RunCase(Reader& in, size_t* persistent, std::vector<size_t>* scratch,
+               std::vector<uint8_t>* output) {
+  const uint32_t op = in.Get<uint32_t>();
+  const uint32_t flags = in.Get<uint32_t>();
+  const uint32_t n_inputs = in.Get<uint32_t>();
+  const uint32_t options_len = in.Get<uint32_t>();
+  const uint8_t* options = in.Take(options_len);
+  if (!in.ok() || n_inputs > 64) return kBadCase;
+  std::vector<CaseTensor> tensors(n_inputs + 1);
+  for (CaseTensor& t : tensors) {
+    if (!ReadTensor(in, &t)) return kBadCase;
+  }
+  const TFLMRegistration* registration = OpRegistration(op);
+  if (registration == nullptr) return kBadCase;
+  const bool in_place = (flags & 3) != 0;
+  // Flag 2: the output starts one byte into the first input (a partial overlap).
+  const size_t shift = (flags & 2) != 0 ? 1 : 0;
+
+  // Heap blocks of exactly the tensor sizes; in place, the output shares the
+  // first input's block (sized for the larger of the two).
+  CaseTensor& result = tensors[n_inputs];
+  const size_t out_bytes = ElementCount(result) * TypeBytes(result.type);
+  std::vector<void*> blocks;
+  std::vector<TfLiteTensor> tf(n_inputs + 1);
+  for (uint32_t i = 0; i <= n_inputs; ++i) {
+    CaseTensor& t = tensors[i];
+    size_t bytes = i == n_inputs ? out_bytes : t.data.size();
+    if (in_place && i == 0 && out_bytes + shift > bytes) bytes = out_bytes + shift;
+    void* block = nullptr;
+    if (!(in_place && i == n_inputs)) {
+      block = malloc(bytes > 0 ? bytes : 1);
+      memset(block, 0x5A, bytes);
+      if (i < n_inputs) memcpy(block, t.data.data(), t.data.size());
+      blocks.push_back(block);
+    }
+    TfLiteTensor& x = tf[i];
+    x = TfLiteTensor{};
+    x.type = t.type;
+    x.dims = tflite::testing::IntArrayFromInts(t.dims.data());
+    x.data.data = (in_place && i == n_inputs) ? static_cast<uint8_t*>(blocks[0]) + shift : block;
+    x.bytes = i == n_inputs ? out_bytes : t.data.size();
+    x.params.zero_point = t.zero_point;
+    x.params.scale = t.scale;
+    x.allocation_type = (i == 0 || i == n_inputs) ? kTfLiteArenaRw : kTfLiteMmapRo;
+  }
+
+  std::vector<int> input_ids(1, static_cast<int>(n_inputs));
+  for (uint32_t i = 0; i < n_inputs; ++i) input_ids.push_back(static_cast<int>(i));
+  int output_ids[2] = {1, static_cast<int>(n_inputs)};
+
+  alignas(16) static uint8_t arena[1 << 16];
+  tflite::SingleArenaBufferAllocator* allocator =
+      tflite::SingleArenaBufferAllocator::Create(arena, sizeof(arena));
+  tflite::MockMicroGraph graph(allocator);
+  TestMicroContext micro_context(tf.data(), allocator, &graph);
+  TfLiteContext context = {};
+  context.impl_ = &micro_context;
+  context.ReportError = tflite::MicroContextReportOpError;
+  context.GetTensor = tflite::MicroContextGetTensor;
+  context.GetEvalTensor = tflite::MicroContextGetEvalTensor;
+  context.AllocatePersistentBuffer = tflite::MicroContextAllocatePersistentBuffer;
+  context.RequestScratchBufferInArena = tflite::MicroContextRequestScratchBufferInArena;
+  context.GetScratchBuffer = tflite::MicroContextGetScratchBuffer;
+  TfLiteNode node = {};
+  node.inputs = tflite::testing::IntArrayFromInts(input_ids.data());
+  node.outputs = tflite::testing::IntArrayFromInts(output_ids);
+
+  Status status = kOk;
+  node.user_data = registration->init(&context, reinterpret_cast<const char*>(options), options_len);
+  if (registration->prepare(&context, &node) != kTfLiteOk) {
+    status = kPrepareFailed;
+  } else if (!micro_context.IsAllTempTfLiteTensorDeallocated()) {
+    fprintf(stderr, "harness: Prepare leaked temporary tensors\n");
+    status = kPrepareFailed;
+  } else if (registration->invoke(&context, &node) != kTfLiteOk) {
+    status = kEvalFailed;
+  }
+  *persistent = micro_context.persistent_bytes();
+  *scratch = micro_context.scratch_bytes();
+  if (status == kOk) {
+    const uint8_t* data = static_cast<const uint8_t*>(tf[n_inputs].data.data);
+    output->assign(data, data + out_bytes);
+  }
+  for (void* block : blocks) free(block);
+  return status;
+}
+
+int RunOps(const char* cases_path, const char* results_path) {
+  Reader in(cases_path);
+  Writer out;
+  if (!in.Magic("MCUFKT01")) {
+    fprintf(stderr, "harness: %s is not a kernel case file\n", cases_path);
+    return 2;
+  }
+  const uint32_t count = in.Get<uint32_t>();
+  out.PutBytes("MCUFKR01", 8);
+  out.Put<uint32_t>(count);
+  for (uint32_t i = 0; i < count; ++i) {
+    fprintf(stderr, "@@case %u\n", i);
+    size_t persistent = 0;
+    std::vector<size_t> scratch;
+    std::vector<uint8_t> output;
+    const Status status = RunCase(in, &persistent, &scratch, &output);
+    if (status == kBadCase) {
+      fprintf(stderr, "harness: case %u is malformed\n", i);
+      return 2;
+    }
+    out.Put<int32_t>(status);
+    out.Put<uint32_t>(static_cast<uint32_t>(persistent));
+    out.Put<uint32_t>(static_cast<uint32_t>(scratch.size()));
+    for (size_t bytes : scratch) out.Put<uint32_t>(static_cast<uint32_t>(bytes));
+    out.Put<uint32_t>(static_cast<uint32_t>(output.size()));
+    out.PutBytes(output.data(), output.size());
+  }
+  return out.Save(results_path) ? 0 : 2;
+}
+
+// IN: "MCUFFP01", u32 n, then n records (i32 x, i32 m, i32 s, u64 v, i64 num, i64 den).
+// OUT: "MCUFFR01", u32 n, n records (i32 mcuf_mbqm, i32 tflite::MultiplyByQuantizedMultiplier,
+// u64 mcuf_isqrt64(v), i64 mcuf_rdiv(num, den)), then the 256 EXP2_Q15 entries (i32).
+int RunFixedPoint(const char* in_path, const char* out_path) {
+  Reader in(in_path);
+  Writer out;
+  if (!in.Magic("MCUFFP01")) return 2;
+  const uint32_t count = in.Get<uint32_t>();
+  out.PutBytes("MCUFFR01", 8);
+  out.Put<uint32_t>(count);
+  for (uint32_t i = 0; i < count && in.ok(); ++i) {
+    const int32_t x = in.Get<int32_t>(), m = in.Get<int32_t>(), s = in.Get<int32_t>();
+    const uint64_t v = in.Get<uint64_t>();
+    const int64_t num = in.Get<int64_t>(), den = in.Get<int64_t>();
+    out.Put<int32_t>(mcuf_mbqm(x, m, s));
+    out.Put<int32_t>(tflite::MultiplyByQuantizedMultiplier(x, m, s));
+    out.Put<uint64_t>(mcuf_isqrt64(v));
+    out.Put<int64_t>(mcuf_rdiv(num, den));
+  }
+  for (int f = 0; f < 256; ++f) out.Put<int32_t>(MCUF_EXP2_Q15[f]);
+  return in.ok() && out.Save(out_path) ? 0 : 2;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (argc == 4 && strcmp(argv[1], "ops") == 0) return RunOps(argv[2], argv[3]);
+  if (argc == 4 && strcmp(argv[1], "fixedpoint") == 0) return RunFixedPoint(argv[2], argv[3]);
+  fprintf(stderr, "usage: %s ops CASES RESULTS | fixedpoint IN OUT\n", argv[0]);
+  return 2;
+}
