@@ -1,12 +1,15 @@
-// Host test driver of the MCUF_* kernels (driven by tests/test_kernels.py).
+// Test driver of the MCUF_* kernels (driven by tests/test_kernels.py).
 //
+// Host:
 //   kernel_test ops CASES RESULTS   run every case of CASES, write RESULTS
 //   kernel_test fixedpoint IN OUT   evaluate the fixed-point helpers on IN
+// Cortex-M (built with -DMCUF_EMBEDDED_CASES, run under QEMU): runs the case
+// file compiled in as mcuf_cases[] and prints RESULTS as "@@hex" lines.
 //
 // Each case runs Init/Prepare/Eval like TFLM's KernelRunner, on a
 // FakeMicroContext whose persistent and scratch buffers are separate heap
 // blocks of exactly the requested size (so ASan sees any overrun). The file
-// formats are documented in tests/kernel_cases.py.
+// formats are documented in tflm_ops/test/kernel_cases.py.
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,6 +25,9 @@
 #include "tensorflow/lite/micro/test_helpers.h"
 #include "tflm_ops/src/mcuf_fixedpoint.h"
 #include "tflm_ops/src/mcuf_ops.h"
+#ifdef MCUF_EMBEDDED_CASES
+#include "tflm_ops/make/platform/platform.h"
+#endif
 
 namespace {
 
@@ -29,32 +35,22 @@ enum Status : int32_t { kOk = 0, kPrepareFailed = 1, kEvalFailed = 2, kBadCase =
 
 class Reader {
  public:
-  explicit Reader(const char* path) {
-    FILE* f = fopen(path, "rb");
-    if (f == nullptr) return;
-    int c;
-    while ((c = fgetc(f)) != EOF) bytes_.push_back(static_cast<uint8_t>(c));
-    fclose(f);
-  }
+  Reader(const uint8_t* bytes, size_t size) : bytes_(bytes), size_(size) {}
   bool ok() const { return ok_; }
   template <typename T>
   T Get() {
     T value{};
-    if (pos_ + sizeof(T) > bytes_.size()) {
-      ok_ = false;
-      return value;
-    }
-    memcpy(&value, bytes_.data() + pos_, sizeof(T));
-    pos_ += sizeof(T);
+    const uint8_t* p = Take(sizeof(T));
+    if (p != nullptr) memcpy(&value, p, sizeof(T));
     return value;
   }
   const uint8_t* Take(size_t n) {
-    if (pos_ + n > bytes_.size()) {
+    if (!ok_ || n > size_ - pos_) {
       ok_ = false;
       return nullptr;
     }
     pos_ += n;
-    return bytes_.data() + pos_ - n;
+    return bytes_ + pos_ - n;
   }
   bool Magic(const char* magic) {
     const uint8_t* got = Take(8);
@@ -62,7 +58,8 @@ class Reader {
   }
 
  private:
-  std::vector<uint8_t> bytes_;
+  const uint8_t* bytes_;
+  size_t size_;
   size_t pos_ = 0;
   bool ok_ = true;
 };
@@ -78,16 +75,17 @@ class Writer {
     const uint8_t* p = static_cast<const uint8_t*>(data);
     bytes_.insert(bytes_.end(), p, p + n);
   }
-  bool Save(const char* path) const {
-    FILE* f = fopen(path, "wb");
-    if (f == nullptr) return false;
-    const bool ok = fwrite(bytes_.data(), 1, bytes_.size(), f) == bytes_.size();
-    return fclose(f) == 0 && ok;
-  }
+  const std::vector<uint8_t>& bytes() const { return bytes_; }
 
  private:
   std::vector<uint8_t> bytes_;
 };
+
+#ifdef MCUF_EMBEDDED_CASES
+void Log(const char* line) { mcuf_platform_write(line); }
+#else
+void Log(const char* line) { fputs(line, stderr); }
+#endif
 
 // Exact-size heap blocks instead of arena slices, counted per case.
 class TestMicroContext : public tflite::FakeMicroContext {
@@ -241,7 +239,7 @@ Status RunCase(Reader& in, size_t* persistent, std::vector<size_t>* scratch,
   if (registration->prepare(&context, &node) != kTfLiteOk) {
     status = kPrepareFailed;
   } else if (!micro_context.IsAllTempTfLiteTensorDeallocated()) {
-    fprintf(stderr, "harness: Prepare leaked temporary tensors\n");
+    Log("harness: Prepare leaked temporary tensors\n");
     status = kPrepareFailed;
   } else if (registration->invoke(&context, &node) != kTfLiteOk) {
     status = kEvalFailed;
@@ -256,26 +254,21 @@ Status RunCase(Reader& in, size_t* persistent, std::vector<size_t>* scratch,
   return status;
 }
 
-int RunOps(const char* cases_path, const char* results_path) {
-  Reader in(cases_path);
-  Writer out;
-  if (!in.Magic("MCUFKT01")) {
-    fprintf(stderr, "harness: %s is not a kernel case file\n", cases_path);
-    return 2;
-  }
+// Runs every case of a case file; false if the file is malformed.
+bool RunOps(Reader& in, Writer& out) {
+  if (!in.Magic("MCUFKT01")) return false;
   const uint32_t count = in.Get<uint32_t>();
   out.PutBytes("MCUFKR01", 8);
   out.Put<uint32_t>(count);
   for (uint32_t i = 0; i < count; ++i) {
-    fprintf(stderr, "@@case %u\n", i);
+    char marker[32];
+    snprintf(marker, sizeof(marker), "@@case %u\n", static_cast<unsigned>(i));
+    Log(marker);
     size_t persistent = 0;
     std::vector<size_t> scratch;
     std::vector<uint8_t> output;
     const Status status = RunCase(in, &persistent, &scratch, &output);
-    if (status == kBadCase) {
-      fprintf(stderr, "harness: case %u is malformed\n", i);
-      return 2;
-    }
+    if (status == kBadCase) return false;
     out.Put<int32_t>(status);
     out.Put<uint32_t>(static_cast<uint32_t>(persistent));
     out.Put<uint32_t>(static_cast<uint32_t>(scratch.size()));
@@ -283,16 +276,14 @@ int RunOps(const char* cases_path, const char* results_path) {
     out.Put<uint32_t>(static_cast<uint32_t>(output.size()));
     out.PutBytes(output.data(), output.size());
   }
-  return out.Save(results_path) ? 0 : 2;
+  return true;
 }
 
 // IN: "MCUFFP01", u32 n, then n records (i32 x, i32 m, i32 s, u64 v, i64 num, i64 den).
 // OUT: "MCUFFR01", u32 n, n records (i32 mcuf_mbqm, i32 tflite::MultiplyByQuantizedMultiplier,
 // u64 mcuf_isqrt64(v), i64 mcuf_rdiv(num, den)), then the 256 EXP2_Q15 entries (i32).
-int RunFixedPoint(const char* in_path, const char* out_path) {
-  Reader in(in_path);
-  Writer out;
-  if (!in.Magic("MCUFFP01")) return 2;
+void RunFixedPoint(Reader& in, Writer& out) {
+  if (!in.Magic("MCUFFP01")) return;
   const uint32_t count = in.Get<uint32_t>();
   out.PutBytes("MCUFFR01", 8);
   out.Put<uint32_t>(count);
@@ -306,14 +297,71 @@ int RunFixedPoint(const char* in_path, const char* out_path) {
     out.Put<int64_t>(mcuf_rdiv(num, den));
   }
   for (int f = 0; f < 256; ++f) out.Put<int32_t>(MCUF_EXP2_Q15[f]);
-  return in.ok() && out.Save(out_path) ? 0 : 2;
+}
+
+}  // namespace
+
+#ifdef MCUF_EMBEDDED_CASES
+extern const unsigned char mcuf_cases[];
+extern const unsigned int mcuf_cases_len;
+
+int main() {
+  mcuf_platform_init();
+  Reader in(mcuf_cases, mcuf_cases_len);
+  Writer out;
+  const bool ok = RunOps(in, out);
+  char line[80];
+  const std::vector<uint8_t>& bytes = out.bytes();
+  for (size_t pos = 0; ok && pos < bytes.size(); pos += 32) {
+    int n = snprintf(line, sizeof(line), "@@hex ");
+    for (size_t i = pos; i < pos + 32 && i < bytes.size(); ++i) {
+      n += snprintf(line + n, sizeof(line) - n, "%02x", bytes[i]);
+    }
+    snprintf(line + n, sizeof(line) - n, "\n");
+    Log(line);
+  }
+  Log(ok ? "@@end\n" : "harness: malformed case file\n");
+  mcuf_platform_exit(ok ? 0 : 1);
+}
+#else
+namespace {
+
+std::vector<uint8_t> ReadFile(const char* path) {
+  std::vector<uint8_t> bytes;
+  FILE* f = fopen(path, "rb");
+  if (f == nullptr) return bytes;
+  int c;
+  while ((c = fgetc(f)) != EOF) bytes.push_back(static_cast<uint8_t>(c));
+  fclose(f);
+  return bytes;
+}
+
+bool WriteFile(const char* path, const std::vector<uint8_t>& bytes) {
+  FILE* f = fopen(path, "wb");
+  if (f == nullptr) return false;
+  const bool ok = fwrite(bytes.data(), 1, bytes.size(), f) == bytes.size();
+  return fclose(f) == 0 && ok;
 }
 
 }  // namespace
 
 int main(int argc, char** argv) {
-  if (argc == 4 && strcmp(argv[1], "ops") == 0) return RunOps(argv[2], argv[3]);
-  if (argc == 4 && strcmp(argv[1], "fixedpoint") == 0) return RunFixedPoint(argv[2], argv[3]);
-  fprintf(stderr, "usage: %s ops CASES RESULTS | fixedpoint IN OUT\n", argv[0]);
-  return 2;
+  const bool ops = argc == 4 && strcmp(argv[1], "ops") == 0;
+  if (!ops && !(argc == 4 && strcmp(argv[1], "fixedpoint") == 0)) {
+    fprintf(stderr, "usage: %s ops CASES RESULTS | fixedpoint IN OUT\n", argv[0]);
+    return 2;
+  }
+  const std::vector<uint8_t> bytes = ReadFile(argv[2]);
+  Reader in(bytes.data(), bytes.size());
+  Writer out;
+  bool ok = true;
+  if (ops) {
+    ok = RunOps(in, out);
+  } else {
+    RunFixedPoint(in, out);
+    ok = in.ok();
+  }
+  if (!ok) fprintf(stderr, "harness: %s is malformed\n", argv[2]);
+  return ok && WriteFile(argv[3], out.bytes()) ? 0 : 2;
 }
+#endif
