@@ -115,3 +115,39 @@ def test_cli_train_then_finetune(tmp_path):
     assert_one_line_error(run_cli(*ft, "--force"), "embed_dim: 32 is not one of")
     space.write_text(json.dumps({**TINY, "depth": []}))
     assert_one_line_error(run_cli("train-supernet", *args, "--resume"), "depth: needs at least one choice")
+
+
+@pytest.mark.slow
+def test_cli_resumes_exactly_after_sigkill(tmp_path, fashion_mnist):
+    """A real kill (SIGKILL during epoch 2), then --resume: same weights as an uninterrupted run."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    space = tmp_path / "tiny.yaml"
+    space.write_text(json.dumps(TINY))
+    out = tmp_path / "killed"
+    args = [sys.executable, "-m", "mcuformer", "train-supernet", "--space", str(space), "--out", str(out),
+            "--epochs", "2", "--batch-size", "64", "--train-limit", "640", "--val-limit", "200",
+            "--num-random", "1", "--seed", "3", "--strategy", "one-device"]
+    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 300
+        while not (out / "ckpt" / "ckpt-1.index").exists() and proc.poll() is None and time.time() < deadline:
+            time.sleep(0.05)
+        time.sleep(1.0)                                     # into epoch 2
+        os.kill(proc.pid, signal.SIGKILL)
+    finally:
+        proc.wait()
+    assert proc.returncode == -signal.SIGKILL
+    assert (out / "ckpt" / "ckpt-1.index").exists() and not (out / "ckpt" / "ckpt-2.index").exists()
+    resumed = subprocess.run(args + ["--resume"], capture_output=True, text=True)
+    assert resumed.returncode == 0, resumed.stderr
+
+    reference = make(tmp_path / "reference", fashion_mnist, train_limit=640)
+    reference.fit()
+    killed = load_supernet(out)
+    for a, b in zip(reference.supernet.weights, killed.weights):
+        assert np.array_equal(a.numpy(), b.numpy()), a.name
