@@ -1,10 +1,74 @@
-"""mcuformer search (issue #4)."""
-from .common import not_yet
+"""Evolutionary search for the most accurate subnet that fits the board.
+
+Every candidate is checked against the SRAM (TFLM arena) and flash budgets with
+the memory model; fitness is top-1 of its inherited supernet weights on the
+validation split. Run the same command again to resume an interrupted search.
+Writes OUT/search.json (best, whole population, Pareto front), OUT/best_subnet.json
+(for `mcuformer finetune --arch`) and OUT/pareto.png.
+"""
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from mcuformer.errors import UserError
+
+from .common import add_budget, add_data, add_out
 
 
 def add_arguments(parser) -> None:
-    pass
+    parser.add_argument("--supernet", required=True, help="supernet training folder (mcuformer train-supernet --out)")
+    add_budget(parser)
+    parser.add_argument("--max-macs", type=int, help="optional cap on multiply-accumulates per inference")
+    add_out(parser)
+    add_data(parser)
+    parser.add_argument("--val-limit", type=int, default=0, help="score on the first N validation images (0 = all)")
+    parser.add_argument("--population", type=int, default=50)
+    parser.add_argument("--generations", type=int, default=20)
+    parser.add_argument("--parents", type=int, default=10, help="top-k subnets that parent the next generation")
+    parser.add_argument("--mutations", type=int, default=25)
+    parser.add_argument("--crossovers", type=int, default=25)
+    parser.add_argument("--mutation-prob", type=float, default=0.2, help="per-block gene mutation probability")
+    parser.add_argument("--global-mutation-prob", type=float, default=0.4,
+                        help="depth / embed dim / resolution / patch mutation probability")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--no-patch-decomposition", action="store_true",
+                        help="plan memory without patch-embedding decomposition")
+    parser.add_argument("--no-token-overwrite", action="store_true", help="plan memory without token overwriting")
 
 
 def run(args) -> int:
-    not_yet("search", 4)
+    from keras_supernet.run_folder import trained_space
+    from mcuformer import datasets
+    from search.budget import Budget, check_feasible
+    from search.evolution import EvolutionSettings, Search
+    from search.evolution import CACHE_FILE
+    from search.fitness import FitnessCache, SupernetFitness, supernet_fitness_identity
+    from search.memory import Techniques
+
+    budget = Budget.from_args(args.board, args.sram, args.flash, args.max_macs)
+    techniques = Techniques(True, not args.no_patch_decomposition, not args.no_token_overwrite)
+    space = trained_space(args.supernet)
+    check_feasible(space, budget, techniques)            # before loading TensorFlow
+    settings = EvolutionSettings(population=args.population, generations=args.generations, parents=args.parents,
+                                 mutations=args.mutations, crossovers=args.crossovers,
+                                 mutation_prob=args.mutation_prob, global_mutation_prob=args.global_mutation_prob,
+                                 seed=args.seed)
+    out = Path(args.out)
+    if args.force and out.exists():
+        shutil.rmtree(out)
+    elif out.exists() and not out.is_dir():
+        raise UserError(f"--out {out} exists and is not a folder")
+    data = datasets.load(args.data)
+    if data.num_classes != space.num_classes:
+        raise UserError(f"dataset {data.name!r} has {data.num_classes} classes but the supernet's space has "
+                        f"{space.num_classes}")
+    FitnessCache(out / CACHE_FILE, supernet_fitness_identity(args.supernet, data, args.val_limit))  # before TF
+    fitness = SupernetFitness(args.supernet, data, val_limit=args.val_limit, space=space)
+    print(f"searching space {space.name!r} under {budget.describe()}, memory plan: {techniques.describe()}")
+    result = Search(space, budget, fitness, out, settings, techniques).run()
+    best = result["best"]
+    print(f"best: top-1 {best['accuracy']:.4f} (validation, inherited weights), arena {best['cost']['sram']:,} B, "
+          f"flash {best['cost']['flash']:,} B, {best['cost']['macs']:,} MACs: {best['describe']}")
+    print(f"wrote {out / 'search.json'}, {out / 'best_subnet.json'}, {out / 'pareto.png'}")
+    return 0

@@ -1,0 +1,73 @@
+"""`mcuformer search` end to end on a tiny trained supernet (real fitness)."""
+import json
+
+import pytest
+
+from conftest import assert_one_line_error, run_cli
+from keras_supernet.arch import ArchConfig
+from keras_supernet.space import SearchSpace
+from search.budget import smallest_achievable
+
+TINY = {"name": "tiny_fmnist", "channels": 1, "num_classes": 10, "head_dim": 8, "image_size": [28],
+        "patch_size": [7, 14], "embed_dim": [16, 24], "depth": [1, 2], "num_heads": [1, 2],
+        "mlp_ratio": [1, 2], "rank_ratio": [0.5, "full"]}
+SEARCH = ["--population", "4", "--generations", "2", "--parents", "2", "--mutations", "2", "--crossovers", "2",
+          "--val-limit", "120"]
+
+
+def _train(out, data, seed):
+    import tensorflow as tf
+    from keras_supernet.train import SupernetTrainer, TrainSettings
+    SupernetTrainer(SearchSpace.from_dict(TINY), TrainSettings(epochs=1, batch_size=64, train_limit=256,
+                                                               val_limit=100, num_random=1, seed=seed),
+                    out, data, strategy=tf.distribute.OneDeviceStrategy("/cpu:0"), progress=False).fit()
+    return out
+
+
+@pytest.fixture(scope="module")
+def supernet_dir(tmp_path_factory, fashion_mnist):
+    return _train(tmp_path_factory.mktemp("supernet") / "run", fashion_mnist, seed=3)
+
+
+@pytest.mark.slow
+def test_search_cli_finds_a_feasible_subnet_and_its_fitness_is_real(supernet_dir, tmp_path, fashion_mnist):
+    out = tmp_path / "search"
+    proc = run_cli("search", "--supernet", str(supernet_dir), "--sram", "64KB", "--flash", "1MB",
+                   "--out", str(out), *SEARCH)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    result = json.loads((out / "search.json").read_text())
+    assert result["generations_done"] == 2 and len(result["population"]) >= 4
+    best = result["best"]
+    assert best["cost"]["sram"] <= 64 * 1024 and best["cost"]["flash"] <= 1 << 20
+    # the recorded fitness is the inherited-weight validation top-1 of that subnet
+    from keras_supernet.train import evaluate_subnet, load_supernet
+    from mcuformer import datasets
+    _, _, x_val, y_val = datasets.train_val_split(fashion_mnist.x_train, fashion_mnist.y_train)
+    supernet = load_supernet(supernet_dir)
+    assert evaluate_subnet(supernet, ArchConfig.from_dict(best["config"]), x_val[:120], y_val[:120]) == \
+        pytest.approx(best["accuracy"])
+    assert (out / "pareto.png").exists() and "best: top-1" in proc.stdout
+
+    # running again resumes the finished search without re-evaluating anything
+    again = run_cli("search", "--supernet", str(supernet_dir), "--sram", "64KB", "--flash", "1MB",
+                    "--out", str(out), *SEARCH)
+    assert again.returncode == 0 and json.loads((out / "search.json").read_text())["best"] == best
+
+    # the fitness cache of this supernet is refused for another supernet
+    other = _train(tmp_path / "other", fashion_mnist, seed=4)
+    proc = run_cli("search", "--supernet", str(other), "--sram", "64KB", "--flash", "1MB", "--out", str(out),
+                   *SEARCH)
+    assert_one_line_error(proc, "another supernet")
+
+
+def test_search_cli_reports_an_infeasible_budget(supernet_dir, tmp_path):
+    low = smallest_achievable(SearchSpace.from_dict(TINY))
+    proc = run_cli("search", "--supernet", str(supernet_dir), "--sram", str(low["sram"] - 16), "--flash", "1MB",
+                   "--out", str(tmp_path / "s"))
+    assert_one_line_error(proc, "smallest achievable")
+    assert not (tmp_path / "s").exists()
+
+
+def test_search_cli_needs_budgets(supernet_dir, tmp_path):
+    proc = run_cli("search", "--supernet", str(supernet_dir), "--sram", "64KB", "--out", str(tmp_path / "s"))
+    assert_one_line_error(proc, "--board")
