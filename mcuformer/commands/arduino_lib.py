@@ -1,10 +1,22 @@
-"""mcuformer arduino-lib (issue #6)."""
-from .common import not_yet
+"""Write an Arduino-style library (library.properties, src/ with the kernels,
+the model array and a Classifier API, examples/<Name>Classify/*.ino) for a
+model converted by `mcuformer convert`. Use it next to TFLM's Arduino library."""
+from .common import add_data
 
 
 def add_arguments(parser) -> None:
-    pass
+    parser.add_argument("model_dir", help="folder written by `mcuformer convert`")
+    parser.add_argument("--out", required=True, help="library folder to write")
+    parser.add_argument("--name", default="MCUFormerModel", help="library and C++ namespace name")
+    parser.add_argument("--images", type=int, default=3, help="test images embedded in the example")
+    parser.add_argument("--force", action="store_true", help="replace an existing output folder")
+    add_data(parser)
 
 
 def run(args) -> int:
-    not_yet("arduino-lib", 6)
+    from tflm_ops.arduino_lib import write_arduino_library
+
+    out = write_arduino_library(args.model_dir, args.out, name=args.name, data=args.data,
+                                num_images=args.images, force=args.force)
+    print(f"wrote Arduino library {out}")
+    return 0
