@@ -19,7 +19,7 @@ from .run_folder import TrainSettings
 from .train import make_optimizer, smoothed_loss
 
 
-def evaluate_model(model: keras.Model, x: np.ndarray, y: np.ndarray, batch_size: int = 500) -> float:
+def evaluate_model(model: keras.Model, x: np.ndarray, y: np.ndarray, batch_size: int = 1000) -> float:
     """Top-1 accuracy of a static ViT on uint8 images."""
     return pipeline.top1(lambda images: model(images, training=False), x, y, model.input_shape[1],
                          model.input_shape[3], batch_size)

@@ -57,7 +57,7 @@ def distill_loss(teacher_logits, logits):
 
 
 def evaluate_subnet(supernet: Supernet, config: ArchConfig, x: np.ndarray, y: np.ndarray,
-                    batch_size: int = 500) -> float:
+                    batch_size: int = 1000) -> float:
     """Top-1 accuracy of `config` with inherited weights on uint8 images `x`."""
     supernet.set_sample_config(config)
     return pipeline.top1(lambda images: supernet(images, training=False), x, y, config.image_size,

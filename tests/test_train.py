@@ -85,6 +85,20 @@ def test_another_space_or_setting_is_refused(uninterrupted, fashion_mnist):
         TrainSettings(sampling="uniform", distill=True)
 
 
+def test_checkpoint_of_another_shape_is_not_half_loaded(uninterrupted, tmp_path):
+    """Even with a doctored run.json, weights of another shape are refused, not partly restored."""
+    import shutil
+
+    folder = tmp_path / "doctored"
+    shutil.copytree(uninterrupted.out / "ckpt", folder / "ckpt")
+    run = json.loads((uninterrupted.out / "run.json").read_text())
+    other = SearchSpace.from_dict({**TINY, "embed_dim": [16, 32]})
+    run.update(space=other.to_dict(), fingerprint=other.fingerprint())
+    (folder / "run.json").write_text(json.dumps(run))
+    with pytest.raises(UserError, match="does not match this supernet"):
+        load_supernet(folder)
+
+
 def test_cli_train_then_finetune(tmp_path):
     space = tmp_path / "tiny.yaml"
     space.write_text(json.dumps(TINY))
