@@ -39,14 +39,26 @@ class ConvertOptions:
     eval_images: int | None = None       # None = the whole test split
     baseline: bool = True
     seed: int = 0
+    qat_epochs: int = 0                  # 0 = post-training quantization only
+    qat_images: int = 20000
 
 
-def quantize_model(model, calib_images, options: ConvertOptions = ConvertOptions(), progress=True):
-    """(arch, weights, QModel with its offline plan, ArenaPlan) of a static tf_keras ViT."""
-    arch, weights = read_weights(model)
+def calibrated_ranges(arch, weights, calib_images, options: ConvertOptions, progress=True) -> dict:
     observer = cal.calibrate(arch, weights, calib_images, progress=progress)
     symmetric = [n for n in observer.lo if n.endswith(SYMMETRIC_POINTS)]
-    qmodel = build_qmodel(arch, weights, observer.ranges(options.method, options.percentile, symmetric))
+    return observer.ranges(options.method, options.percentile, symmetric)
+
+
+def quantize_model(model, calib_images, options: ConvertOptions = ConvertOptions(), progress=True,
+                   learned_ranges=None):
+    """(arch, weights, QModel with its offline plan, ArenaPlan) of a static tf_keras ViT.
+
+    `learned_ranges` (QAT's, by tensor name) replace the calibrated ones.
+    """
+    arch, weights = read_weights(model)
+    ranges = calibrated_ranges(arch, weights, calib_images, options, progress)
+    ranges.update(learned_ranges or {})
+    qmodel = build_qmodel(arch, weights, ranges)
     plan = custom_graph_plan(arch)
     qmodel.offsets = list(plan.tensor_offsets) + [-1] * (len(qmodel.tensors) - len(plan.tensor_offsets))
     return arch, weights, qmodel, plan
@@ -104,13 +116,24 @@ def convert(model_path, out, dataset, options: ConvertOptions = ConvertOptions()
     x_train = dataset.x_train.astype(np.float64) / 255.0
     rng = np.random.default_rng(options.seed)
     calib = cal.check_images(arch_from_model(model), x_train[rng.permutation(len(x_train))[:options.calib]])
-    with tqdm(total=5, desc="convert", unit="step", disable=not progress) as steps:
+    with tqdm(total=6, desc="convert", unit="step", disable=not progress) as steps:
         return _convert_steps(model, calib, out, dataset, options, force, progress, steps)
 
 
 def _convert_steps(model, calib, out, dataset, options, force, progress, steps) -> dict:
+    learned, before_qat = None, None
+    if options.qat_epochs:
+        from . import qat
+
+        steps.set_postfix_str("quantization-aware fine-tuning")
+        n = options.qat_images
+        before_qat = model
+        initial = calibrated_ranges(*read_weights(model), calib, options, progress)
+        model, learned = qat.finetune(model, dataset.x_train[:n] / 255.0, dataset.y_train[:n],
+                                      epochs=options.qat_epochs, progress=progress, initial_ranges=initial)
+    steps.update()
     steps.set_postfix_str("calibrate + quantize")
-    arch, weights, qmodel, plan = quantize_model(model, calib, options, progress)
+    arch, weights, qmodel, plan = quantize_model(model, calib, options, progress, learned)
     steps.update()
     tflite = to_flatbuffer(qmodel)
     report = _report(arch, qmodel, plan, tflite)
@@ -137,6 +160,12 @@ def _convert_steps(model, calib, out, dataset, options, force, progress, steps) 
         int8_logits = run_tflite(tmp / "model.tflite", quantize_images(x_test / 255.0), progress=progress)
         report["accuracy"] = {"test_images": int(len(y_test)), "float": _accuracy(float_logits, y_test),
                               "int8_reference": _accuracy(int8_logits, y_test)}
+        if before_qat is not None:
+            report["accuracy"]["float_before_qat"] = _accuracy(
+                before_qat.predict(x_test.astype(np.float32) / 255.0, batch_size=256, verbose=0), y_test)
+        report["quantization"] = {"method": options.method, "percentile": options.percentile,
+                                  "calibration_images": int(len(calib)), "qat_epochs": options.qat_epochs,
+                                  "learned_ranges": sorted(learned or {})}
         report["float_accuracy"] = report["accuracy"]["float"]
         report["int8_accuracy"] = report["accuracy"]["int8_reference"]
         steps.update()

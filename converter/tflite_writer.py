@@ -46,7 +46,8 @@ def _buffer(data=None) -> schema.BufferT:
 
 
 def _quantization(t):
-    if not t.scale:
+    """Activation quantization only: the kernels read constants' scales from the rq tables."""
+    if not t.scale or t.data is not None:
         return None
     q = schema.QuantizationParametersT()
     q.scale = [float(s) for s in t.scale]

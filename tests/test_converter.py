@@ -9,7 +9,7 @@ from converter import baseline
 from converter.calibrate import calibrate
 from converter.float_model import forward, read_weights
 from converter.interpreter import load_tflite, run_tflite
-from converter.pipeline import ConvertOptions, quantize_model
+from converter.pipeline import ConvertOptions, calibrated_ranges, quantize_model
 from converter.qmodel import quantize_images, run
 from converter.tflite_writer import to_flatbuffer
 from keras_supernet.arch import ArchConfig
@@ -192,3 +192,27 @@ def test_cli_wrong_shape_data_leaves_no_output(trained, tmp_path):
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert proc.stderr.strip().splitlines()[-1].startswith("error: calibration data has shape (10, 32, 32, 1)")
     assert not out.exists() and not list(tmp_path.glob(".out*"))
+
+
+@pytest.mark.slow
+def test_qat_learned_ranges_are_used_and_int8_tracks_float(trained, fashion_mnist):
+    from converter import qat
+    from converter.calibrate import qparams
+
+    model, _ = trained
+    initial = calibrated_ranges(*read_weights(model), fashion_mnist.x_train[:200] / 255.0, ConvertOptions(),
+                                progress=False)
+    finetuned, learned = qat.finetune(model, fashion_mnist.x_train[:2000] / 255.0, fashion_mnist.y_train[:2000],
+                                      epochs=1, progress=False, initial_ranges=initial)
+    assert sorted(learned) == sorted(["logits"] + [f"tokens_{k}" for k in range(2 * TINY.depth + 1)])
+    changed = [not np.array_equal(a, b) for a, b in zip(model.get_weights(), finetuned.get_weights())]
+    assert any(changed)
+    _, _, qmodel, _ = quantize_model(finetuned, fashion_mnist.x_train[:200] / 255.0, progress=False,
+                                     learned_ranges=learned)
+    for name, (lo, hi) in learned.items():
+        t = qmodel.tensors[qmodel.index(name)]
+        assert t.scale[0] == qparams(lo, hi, False).scale and t.zp == qparams(lo, hi, False).zero_point
+    x, y = fashion_mnist.x_test[:2000], fashion_mnist.y_test[:2000]
+    float_acc = np.mean(finetuned.predict(x / 255.0, verbose=0).argmax(1) == y)
+    int8_acc = np.mean(run(qmodel, quantize_images(x / 255.0)).argmax(1) == y)
+    assert abs(float_acc - int8_acc) <= 0.01, (float_acc, int8_acc)

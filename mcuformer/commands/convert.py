@@ -15,6 +15,9 @@ def add_arguments(parser) -> None:
     parser.add_argument("--percentile", type=float, default=99.99, help="percentile for --range percentile")
     parser.add_argument("--eval", type=int, default=None, metavar="N",
                         help="measure accuracy on the first N test images (default: all)")
+    parser.add_argument("--qat", type=int, nargs="?", const=1, default=0, metavar="EPOCHS",
+                        help="quantization-aware fine-tuning first (tensorflow-model-optimization), "
+                             "EPOCHS epochs (default 1) on the training split")
     parser.add_argument("--no-baseline", action="store_true", help="skip the TFLiteConverter builtin baseline")
 
 
@@ -29,6 +32,8 @@ def run(args) -> int:
         raise UserError(f"output folder {args.out} already exists; pass --force to replace it")
     if not Path(args.subnet).exists():
         raise UserError(f"subnet {args.subnet} does not exist; pass a saved static ViT (.keras)")
+    if args.qat < 0:
+        raise UserError(f"--qat takes a number of epochs >= 1, got {args.qat}")
     if args.calib < 1:
         raise UserError(f"--calib must be at least 1, got {args.calib}")
     if not 50.0 < args.percentile <= 100.0:
@@ -37,7 +42,7 @@ def run(args) -> int:
     from converter.pipeline import ConvertOptions, convert
 
     options = ConvertOptions(calib=args.calib, method=args.method, percentile=args.percentile,
-                             eval_images=args.eval, baseline=not args.no_baseline)
+                             eval_images=args.eval, baseline=not args.no_baseline, qat_epochs=args.qat)
     report = convert(args.subnet, args.out, dataset, options, force=args.force)
     acc = report["accuracy"]
     print(f"wrote {args.out}: flash {report['flash_bytes']} B, planned arena {report['planned_arena_bytes']} B, "

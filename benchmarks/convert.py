@@ -1,0 +1,100 @@
+"""Benchmark: flash and arena of our custom-op model vs TFLiteConverter's builtin model.
+
+For a DeiT-Tiny-shaped subnet (224/16, E192, 3 heads, depth 12, MLP 4x), an
+MCUFormer-shaped one (240/20, depth 13) and the Fashion-MNIST model (the
+searched winner when `--fmnist-subnet` is given, else the fixed fmnist_small
+arch), with random weights (sizes do not depend on weight values):
+
+* ours: `model.tflite` bytes, and the planned arena of the memory model
+  (search/memory.py) for Cortex-M (4-byte pointers) and for the host build;
+* builtin: the TFLiteConverter int8 flatbuffer's bytes and its arena as
+  measured by the tflite-micro wheel's interpreter (an x86_64 build, so it is
+  compared with our host-pointer plan).
+
+    .venv/bin/python benchmarks/convert.py [--only deit_tiny] [--fmnist-subnet winner.keras]
+
+Writes benchmarks/results/convert.json (atomically; finished models are kept
+and skipped on a re-run).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import mcuformer  # noqa: E402,F401  (TF_USE_LEGACY_KERAS before tensorflow)
+import numpy as np  # noqa: E402
+from tqdm import tqdm  # noqa: E402
+
+from mcuformer.atomic import write_json  # noqa: E402
+
+RESULTS = ROOT / "benchmarks" / "results" / "convert.json"
+CALIB_IMAGES = 4
+
+
+def _models(fmnist_subnet):
+    from keras_supernet import arch
+    from keras_supernet.static_vit import build_vit, load_vit
+
+    yield "deit_tiny", lambda: build_vit(arch.deit_tiny())
+    yield "mcuformer_shape", lambda: build_vit(arch.mcuformer_shape())
+    if fmnist_subnet:
+        yield "fmnist_winner", lambda: load_vit(fmnist_subnet)
+    else:
+        yield "fmnist_small", lambda: build_vit(arch.fmnist_small())
+
+
+def measure(model) -> dict:
+    from converter import baseline
+    from converter.pipeline import ConvertOptions, quantize_model
+    from converter.tflite_writer import to_flatbuffer
+
+    shape = tuple(model.input_shape[1:])
+    images = np.random.default_rng(0).random((CALIB_IMAGES,) + shape)
+    t0 = time.time()
+    arch, _, qmodel, plan = quantize_model(model, images, ConvertOptions(method="minmax"), progress=False)
+    ours = to_flatbuffer(qmodel)
+    t1 = time.time()
+    builtin = baseline.convert_builtin(model, images, samples=CALIB_IMAGES)
+    arena = baseline.tflm_arena(builtin)
+    t2 = time.time()
+    return {
+        "arch": arch.describe(),
+        "params": arch.params(),
+        "ours": {"flash_bytes": len(ours), "planned_arena_bytes": plan.arena_bytes(pointer_size=4),
+                 "planned_arena_bytes_host": plan.arena_bytes(pointer_size=8), "planned_head_bytes": plan.head_bytes,
+                 "convert_seconds": round(t1 - t0, 1)},
+        "builtin": {"flash_bytes": len(builtin), "tflm_arena_bytes_host": arena["total"],
+                    "tflm_head_bytes": arena["head"], "tflm_tail_bytes_host": arena["tail"],
+                    "convert_seconds": round(t2 - t1, 1)},
+        "arena_reduction_host": round(arena["total"] / plan.arena_bytes(pointer_size=8), 2),
+    }
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--only", help="measure just this model")
+    parser.add_argument("--fmnist-subnet", help="the searched Fashion-MNIST winner (.keras)")
+    args = parser.parse_args(argv)
+    results = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
+    results.setdefault("models", {})
+    results["command"] = "benchmarks/convert.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    results["machine"] = platform.platform()
+    todo = [(n, b) for n, b in _models(args.fmnist_subnet)
+            if (not args.only or n == args.only) and n not in results["models"]]
+    for name, build in tqdm(todo, desc="convert benchmark", unit="model"):
+        results["models"][name] = measure(build())
+        write_json(RESULTS, results)
+        print(name, json.dumps(results["models"][name]))
+    write_json(RESULTS, results)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
