@@ -1,0 +1,119 @@
+"""S3 search-space evolution: E-T error, slope fit, downhill moves, rounds, and the
+three defects of MCUFormer's released code (negative score, uphill step, crash
+with fewer than 5 points)."""
+import json
+
+import numpy as np
+import pytest
+
+from keras_supernet.space import FULL, SearchSpace
+from mcuformer.errors import UserError
+from search.budget import Budget
+from search.space_evolution import SpaceEvolution, et_error, evolve_once, fit_slope, move, score_space
+from search.fitness import FitnessCache
+
+SPACE = "configs/spaces/fmnist.yaml"
+ROOMY = Budget(sram=10 << 20, flash=100 << 20)
+
+
+class WideIsBetter:
+    """Accuracy rises with embed_dim and MLP ratio, falls with depth; in [0, 1]."""
+    identity = "wide-is-better-v1"
+
+    def __call__(self, configs):
+        return [min(0.99, 0.3 + c.embed_dim / 200 + 0.05 * np.mean(c.mlp_hidden) / c.embed_dim - 0.03 * c.depth)
+                for c in configs]
+
+
+@pytest.fixture()
+def space():
+    return SearchSpace.load(SPACE)
+
+
+def test_et_error_is_an_error_in_unit_range_never_negative():
+    s = et_error([0.9, 0.8, 0.7, 0.6])
+    assert s["E"] == pytest.approx(0.25) and s["T"] == pytest.approx(0.25)   # top-50 of 4 = all 4
+    assert 0 <= s["ET"] <= 1
+    many = et_error(list(np.linspace(0.5, 0.99, 120)))
+    assert many["T"] < many["E"] and many["n"] == 120
+    assert et_error([])["ET"] is None
+    with pytest.raises(UserError, match=r"\[0, 1\]"):
+        et_error([85.0, 90.0])           # percent instead of a fraction (a negative error in the original)
+
+
+def test_slope_fit_handles_fewer_than_five_points():
+    assert fit_slope([1.0], [0.2]) is None
+    assert fit_slope([1.0, 1.0], [0.2, 0.3]) is None
+    assert fit_slope([1.0, 2.0], [0.4, 0.2]) == pytest.approx(-0.2)
+    assert fit_slope([1.0, 2.0, 3.0], [0.4, None, 0.2]) == pytest.approx(-0.1)
+    assert fit_slope([32, 48, 64], [0.3, 0.2, 0.1]) == pytest.approx(-0.1 / 16)
+
+
+def test_moves_go_downhill(space):
+    assert move(space, "embed_dim", -0.01, 0.002) == ([48, 64, 80], "shift up")
+    assert move(space, "embed_dim", +0.01, 0.002) == ([16, 32, 48], "shift down")
+    assert move(space, "embed_dim", 0.00001, 0.002) == ([32, 48, 64], "keep")
+    # rank ratio cannot pass 'full': shifting up shrinks instead
+    new, action = move(space, "rank_ratio", -0.5, 0.002)
+    assert action == "shrink up" and new == [0.5, FULL]
+    # and cannot go below 0: shifting down shrinks too
+    assert move(space, "rank_ratio", +0.5, 0.002) == ([0.25, 0.5], "shrink down")
+    # one choice and no trend: expand to measure one next round
+    single = space.with_choices(depth=[3])
+    assert move(single, "depth", None, 0.002) == ([2, 3, 4], "expand")
+
+
+def test_one_round_moves_the_space_toward_lower_error(space, tmp_path):
+    fitness = WideIsBetter()
+    cache = FitnessCache(tmp_path / "c.json", fitness.identity)
+    scores = score_space(space, ROOMY, fitness, cache, samples=3, rng=np.random.default_rng(0), progress=False)
+    assert scores["embed_dim"]["slope"] < 0 and scores["depth"]["slope"] > 0
+    for dim in scores:
+        for s in scores[dim]["scores"]:
+            assert s["n"] == 3 and 0 <= s["ET"] <= 1          # 3 < 5 points: no crash
+    nxt, actions = evolve_once(space, scores, tolerance=0.002)
+    assert actions["embed_dim"] == "shift up" and max(nxt.dimensions["embed_dim"]) > 64
+    assert actions["depth"] == "shift down" and min(nxt.dimensions["depth"]) < 2
+
+
+def test_rounds_are_recorded_and_resume(space, tmp_path):
+    calls = []
+
+    def fitness_for(round_index, round_space):
+        calls.append(round_index)
+        if round_index == 1 and len(calls) == 2:
+            raise KeyboardInterrupt                          # interrupted while "retraining"
+        return WideIsBetter()
+
+    evo = SpaceEvolution(space, ROOMY, fitness_for, tmp_path, rounds=3, samples=2, progress=False)
+    with pytest.raises(KeyboardInterrupt):
+        evo.run()
+    assert len(json.loads((tmp_path / "evolve_space.json").read_text())["rounds"]) == 1
+    result = SpaceEvolution(space, ROOMY, fitness_for, tmp_path, rounds=3, samples=2, progress=False).run()
+    assert [r["round"] for r in result["rounds"]] == [0, 1, 2] and calls == [0, 1, 1, 2]
+    for a, b in zip(result["rounds"], result["rounds"][1:]):
+        assert b["space"] == a["next_space"]
+    embed = [max(r["space"]["embed_dim"]) for r in result["rounds"]]
+    assert embed == sorted(embed) and embed[-1] > embed[0]
+    rec = result["rounds"][0]["dimensions"]["embed_dim"]
+    assert set(rec) >= {"choices", "scores", "slope", "action", "next_choices"}
+    assert json.loads((tmp_path / "space_final.json").read_text()) == result["final_space"]
+    SearchSpace.from_dict(result["final_space"])           # a valid space file for train-supernet
+    with pytest.raises(UserError, match="other settings"):
+        SpaceEvolution(space, ROOMY, fitness_for, tmp_path, rounds=3, samples=5, progress=False)
+
+
+def test_choices_no_feasible_subnet_can_use_are_dropped(space, tmp_path):
+    fitness = WideIsBetter()
+    cache = FitnessCache(tmp_path / "c.json", fitness.identity)
+    from search.budget import smallest_achievable
+    from search.memory import evaluate
+    low = smallest_achievable(space)["sram"]
+    tight = Budget(sram=low + 256, flash=100 << 20)
+    scores = score_space(space, tight, fitness, cache, samples=2, rng=np.random.default_rng(0), progress=False)
+    infeasible = {(dim, c) for dim, d in scores.items() for c, s in zip(d["choices"], d["scores"]) if s["n"] == 0}
+    assert infeasible
+    nxt, actions = evolve_once(space, scores, tolerance=0.002)
+    for dim, choice in infeasible:
+        assert actions[dim].startswith("drop infeasible") and choice not in nxt.dimensions[dim]
+    assert evaluate(nxt.smallest()).sram <= tight.sram
