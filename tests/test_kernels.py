@@ -117,7 +117,7 @@ def test_fixedpoint_helpers_match_python_and_tflm(kernel_test, tmp_path):
 
 def test_random_ops_bit_exact_in_place_and_not(kernel_test, tmp_path):
     rng = np.random.default_rng(2024)
-    cases = [make(rng) for make in kc.RANDOM_CASES for _ in range(20)]
+    cases = [make(rng) for make in kc.RANDOM_CASES for _ in range(40)]
     # edges: one token, one head of width 1, E not a multiple of 4, full and low rank both ways
     cases += [kc.attention_case(rng, t=1, e=5, heads=1, head_dim=1, qkv_rank=0, proj_rank=0),
               kc.attention_case(rng, t=3, e=7, heads=3, head_dim=3, qkv_rank=1, proj_rank=9),
@@ -220,6 +220,30 @@ def test_fuzzed_options_never_crash(kernel_test, tmp_path):
         assert result.status in (kc.STATUS_OK, kc.STATUS_PREPARE_FAILED), log
         if result.status == kc.STATUS_PREPARE_FAILED:
             assert re.search(rf"^{case.code}: ", log, re.M), log
+
+
+def test_fuzzed_tensor_shapes_rejected(kernel_test, tmp_path):
+    """One input or the output replaced by a random-shape, random-type tensor: Prepare rejects it."""
+    rng = np.random.default_rng(12)
+    cases = []
+    for make in kc.RANDOM_CASES:
+        for _ in range(25):
+            case = make(rng)
+            shape = tuple(int(v) for v in rng.integers(1, 9, int(rng.integers(1, 5))))
+            idx = int(rng.integers(len(case.inputs) + 1))
+            if idx == len(case.inputs):
+                case.out_shape = shape
+                unchanged = shape == tuple(case.out_shape)
+            else:
+                dtype = rng.choice([np.int8, np.int32])
+                unchanged = shape == case.inputs[idx].shape and dtype == case.inputs[idx].dtype
+                case.inputs[idx] = rng.integers(-100, 100, shape).astype(dtype)
+            if not unchanged:
+                cases.append(case)
+    results, logs = run_cases(kernel_test, cases, tmp_path)
+    for case, result, log in zip(cases, results, logs):
+        assert result.status == kc.STATUS_PREPARE_FAILED, (case.code, log)
+        assert re.search(rf"^{case.code}: ", log, re.M), log
 
 
 def test_partial_overlap_rejected_in_eval(kernel_test, tmp_path):

@@ -24,7 +24,8 @@ int32_t DotS8(const int8_t* a, const int8_t* b, int32_t n) {
 }
 
 int32_t LinearAcc(const LinearFactor& f, const int8_t* x, int32_t o) {
-  return f.bias[o] + DotS8(x, f.weights + (int64_t)o * f.in, f.in);
+  // Wrapping add: a corrupt bias must not be undefined behaviour (the converter keeps it in range).
+  return (int32_t)((uint32_t)f.bias[o] + (uint32_t)DotS8(x, f.weights + (int64_t)o * f.in, f.in));
 }
 
 void LinearQuantRows(const LinearFactor& f, const int8_t* x, int32_t begin, int32_t end,

@@ -46,7 +46,7 @@ TfLiteStatus Prepare(TfLiteContext* context, TfLiteNode* node) {
       !ReadActivationShape(context, node, kOp, true, 0, 2, y, &d->y_zp)) {
     return kTfLiteError;
   }
-  if (x[0] != 1 || y[0] != 1 || x[2] > 65535) {
+  if (x[0] != 1 || y[0] != 1 || x[2] > 65535 || int64_t{x[1]} * x[2] > kInt32Max) {
     MicroPrintf("%s: x must be [1, T, E] with E <= 65535 and logits [1, K]", kOp);
     return kTfLiteError;
   }
