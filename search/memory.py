@@ -245,15 +245,14 @@ def _group_offsets(config, techniques, image, tokens, logits) -> list:
 CODE_FLASH_BYTES = 160 * 1024
 CODE_FLASH_NOTE = "provisional constant (not yet measured on the Cortex-M7 build)"
 
-# Flatbuffer overhead of the converter's writer (converter/tflite_writer.py), fitted by
-# least squares on 9 written models (residuals within 7 B; tests/test_memory_flash.py
-# re-checks fresh ones): per constant tensor, per activation tensor, per op, per model,
-# and 12 B (float scale + int64 zero point) per quantization channel.
-FB_PER_CONSTANT = 100
-FB_PER_ACTIVATION = 267
-FB_PER_OP = 51
-FB_FIXED = 204
-FB_PER_CHANNEL = 12
+# Flatbuffer overhead of the converter's writer (converter/tflite_writer.py) beyond the
+# 16-aligned constant data: per constant tensor, per op (with its output activation
+# tensor, options and offline-plan entry) and per model. Fitted by least squares on 9
+# written models with `search/probe/fit_flash.py` (residuals <= 58 B, under 0.1%);
+# tests/test_memory_measured.py re-checks freshly written models.
+FB_PER_CONSTANT = 91
+FB_PER_OP = 337
+FB_FIXED = 378
 FB_BUFFER_ALIGNMENT = 16
 
 
@@ -290,11 +289,11 @@ def _align_fb(n: int) -> int:
 
 @lru_cache(maxsize=4096)
 def _linear_flash(n_in: int, n_out: int, rank: int) -> tuple:
-    """(aligned data bytes, quantization channels, tensor count) of one linear layer."""
+    """(aligned data bytes, tensor count) of one linear layer."""
     if rank == 0:
-        return _align_fb(n_out * n_in) + _align_fb(4 * n_out) + _align_fb(8 * n_out), n_out, 3
+        return _align_fb(n_out * n_in) + _align_fb(4 * n_out) + _align_fb(8 * n_out), 3
     data = sum(_align_fb(b) for b in (rank * n_in, 4 * rank, 8 * rank, n_out * rank, 4 * n_out, 8 * n_out))
-    return data, rank + n_out, 6
+    return data, 6
 
 
 def model_flash_bytes(config) -> int:
@@ -304,22 +303,20 @@ def model_flash_bytes(config) -> int:
     ln = _align_fb(12 * e)
     data = (_align_fb(e * config.patch_dim) + _align_fb(4 * e) + _align_fb(8 * e)
             + _align_fb(config.num_tokens * e) + ln)
-    channels, count = e, 5
+    count = 5
     if config.pool == "cls":
         data, count = data + _align_fb(e), count + 1
     head = _linear_flash(e, config.num_classes, 0)
-    data, channels, count = data + head[0], channels + head[1], count + head[2]
+    data, count = data + head[0], count + head[1]
     for i in range(config.depth):
         q, m = config.qkv_dim[i], config.mlp_hidden[i]
         data += 2 * ln + 256
         count += 3
         for shape in ((e, 3 * q, config.qkv_rank[i]), (q, e, config.proj_rank[i]),
                       (e, m, config.fc1_rank[i]), (m, e, config.fc2_rank[i])):
-            d, c, n = _linear_flash(*shape)
-            data, channels, count = data + d, channels + c, count + n
-    n_act, n_ops = 2 * config.depth + 3, 2 * config.depth + 2
-    return (data + FB_PER_CHANNEL * channels + FB_PER_CONSTANT * count + FB_PER_ACTIVATION * n_act
-            + FB_PER_OP * n_ops + FB_FIXED)
+            d, n = _linear_flash(*shape)
+            data, count = data + d, count + n
+    return data + FB_PER_CONSTANT * count + FB_PER_OP * (2 * config.depth + 2) + FB_FIXED
 
 
 # ---- compute ---------------------------------------------------------------------------

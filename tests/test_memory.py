@@ -6,8 +6,7 @@ import pytest
 
 from keras_supernet import arch
 from search.greedy_planner import Buffer, any_overlap, maximum_memory_size, plan_offsets, tensor_lifetimes
-from search.memory import (CODE_FLASH_BYTES, FB_FIXED, FB_PER_ACTIVATION, FB_PER_CHANNEL, FB_PER_CONSTANT,
-                           FB_PER_OP, Techniques, activation_bytes, constant_tensors, custom_graph_plan, evaluate,
+from search.memory import (CODE_FLASH_BYTES, FB_FIXED, FB_PER_CONSTANT, FB_PER_OP, Techniques, activation_bytes, constant_tensors, custom_graph_plan, evaluate,
                            head_bytes, model_flash_bytes, scratch_bytes)
 
 
@@ -129,9 +128,7 @@ def test_flash_by_layer_equals_the_tensor_list():
         config = _random_config(rng)
         consts = constant_tensors(config)
         data = sum((b + 15) // 16 * 16 for b, _ in consts)
-        channels = sum(c for _, c in consts)
-        expected = (data + FB_PER_CHANNEL * channels + FB_PER_CONSTANT * len(consts)
-                    + FB_PER_ACTIVATION * (2 * config.depth + 3) + FB_PER_OP * (2 * config.depth + 2) + FB_FIXED)
+        expected = data + FB_PER_CONSTANT * len(consts) + FB_PER_OP * (2 * config.depth + 2) + FB_FIXED
         assert model_flash_bytes(config) == expected
         # int8 weights dominate: at least one byte per weight parameter
         assert model_flash_bytes(config) > sum(b for b, c in consts if c)

@@ -78,3 +78,23 @@ def test_written_custom_model_has_the_predicted_size_and_plan(name):
     reread = plan_graph(graph, pointer_size=4, custom_scratch=custom_scratch)
     assert reread.head_bytes == custom_graph_plan(config).head_bytes
     assert reread.tail_bytes == plan.tail_bytes(4)
+
+
+def test_analytic_builtin_graph_matches_the_converted_one(builtin_model):
+    """'All techniques off' without building a model: same head, arena within 1%."""
+    from search.builtin_graph import builtin_arena, builtin_graph
+    config, tflite = builtin_model
+    real, analytic = read_tflite(tflite), builtin_graph(config)
+    assert [op.op for op in analytic.operators] == [op.op for op in real.operators]
+    for pointer in (4, 8):
+        a, r = plan_graph(analytic, pointer), plan_graph(real, pointer)
+        assert a.head_bytes == r.head_bytes
+        assert abs(a.arena_bytes - r.arena_bytes) <= 0.01 * r.arena_bytes
+    assert builtin_arena(config, 4) == (plan_graph(analytic, 4).head_bytes, plan_graph(analytic, 4).tail_bytes)
+
+
+def test_techniques_off_costs_more_sram_than_on(builtin_model):
+    from search.memory import Techniques, evaluate
+    config, _ = builtin_model
+    off, on = evaluate(config, Techniques.off()), evaluate(config, Techniques())
+    assert off.sram > on.sram and off.flash == on.flash and off.macs == on.macs
