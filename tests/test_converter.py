@@ -110,6 +110,18 @@ def test_flatbuffer_round_trip_in_tflm_schema(converted, fashion_mnist):
     assert len(load_tflite(path).ops) == 2 * arch.depth + 2
 
 
+def test_tflm_parses_the_model_up_to_the_custom_op_registration(converted, capfd):
+    """The wheel's TFLM (no MCUFormer kernels registered) reads the file and stops only at CUSTOM."""
+    import ctypes
+
+    from tflite_micro.python.tflite_micro import runtime
+
+    with pytest.raises(RuntimeError, match="allocate"):
+        runtime.Interpreter.from_file(str(converted[-1]), arena_size=1 << 20)
+    ctypes.CDLL(None).fflush(None)
+    assert "Failed to get registration from op code CUSTOM" in capfd.readouterr().err
+
+
 def test_builtin_baseline_runs_in_tflm(trained, fashion_mnist):
     from tflite_micro.tensorflow.lite.micro.python import schema_py_generated as schema
 
