@@ -79,14 +79,13 @@ class Tail:
                     self.allocate(4 + 4 * channels, 4)          # zero_point TfLiteIntArray
 
 
-# Persistent bytes each custom kernel allocates in Init (its OpData).
-# PROVISIONAL until tflm_ops/src/ lands: one OpData per op, estimated from
-# SPEC.md's options (a few int32 multipliers/shifts and scratch index).
+# Persistent bytes each custom kernel allocates in Init (its OpData), as tflm_ops/SPEC.md
+# section 2.5 lists them (the kernels static_assert them; tests/test_memory.py reads SPEC).
 CUSTOM_OPDATA_BYTES = {
-    "MCUF_PATCH_EMBED": 48,
+    "MCUF_PATCH_EMBED": 72,
     "MCUF_ATTENTION": 96,
-    "MCUF_MLP": 80,
-    "MCUF_HEAD": 48,
+    "MCUF_MLP": 88,
+    "MCUF_HEAD": 64,
 }
 
 

@@ -155,3 +155,12 @@ def test_evaluate_is_fast_enough_for_search():
     c = costs[0]
     assert c.sram == c.head + c.tail and c.flash == c.model_bytes + CODE_FLASH_BYTES
     assert c.macs == configs[0].macs()
+
+
+def test_custom_op_persistent_bytes_follow_the_spec():
+    import re
+    from pathlib import Path
+    from search.tflm_tail import CUSTOM_OPDATA_BYTES
+    spec = (Path(__file__).resolve().parent.parent / "tflm_ops" / "SPEC.md").read_text()
+    table = dict(re.findall(r"\| `(MCUF_[A-Z_]+)` \| (\d+) \| \d+ \|", spec))
+    assert {k: int(v) for k, v in table.items()} == CUSTOM_OPDATA_BYTES
