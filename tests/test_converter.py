@@ -228,3 +228,8 @@ def test_qat_learned_ranges_are_used_and_int8_tracks_float(trained, fashion_mnis
     float_acc = np.mean(finetuned.predict(x / 255.0, verbose=0).argmax(1) == y)
     int8_acc = np.mean(run(qmodel, quantize_images(x / 255.0)).argmax(1) == y)
     assert abs(float_acc - int8_acc) <= 0.01, (float_acc, int8_acc)
+
+
+def test_images_of_wrong_shape_for_the_reference(converted):
+    with pytest.raises(UserError, match=r"expects \(N, 28, 28, 1\)"):
+        run_tflite(converted[-1], np.zeros((2, 32, 32, 1), np.int8))
