@@ -98,3 +98,29 @@ def test_techniques_off_costs_more_sram_than_on(builtin_model):
     config, _ = builtin_model
     off, on = evaluate(config, Techniques.off()), evaluate(config, Techniques())
     assert off.sram > on.sram and off.flash == on.flash and off.macs == on.macs
+
+
+@pytest.mark.tflm
+@pytest.mark.parametrize("name", sorted(CONFIGS))
+def test_predicted_arena_equals_tflm_host_runner(name, tmp_path):
+    """The custom-op model in a stock MicroInterpreter (x86_64 build of the pinned TFLM):
+    the prediction is exact; the builtin baseline's is within 2%."""
+    from converter.baseline import convert_builtin
+    from converter.pipeline import quantize_model
+    from converter.tflite_writer import to_flatbuffer
+    from tests.tflm_fixtures import tflm_root_or_skip
+    from tflm_ops.host import run_host
+
+    root = tflm_root_or_skip()
+    config = CONFIGS[name]
+    model = _trained_like(config)
+    _, _, qmodel, plan = quantize_model(model, _images(config), progress=False)
+    image = np.zeros((1, config.image_size, config.image_size, config.channels), np.int8)
+    custom = tmp_path / "model.tflite"
+    custom.write_bytes(to_flatbuffer(qmodel))
+    assert run_host(root, custom, image).arena_used_bytes == plan.arena_bytes(pointer_size=8)
+    builtin = tmp_path / "baseline_builtin.tflite"
+    builtin.write_bytes(convert_builtin(model, _images(config)))
+    measured = run_host(root, builtin, image).arena_used_bytes
+    predicted = plan_graph(read_tflite(builtin.read_bytes()), pointer_size=8).arena_bytes
+    assert abs(predicted - measured) <= 0.02 * measured, (predicted, measured)
