@@ -100,6 +100,7 @@ def test_techniques_off_costs_more_sram_than_on(builtin_model):
     assert off.sram > on.sram and off.flash == on.flash and off.macs == on.macs
 
 
+@pytest.mark.slow
 @pytest.mark.tflm
 @pytest.mark.parametrize("name", sorted(CONFIGS))
 def test_predicted_arena_equals_tflm_host_runner(name, tmp_path):

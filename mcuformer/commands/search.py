@@ -32,6 +32,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("--global-mutation-prob", type=float, default=0.4,
                         help="depth / embed dim / resolution / patch mutation probability")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--no-operator-integration", action="store_true",
+                        help="plan memory for the plain TFLM builtin-op graph (all techniques off)")
     parser.add_argument("--no-patch-decomposition", action="store_true",
                         help="plan memory without patch-embedding decomposition")
     parser.add_argument("--no-token-overwrite", action="store_true", help="plan memory without token overwriting")
@@ -47,7 +49,8 @@ def run(args) -> int:
     from search.memory import Techniques
 
     budget = Budget.from_args(args.board, args.sram, args.flash, args.max_macs)
-    techniques = Techniques(True, not args.no_patch_decomposition, not args.no_token_overwrite)
+    techniques = (Techniques.off() if args.no_operator_integration
+                  else Techniques(True, not args.no_patch_decomposition, not args.no_token_overwrite))
     space = trained_space(args.supernet)
     check_feasible(space, budget, techniques)            # before loading TensorFlow
     settings = EvolutionSettings(population=args.population, generations=args.generations, parents=args.parents,
