@@ -292,7 +292,8 @@ def _cortex_m7_kernel_test(cases_bytes: bytes) -> Path:
         if not (gen / name).exists() or (gen / name).read_text() != text:   # keep mtimes for make
             (gen / name).write_text(text)
     sources = [ROOT / "tflm_ops/test/kernel_test.cc", gen / "kernel_cases.cc",
-               app.PLATFORM_DIR / app.PLATFORM_SOURCES["qemu-m7"], build.MAKE_DIR / "startup_cortex_m.c"]
+               app.PLATFORM_DIR / app.PLATFORM_SOURCES["qemu-m7"], app.PLATFORM_DIR / "markers.c",
+               build.MAKE_DIR / "startup_cortex_m.c"]
     ldflags = [f"-L{build.MAKE_DIR}", f"-T{app.LINKER_SCRIPTS['qemu-m7']}", "-nostartfiles",
                "--specs=nano.specs", "--specs=nosys.specs", "-Wl,--gc-sections"]
     return build.build_program(root, target, "kernel_test_cm7", app_sources=sources,
@@ -310,6 +311,11 @@ def test_cmsis_nn_kernels_bit_exact_on_cortex_m7(fashion_mnist, tmp_path):
               kc.mlp_case(rng, t=2, e=5, hidden=3, fc1_rank=2, fc2_rank=0)]
     cases += kc.chain_cases(rng, image, patch=7, e=16, blocks=1, has_cls=1, pool=0)
     cases = both_placements(cases)
+    # MCUFormer-shaped blocks (240/20 + class token: 145 tokens of 192), in place
+    cases += [kc.attention_case(rng, t=145, e=192, heads=3, head_dim=64, qkv_rank=48, proj_rank=0),
+              kc.mlp_case(rng, t=145, e=192, hidden=768, fc1_rank=0, fc2_rank=96)]
+    for case in cases[-2:]:
+        case.in_place = True
     kc.write_cases(tmp_path / "cases.bin", cases)
     elf = _cortex_m7_kernel_test((tmp_path / "cases.bin").read_bytes())
     log = tmp_path / "semihosting.txt"

@@ -96,13 +96,41 @@ TfLiteStatus Prepare(TfLiteContext* context, TfLiteNode* node) {
   return RequestScratch(context, kOp, static_cast<int32_t>(bytes), &d->scratch_index);
 }
 
-// ctx[c] for the columns [begin, end) of one head, from the probabilities in s.a.
+// Scores a[j] = q_h . K[j]_h of one head (columns [begin, begin + n)), two keys per pass.
+void HeadScores(const OpData& d, const Scratch& s, int32_t begin, int32_t n) {
+  const int32_t dim = d.dim();
+  const int8_t* q = s.q + begin;
+  int32_t j = 0;
+  for (; j + 1 < d.tokens; j += 2) {
+    const int8_t* k = s.k + j * dim + begin;
+    DotS8x2(q, k, k + dim, n, &s.a[j], &s.a[j + 1]);
+  }
+  if (j < d.tokens) s.a[j] = DotS8(q, s.k + j * dim + begin, n);
+}
+
+// ctx[c] for the columns [begin, end) of one head from the probabilities in
+// s.a, two columns per pass over them.
 void HeadContext(const OpData& d, const Scratch& s, int32_t begin, int32_t end) {
   const int32_t* opt = d.options.value;
-  for (int32_t c = begin; c < end; ++c) {
-    int32_t sum = 0;
-    for (int32_t j = 0; j < d.tokens; ++j) sum += s.a[j] * s.v[j * d.dim() + c];
+  const int32_t dim = d.dim();
+  auto store = [&](int32_t c, int32_t sum) {
     s.ctx[c] = static_cast<int8_t>(mcuf_sat8(mcuf_mbqm(sum, opt[kCtxMult], opt[kCtxShift])));
+  };
+  int32_t c = begin;
+  for (; c + 1 < end; c += 2) {
+    int32_t sum0 = 0, sum1 = 0;
+    const int8_t* v = s.v + c;
+    for (int32_t j = 0; j < d.tokens; ++j, v += dim) {
+      sum0 += s.a[j] * v[0];
+      sum1 += s.a[j] * v[1];
+    }
+    store(c, sum0);
+    store(c + 1, sum1);
+  }
+  if (c < end) {
+    int32_t sum = 0;
+    for (int32_t j = 0; j < d.tokens; ++j) sum += s.a[j] * s.v[j * dim + c];
+    store(c, sum);
   }
 }
 
@@ -132,9 +160,7 @@ TfLiteStatus Eval(TfLiteContext* context, TfLiteNode* node) {
     LayerNorm(x + i * e_dim, e_dim, ln, ln_eps, opt[kLnZp], s.h);
     LinearQuantRows(qkv.last, LinearLastInput(qkv, s.h, s.t), 0, dim, 0, s.q);
     for (int32_t begin = 0; begin < dim; begin += head_dim) {
-      for (int32_t j = 0; j < d.tokens; ++j) {
-        s.a[j] = DotS8(s.q + begin, s.k + j * dim + begin, head_dim);
-      }
+      HeadScores(d, s, begin, head_dim);
       SoftmaxRow(s.a, d.tokens, opt[kSmMult], opt[kSmShift]);
       HeadContext(d, s, begin, begin + head_dim);
     }

@@ -11,38 +11,66 @@ int32_t DotS8(const int8_t* a, const int8_t* b, int32_t n) {
   int32_t i = 0;
 #if defined(CMSIS_NN) && defined(ARM_MATH_DSP)
   for (; i + 4 <= n; i += 4) {
-    const int32_t a0 = arm_nn_read_s8x4_ia(&a);
-    const int32_t b0 = arm_nn_read_s8x4_ia(&b);
-    sum = SMLAD(SXTB16_RORn((uint32_t)a0, 8), SXTB16_RORn((uint32_t)b0, 8), sum);
-    sum = SMLAD(SXTB16(a0), SXTB16(b0), sum);
+    const int32_t a4 = arm_nn_read_s8x4_ia(&a);
+    const int32_t b4 = arm_nn_read_s8x4_ia(&b);
+    sum = SMLAD(SXTB16_RORn((uint32_t)a4, 8), SXTB16_RORn((uint32_t)b4, 8), sum);
+    sum = SMLAD(SXTB16(a4), SXTB16(b4), sum);
   }
-  for (; i < n; ++i) sum += (int32_t)(*a++) * (int32_t)(*b++);
-#else
-  for (; i < n; ++i) sum += (int32_t)a[i] * (int32_t)b[i];
 #endif
+  for (; i < n; ++i) sum += (int32_t)(*a++) * (int32_t)(*b++);
   return sum;
 }
 
-int32_t LinearAcc(const LinearFactor& f, const int8_t* x, int32_t o) {
-  // Wrapping add: a corrupt bias must not be undefined behaviour (the converter keeps it in range).
-  return (int32_t)((uint32_t)f.bias[o] + (uint32_t)DotS8(x, f.weights + (int64_t)o * f.in, f.in));
+void DotS8x2(const int8_t* x, const int8_t* w0, const int8_t* w1, int32_t n, int32_t* dot0,
+             int32_t* dot1) {
+  int32_t acc0 = 0, acc1 = 0;
+  int32_t i = 0;
+#if defined(CMSIS_NN) && defined(ARM_MATH_DSP)
+  for (; i + 4 <= n; i += 4) {
+    const int32_t x4 = arm_nn_read_s8x4_ia(&x);
+    const int32_t x_odd = SXTB16_RORn((uint32_t)x4, 8), x_even = SXTB16(x4);
+    int32_t w4 = arm_nn_read_s8x4_ia(&w0);
+    acc0 = SMLAD(SXTB16_RORn((uint32_t)w4, 8), x_odd, acc0);
+    acc0 = SMLAD(SXTB16(w4), x_even, acc0);
+    w4 = arm_nn_read_s8x4_ia(&w1);
+    acc1 = SMLAD(SXTB16_RORn((uint32_t)w4, 8), x_odd, acc1);
+    acc1 = SMLAD(SXTB16(w4), x_even, acc1);
+  }
+#endif
+  for (; i < n; ++i) {
+    const int32_t xi = *x++;
+    acc0 += xi * (int32_t)(*w0++);
+    acc1 += xi * (int32_t)(*w1++);
+  }
+  *dot0 = acc0;
+  *dot1 = acc1;
 }
 
 void LinearQuantRows(const LinearFactor& f, const int8_t* x, int32_t begin, int32_t end,
                      int32_t z_out, int8_t* y) {
-  for (int32_t o = begin; o < end; ++o) {
 #if defined(CMSIS_NN)
-    // One row per call: the requant table interleaves (m, s) per channel.
-    // lhs_offset is 0 (the converter folds the input zero point into the bias),
-    // so the kernel sums equal the bias.
-    arm_nn_vec_mat_mult_t_s8(x, f.weights + (int64_t)o * f.in, f.bias + o, f.bias + o,
-                             y + (o - begin), 0, z_out, f.rq[2 * o], f.rq[2 * o + 1], f.in,
-                             1, -128, 127, 1, 0);
-#else
-    y[o - begin] = (int8_t)mcuf_sat8((int64_t)z_out + mcuf_mbqm(LinearAcc(f, x, o), f.rq[2 * o],
-                                                                f.rq[2 * o + 1]));
-#endif
+  // CMSIS-NN's per-channel kernel wants separate multiplier and shift arrays;
+  // the requant table interleaves them, so rows go in chunks through small
+  // stack copies. lhs_offset is 0 (the converter folds the input zero point
+  // into the bias), so the kernel sums equal the bias.
+  constexpr int32_t kChunk = 16;
+  int32_t mult[kChunk], shift[kChunk];
+  for (int32_t o = begin; o < end; o += kChunk) {
+    const int32_t rows = end - o < kChunk ? end - o : kChunk;
+    for (int32_t i = 0; i < rows; ++i) {
+      mult[i] = f.rq[2 * (o + i)];
+      shift[i] = f.rq[2 * (o + i) + 1];
+    }
+    arm_nn_vec_mat_mult_t_per_ch_s8(x, f.weights + (int64_t)o * f.in, f.bias + o, f.bias + o,
+                                    y + (o - begin), 0, z_out, mult, shift, f.in, rows, -128,
+                                    127, 1, 0);
   }
+#else
+  ForEachAcc(f, x, begin, end, [&](int32_t o, int32_t acc) {
+    y[o - begin] =
+        (int8_t)mcuf_sat8((int64_t)z_out + mcuf_mbqm(acc, f.rq[2 * o], f.rq[2 * o + 1]));
+  });
+#endif
 }
 
 const int8_t* LinearLastInput(const Linear& layer, const int8_t* x, int8_t* t) {
@@ -89,9 +117,10 @@ void SoftmaxRow(int32_t* a, int32_t n, int32_t sm_mult, int32_t sm_shift) {
 
 void LinearResidual(const LinearFactor& f, const int8_t* in, const int8_t* x, int32_t z_x,
                     int32_t res_mult, int32_t res_shift, int32_t z_y, int8_t* y) {
-  for (int32_t c = 0; c < f.out; ++c) {
-    y[c] = ResidualOut(LinearAcc(f, in, c), f.rq + 2 * c, x[c], z_x, res_mult, res_shift, z_y);
-  }
+  // y[c] is written after x[c] is read, and `in` is never y: y may equal x.
+  ForEachAcc(f, in, 0, f.out, [&](int32_t c, int32_t acc) {
+    y[c] = ResidualOut(acc, f.rq + 2 * c, x[c], z_x, res_mult, res_shift, z_y);
+  });
 }
 
 }  // namespace mcuformer

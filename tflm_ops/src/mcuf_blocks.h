@@ -28,8 +28,35 @@ struct Linear {
   int32_t t_zp;
 };
 
+// sum_i a[i] * b[i] (int32) of two int8 vectors.
+int32_t DotS8(const int8_t* a, const int8_t* b, int32_t n);
+
+// The dot products of x with two rows w0 and w1, in one pass over x.
+void DotS8x2(const int8_t* x, const int8_t* w0, const int8_t* w1, int32_t n, int32_t* dot0,
+             int32_t* dot1);
+
+// int32 addition that wraps instead of being undefined on overflow (a corrupt
+// bias); the converter keeps accumulators in range.
+static inline int32_t WrapAdd(int32_t a, int32_t b) { return (int32_t)((uint32_t)a + (uint32_t)b); }
+
 // acc[o] = bias[o] + sum_i x[i] * W[o, i].
-int32_t LinearAcc(const LinearFactor& f, const int8_t* x, int32_t o);
+static inline int32_t LinearAcc(const LinearFactor& f, const int8_t* x, int32_t o) {
+  return WrapAdd(f.bias[o], DotS8(x, f.weights + (int64_t)o * f.in, f.in));
+}
+
+// Calls emit(o, acc[o]) for o = begin..end-1 in order, two rows per pass over x.
+template <typename Emit>
+void ForEachAcc(const LinearFactor& f, const int8_t* x, int32_t begin, int32_t end, Emit&& emit) {
+  int32_t o = begin;
+  for (; o + 1 < end; o += 2) {
+    const int8_t* w = f.weights + (int64_t)o * f.in;
+    int32_t dot0, dot1;
+    DotS8x2(x, w, w + f.in, f.in, &dot0, &dot1);
+    emit(o, WrapAdd(f.bias[o], dot0));
+    emit(o + 1, WrapAdd(f.bias[o + 1], dot1));
+  }
+  if (o < end) emit(o, LinearAcc(f, x, o));
+}
 
 // y[o - begin] = sat8(z_out + MBQM(acc[o], rq[o])) for o in [begin, end).
 void LinearQuantRows(const LinearFactor& f, const int8_t* x, int32_t begin, int32_t end,
@@ -45,9 +72,6 @@ void LayerNorm(const int8_t* x, int32_t channels, const int32_t* ln, int64_t eps
 
 // Scores a[0..n) in, Q15 probabilities out, in place (SPEC 1.3).
 void SoftmaxRow(int32_t* a, int32_t n, int32_t sm_mult, int32_t sm_shift);
-
-// sum_i a[i] * b[i] (int32) of two int8 vectors.
-int32_t DotS8(const int8_t* a, const int8_t* b, int32_t n);
 
 // Residual epilogue (SPEC 1.5) for one channel.
 static inline int8_t ResidualOut(int32_t acc, const int32_t* rq_row, int32_t x, int32_t z_x,

@@ -106,12 +106,11 @@ TfLiteStatus Eval(TfLiteContext* context, TfLiteNode* node) {
       }
       const int8_t* pos_row = pos + (r * grid_w + c) * e_dim;
       int8_t* token = strip + c * e_dim;
-      for (int32_t e = 0; e < e_dim; ++e) {
-        token[e] = static_cast<int8_t>(mcuf_sat8(
-            int64_t{d.out_zp} +
-            mcuf_mbqm(LinearAcc(linear, patch, e), linear.rq[2 * e], linear.rq[2 * e + 1]) +
-            mcuf_mbqm(pos_row[e] - opt[kPosZp], opt[kPosMult], opt[kPosShift])));
-      }
+      ForEachAcc(linear, patch, 0, e_dim, [&](int32_t e, int32_t acc) {
+        token[e] = static_cast<int8_t>(
+            mcuf_sat8(int64_t{d.out_zp} + mcuf_mbqm(acc, linear.rq[2 * e], linear.rq[2 * e + 1]) +
+                      mcuf_mbqm(pos_row[e] - opt[kPosZp], opt[kPosMult], opt[kPosShift])));
+      });
     }
     memcpy(tokens + r * grid_w * e_dim, strip, grid_w * e_dim);
   }

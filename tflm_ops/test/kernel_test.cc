@@ -64,21 +64,38 @@ class Reader {
   bool ok_ = true;
 };
 
+// Result bytes: kept in memory on the host, printed as "@@hex" lines of 32
+// bytes as they come on the MCU (whose heap is small).
 class Writer {
  public:
   template <typename T>
   void Put(T value) {
-    const uint8_t* p = reinterpret_cast<const uint8_t*>(&value);
-    bytes_.insert(bytes_.end(), p, p + sizeof(T));
+    PutBytes(&value, sizeof(T));
   }
   void PutBytes(const void* data, size_t n) {
     const uint8_t* p = static_cast<const uint8_t*>(data);
+#ifdef MCUF_EMBEDDED_CASES
+    for (size_t i = 0; i < n; ++i) {
+      line_[used_++] = p[i];
+      if (used_ == sizeof(line_)) Flush();
+    }
+#else
     bytes_.insert(bytes_.end(), p, p + n);
+#endif
   }
+#ifdef MCUF_EMBEDDED_CASES
+  void Flush();
+#else
   const std::vector<uint8_t>& bytes() const { return bytes_; }
+#endif
 
  private:
+#ifdef MCUF_EMBEDDED_CASES
+  uint8_t line_[32];
+  size_t used_ = 0;
+#else
   std::vector<uint8_t> bytes_;
+#endif
 };
 
 #ifdef MCUF_EMBEDDED_CASES
@@ -87,13 +104,52 @@ void Log(const char* line) { mcuf_platform_write(line); }
 void Log(const char* line) { fputs(line, stderr); }
 #endif
 
-// Exact-size heap blocks instead of arena slices, counted per case.
+// Memory blocks of tensors and kernel buffers: exact-size heap blocks on the
+// host (ASan checks their bounds); on the MCU a bump pool reset per case, as
+// the heap there is small.
+#ifdef MCUF_EMBEDDED_CASES
+alignas(16) uint8_t block_pool[1 << 20];
+size_t block_pool_used = 0;
+void* AllocBlock(size_t bytes) {
+  const size_t start = (block_pool_used + 15) & ~static_cast<size_t>(15);
+  if (start + bytes > sizeof(block_pool)) {
+    Log("harness: block pool exhausted\n");
+    mcuf_platform_exit(1);
+  }
+  block_pool_used = start + bytes;
+  return block_pool + start;
+}
+void FreeBlock(void*) {}
+void ResetBlocks() { block_pool_used = 0; }
+#else
+void* AllocBlock(size_t bytes) {
+  void* block = malloc(bytes > 0 ? bytes : 1);
+  if (block == nullptr) abort();
+  return block;
+}
+void FreeBlock(void* block) { free(block); }
+void ResetBlocks() {}
+#endif
+
+#ifdef MCUF_EMBEDDED_CASES
+void Writer::Flush() {
+  if (used_ == 0) return;
+  char line[8 + 2 * sizeof(line_)] = "@@hex ";
+  size_t n = 6;
+  for (size_t i = 0; i < used_; ++i) n += snprintf(line + n, sizeof(line) - n, "%02x", line_[i]);
+  snprintf(line + n, sizeof(line) - n, "\n");
+  Log(line);
+  used_ = 0;
+}
+#endif
+
+// Persistent and scratch buffers as separate blocks, counted per case.
 class TestMicroContext : public tflite::FakeMicroContext {
  public:
   using tflite::FakeMicroContext::FakeMicroContext;
   static void operator delete(void*) {}  // lives on the stack only (TFLM bans heap delete)
   ~TestMicroContext() {
-    for (void* block : blocks_) free(block);
+    for (void* block : blocks_) FreeBlock(block);
   }
   void* AllocatePersistentBuffer(size_t bytes) override {
     persistent_bytes_ += bytes;
@@ -114,7 +170,7 @@ class TestMicroContext : public tflite::FakeMicroContext {
 
  private:
   void* Keep(size_t bytes) {
-    blocks_.push_back(malloc(bytes > 0 ? bytes : 1));
+    blocks_.push_back(AllocBlock(bytes));
     return blocks_.back();
   }
   std::vector<void*> blocks_;
@@ -142,7 +198,8 @@ struct CaseTensor {
   std::vector<int> dims;  // TfLiteIntArray layout: size, then dims
   int32_t zero_point;
   float scale;
-  std::vector<uint8_t> data;
+  const uint8_t* data;  // in the case file
+  size_t size;
 };
 
 bool ReadTensor(Reader& in, CaseTensor* t) {
@@ -156,7 +213,8 @@ bool ReadTensor(Reader& in, CaseTensor* t) {
   const uint32_t nbytes = in.Get<uint32_t>();
   const uint8_t* data = in.Take(nbytes);
   if (!in.ok()) return false;
-  t->data.assign(data, data + nbytes);
+  t->data = data;
+  t->size = nbytes;
   return true;
 }
 
@@ -166,9 +224,8 @@ size_t ElementCount(const CaseTensor& t) {
   return n;
 }
 
-// One case: returns its status and appends its result record.
-Status RunCase(Reader& in, size_t* persistent, std::vector<size_t>* scratch,
-               std::vector<uint8_t>* output) {
+// One case: appends its result record to `out` unless the case is malformed.
+Status RunCase(Reader& in, Writer& out) {
   const uint32_t op = in.Get<uint32_t>();
   const uint32_t flags = in.Get<uint32_t>();
   const uint32_t n_inputs = in.Get<uint32_t>();
@@ -185,7 +242,8 @@ Status RunCase(Reader& in, size_t* persistent, std::vector<size_t>* scratch,
   // Flag 2: the output starts one byte into the first input (a partial overlap).
   const size_t shift = (flags & 2) != 0 ? 1 : 0;
 
-  // Heap blocks of exactly the tensor sizes; in place, the output shares the
+  ResetBlocks();
+  // Blocks of exactly the tensor sizes; in place, the output shares the
   // first input's block (sized for the larger of the two).
   CaseTensor& result = tensors[n_inputs];
   const size_t out_bytes = ElementCount(result) * TypeBytes(result.type);
@@ -193,13 +251,13 @@ Status RunCase(Reader& in, size_t* persistent, std::vector<size_t>* scratch,
   std::vector<TfLiteTensor> tf(n_inputs + 1);
   for (uint32_t i = 0; i <= n_inputs; ++i) {
     CaseTensor& t = tensors[i];
-    size_t bytes = i == n_inputs ? out_bytes : t.data.size();
+    size_t bytes = i == n_inputs ? out_bytes : t.size;
     if (in_place && i == 0 && out_bytes + shift > bytes) bytes = out_bytes + shift;
     void* block = nullptr;
     if (!(in_place && i == n_inputs)) {
-      block = malloc(bytes > 0 ? bytes : 1);
+      block = AllocBlock(bytes);
       memset(block, 0x5A, bytes);
-      if (i < n_inputs) memcpy(block, t.data.data(), t.data.size());
+      if (i < n_inputs) memcpy(block, t.data, t.size);
       blocks.push_back(block);
     }
     TfLiteTensor& x = tf[i];
@@ -207,7 +265,7 @@ Status RunCase(Reader& in, size_t* persistent, std::vector<size_t>* scratch,
     x.type = t.type;
     x.dims = tflite::testing::IntArrayFromInts(t.dims.data());
     x.data.data = (in_place && i == n_inputs) ? static_cast<uint8_t*>(blocks[0]) + shift : block;
-    x.bytes = i == n_inputs ? out_bytes : t.data.size();
+    x.bytes = i == n_inputs ? out_bytes : t.size;
     x.params.zero_point = t.zero_point;
     x.params.scale = t.scale;
     x.allocation_type = (i == 0 || i == n_inputs) ? kTfLiteArenaRw : kTfLiteMmapRo;
@@ -241,16 +299,24 @@ Status RunCase(Reader& in, size_t* persistent, std::vector<size_t>* scratch,
   } else if (!micro_context.IsAllTempTfLiteTensorDeallocated()) {
     Log("harness: Prepare leaked temporary tensors\n");
     status = kPrepareFailed;
-  } else if (registration->invoke(&context, &node) != kTfLiteOk) {
-    status = kEvalFailed;
+  } else {
+#ifdef MCUF_EMBEDDED_CASES
+    mcuf_invoke_begin();  // QEMU's instruction counter counts each Eval
+#endif
+    const TfLiteStatus invoked = registration->invoke(&context, &node);
+#ifdef MCUF_EMBEDDED_CASES
+    mcuf_invoke_end();
+#endif
+    if (invoked != kTfLiteOk) status = kEvalFailed;
   }
-  *persistent = micro_context.persistent_bytes();
-  *scratch = micro_context.scratch_bytes();
-  if (status == kOk) {
-    const uint8_t* data = static_cast<const uint8_t*>(tf[n_inputs].data.data);
-    output->assign(data, data + out_bytes);
-  }
-  for (void* block : blocks) free(block);
+  out.Put<int32_t>(status);
+  out.Put<uint32_t>(static_cast<uint32_t>(micro_context.persistent_bytes()));
+  out.Put<uint32_t>(static_cast<uint32_t>(micro_context.scratch_bytes().size()));
+  for (size_t bytes : micro_context.scratch_bytes()) out.Put<uint32_t>(static_cast<uint32_t>(bytes));
+  const uint32_t result_bytes = status == kOk ? static_cast<uint32_t>(out_bytes) : 0;
+  out.Put<uint32_t>(result_bytes);
+  out.PutBytes(tf[n_inputs].data.data, result_bytes);
+  for (void* block : blocks) FreeBlock(block);
   return status;
 }
 
@@ -264,17 +330,7 @@ bool RunOps(Reader& in, Writer& out) {
     char marker[32];
     snprintf(marker, sizeof(marker), "@@case %u\n", static_cast<unsigned>(i));
     Log(marker);
-    size_t persistent = 0;
-    std::vector<size_t> scratch;
-    std::vector<uint8_t> output;
-    const Status status = RunCase(in, &persistent, &scratch, &output);
-    if (status == kBadCase) return false;
-    out.Put<int32_t>(status);
-    out.Put<uint32_t>(static_cast<uint32_t>(persistent));
-    out.Put<uint32_t>(static_cast<uint32_t>(scratch.size()));
-    for (size_t bytes : scratch) out.Put<uint32_t>(static_cast<uint32_t>(bytes));
-    out.Put<uint32_t>(static_cast<uint32_t>(output.size()));
-    out.PutBytes(output.data(), output.size());
+    if (RunCase(in, out) == kBadCase) return false;
   }
   return true;
 }
@@ -310,16 +366,7 @@ int main() {
   Reader in(mcuf_cases, mcuf_cases_len);
   Writer out;
   const bool ok = RunOps(in, out);
-  char line[80];
-  const std::vector<uint8_t>& bytes = out.bytes();
-  for (size_t pos = 0; ok && pos < bytes.size(); pos += 32) {
-    int n = snprintf(line, sizeof(line), "@@hex ");
-    for (size_t i = pos; i < pos + 32 && i < bytes.size(); ++i) {
-      n += snprintf(line + n, sizeof(line) - n, "%02x", bytes[i]);
-    }
-    snprintf(line + n, sizeof(line) - n, "\n");
-    Log(line);
-  }
+  out.Flush();
   Log(ok ? "@@end\n" : "harness: malformed case file\n");
   mcuf_platform_exit(ok ? 0 : 1);
 }
