@@ -78,6 +78,12 @@ def both_placements(cases):
 
 # ---- fixed point: C twins == fixedpoint.py == TFLM ---------------------------------------
 
+def test_exp2_table_in_header_equals_python():
+    text = (ROOT / "tflm_ops/src/mcuf_fixedpoint.h").read_text()
+    body = re.search(r"MCUF_EXP2_Q15\[256\] = \{([^}]*)\}", text).group(1)
+    assert [int(v) for v in body.replace(",", " ").split()] == [int(v) for v in fixedpoint.EXP2_Q15]
+
+
 def test_fixedpoint_helpers_match_python_and_tflm(kernel_test, tmp_path):
     rng = np.random.default_rng(7)
     n = 4000

@@ -61,8 +61,8 @@ TfLiteStatus Prepare(TfLiteContext* context, TfLiteNode* node) {
     return kTfLiteError;
   }
   const int64_t tokens = int64_t{d->height / d->patch()} * d->grid_w() + d->has_cls();
-  if (d->tokens != tokens || tokens * d->embed > kInt32Max) {
-    MicroPrintf("%s: output must be [1, %ld, E]", kOp, static_cast<long>(tokens));
+  if (d->tokens != tokens || d->embed > 65535 || tokens * d->embed > kInt32Max) {
+    MicroPrintf("%s: output must be [1, %ld, E] with E <= 65535", kOp, static_cast<long>(tokens));
     return kTfLiteError;
   }
   if (!ExpectLinear(context, node, kOp, "patch", kWeights, 0, d->patch_bytes(), d->embed) ||
