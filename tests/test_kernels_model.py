@@ -25,13 +25,8 @@ CONFIGS = {
 }
 
 
-@pytest.mark.parametrize("name", sorted(CONFIGS))
-def test_custom_op_model_in_tflm_equals_reference(name, fashion_mnist, tmp_path):
-    from tflm_ops import tflm
-    from tflm_ops.host import run_host
-    root = tflm.find_tflm()
-    if root is None:
-        pytest.skip(tflm.missing_reason())
+def _converted(name, fashion_mnist, tmp_path):
+    """The custom-op .tflite of a random-weight ViT calibrated on 64 images."""
     model = build_vit(CONFIGS[name])
     rng = np.random.default_rng(0)
     for weight in model.weights:
@@ -43,9 +38,41 @@ def test_custom_op_model_in_tflm_equals_reference(name, fashion_mnist, tmp_path)
     assert token_offsets == {0}, qmodel.offsets[:len(activations)]
     path = tmp_path / "model.tflite"
     path.write_bytes(to_flatbuffer(qmodel))
+    return path
+
+
+def _root():
+    from tflm_ops import tflm
+    root = tflm.find_tflm()
+    if root is None:
+        pytest.skip(tflm.missing_reason())
+    return root
+
+
+@pytest.mark.parametrize("name", sorted(CONFIGS))
+def test_custom_op_model_in_tflm_equals_reference(name, fashion_mnist, tmp_path):
+    from tflm_ops.host import run_host
+    root = _root()
+    path = _converted(name, fashion_mnist, tmp_path)
     images = quantize_images(np.asarray(fashion_mnist.x_test[:24], np.float64) / 255.0)
     expected = run_tflite(path, images).reshape(len(images), -1)
     got = run_host(root, path, images).outputs
     assert got.shape == expected.shape
     assert int(np.count_nonzero(got != expected)) == 0
     assert len(np.unique(got, axis=0)) > 1
+
+
+@pytest.mark.slow
+def test_custom_op_model_on_cortex_m7_equals_reference(fashion_mnist, tmp_path):
+    """The CMSIS-NN kernels in the example app under QEMU mps2-an500 (Cortex-M7)."""
+    from tests.tflm_fixtures import arm_or_skip
+    from tflm_ops import app, qemu
+    root = _root()
+    arm_or_skip()
+    path = _converted("mean-mixed-rank", fashion_mnist, tmp_path)
+    images = quantize_images(np.asarray(fashion_mnist.x_test[:4], np.float64) / 255.0)
+    spec = app.AppSpec(app.model_array_cc(path, tmp_path), arena_bytes=64 * 1024, images=images,
+                       labels=fashion_mnist.y_test[:4])
+    output, _ = qemu.run_qemu(app.build_app(root, "qemu-m7", spec, tmp_path / "app.elf"))
+    expected = run_tflite(path, images).reshape(len(images), -1)
+    assert int(np.count_nonzero(output.outputs != expected)) == 0
