@@ -113,9 +113,8 @@ def convert(model_path, out, dataset, options: ConvertOptions = ConvertOptions()
     except (OSError, ValueError, TypeError) as exc:
         raise UserError(f"cannot load {model_path} as a saved static ViT (.keras): {str(exc).splitlines()[0]}") \
             from None
-    x_train = dataset.x_train.astype(np.float64) / 255.0
-    rng = np.random.default_rng(options.seed)
-    calib = cal.check_images(arch_from_model(model), x_train[rng.permutation(len(x_train))[:options.calib]])
+    pick = np.random.default_rng(options.seed).permutation(len(dataset.x_train))[:options.calib]
+    calib = cal.check_images(arch_from_model(model), dataset.x_train[pick].astype(np.float64) / 255.0)
     with tqdm(total=6, desc="convert", unit="step", disable=not progress) as steps:
         return _convert_steps(model, calib, out, dataset, options, force, progress, steps)
 
@@ -129,7 +128,7 @@ def _convert_steps(model, calib, out, dataset, options, force, progress, steps) 
         n = options.qat_images
         before_qat = model
         initial = calibrated_ranges(*read_weights(model), calib, options, progress)
-        model, learned = qat.finetune(model, dataset.x_train[:n] / 255.0, dataset.y_train[:n],
+        model, learned = qat.finetune(model, dataset.x_train[:n], dataset.y_train[:n],
                                       epochs=options.qat_epochs, progress=progress, initial_ranges=initial)
     steps.update()
     steps.set_postfix_str("calibrate + quantize")

@@ -137,10 +137,19 @@ def extract(qat_model, float_model) -> tuple:
 
 def finetune(model, x_train, y_train, epochs: int = 1, batch_size: int = 128, learning_rate: float = 1e-4,
              progress: bool = True, initial_ranges=None) -> tuple:
-    """QAT-fine-tune a static ViT on float images/labels; returns `extract`'s pair."""
+    """QAT-fine-tune a static ViT; returns `extract`'s pair.
+
+    `x_train`: uint8 pixels (scaled to /255 batch by batch, so large image sets
+    are never held as floats) or float pixels already divided by 255.
+    """
+    import tensorflow as tf
+
+    scale = 1.0 / 255.0 if np.asarray(x_train[:1]).dtype == np.uint8 else 1.0
+    data = (tf.data.Dataset.from_tensor_slices((x_train, np.asarray(y_train)))
+            .shuffle(4096, seed=0).batch(batch_size)
+            .map(lambda x, y: (tf.cast(x, tf.float32) * scale, y)))
     qat_model = quantize_aware(model, initial_ranges)
     qat_model.compile(optimizer=keras.optimizers.Adam(learning_rate),
                       loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
-    qat_model.fit(np.asarray(x_train, np.float32), np.asarray(y_train), epochs=epochs, batch_size=batch_size,
-                  verbose=1 if progress else 0)
+    qat_model.fit(data, epochs=epochs, verbose=1 if progress else 0)
     return extract(qat_model, model)
