@@ -109,7 +109,8 @@ void LogShapeMismatch(const char* op, bool output, int index, const char* what, 
   char want[64];
   int pos = 0;
   for (int i = 0; i < ndims && pos < 48; ++i) {
-    pos += MicroSnprintf(want + pos, sizeof(want) - pos, i ? ", %ld" : "%ld", static_cast<long>(dims[i]));
+    pos += MicroSnprintf(want + pos, sizeof(want) - pos, i ? ", %ld" : "%ld",
+                         static_cast<long>(dims[i]));
   }
   want[pos] = '\0';
   MicroPrintf("%s: %s %d (%s) must be %s [%s], got %s of rank %d", op, Role(output), index, what,

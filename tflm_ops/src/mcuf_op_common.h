@@ -103,7 +103,7 @@ bool ExpectCounts(TfLiteNode* node, const char* op, int inputs);
 bool ExpectTensor(TfLiteContext* context, TfLiteNode* node, const char* op, bool output,
                   int index, const char* what, TfLiteType type,
                   std::initializer_list<int32_t> dims);
-// Reads dimension `axis` of input `index` (rank `ndims`, int8); false if absent or another rank/type.
+// Reads the dims and zero point of activation `index` (int8, rank `ndims`).
 bool ReadActivationShape(TfLiteContext* context, TfLiteNode* node, const char* op, bool output,
                          int index, int ndims, int32_t* dims, int32_t* zero_point);
 // x and y both int8 [1, T, E] (attention and MLP): reads T, E and the zero points.

@@ -68,7 +68,8 @@ def write_cases(path, cases) -> None:
     out = [b"MCUFKT01", struct.pack("<I", len(cases))]
     for case in cases:
         options = case.raw_options if case.raw_options is not None else flexbuffers.Dumps(case.options)
-        out.append(struct.pack("<IIII", OP_IDS[case.code], int(case.in_place) | 2 * int(case.overlap), len(case.inputs), len(options)))
+        flags = int(case.in_place) | 2 * int(case.overlap)
+        out.append(struct.pack("<IIII", OP_IDS[case.code], flags, len(case.inputs), len(options)))
         out.append(bytes(options))
         for i, array in enumerate(case.inputs):
             type_id = case.in_dtypes[i] if i < len(case.in_dtypes) and case.in_dtypes[i] is not None else None
@@ -126,8 +127,8 @@ def scratch_bytes(case: Case) -> int:
 
 def _rq(rng, out: int, acc_std: float, target: float = 40.0) -> np.ndarray:
     """Requant rows scaling an accumulator of std acc_std to about `target`, varied per row."""
-    rows = [quantize_multiplier(target / max(acc_std, 1.0) * rng.uniform(0.5, 2.0) * (1 if rng.random() > 0.1 else -1))
-            for _ in range(out)]
+    reals = target / max(acc_std, 1.0) * rng.uniform(0.5, 2.0, out) * np.where(rng.random(out) > 0.1, 1, -1)
+    rows = [quantize_multiplier(r) for r in reals]
     return np.array(rows, np.int32).reshape(out, 2)
 
 
@@ -145,8 +146,8 @@ def linear_tensors(rng, inp: int, out: int, rank: int, x_std: float = 40.0, targ
 
 
 def ln_table(rng, e: int) -> np.ndarray:
-    rows = [(*quantize_multiplier(40.0 / 65536 * rng.uniform(0.5, 2.0) * (1 if rng.random() > 0.05 else -1)),
-             int(rng.integers(-20, 21))) for _ in range(e)]
+    reals = 40.0 / 65536 * rng.uniform(0.5, 2.0, e) * np.where(rng.random(e) > 0.05, 1, -1)
+    rows = [(*quantize_multiplier(r), int(rng.integers(-20, 21))) for r in reals]
     return np.array(rows, np.int32).reshape(e, 3)
 
 
@@ -200,7 +201,7 @@ def patch_embed_case(rng, image=None, *, h=None, w=None, c=None, patch=None, e=N
 def attention_case(rng, x=None, x_zp=None, *, t=None, e=None, heads=None, head_dim=None, qkv_rank=None,
                    proj_rank=None) -> Case:
     if x is None:
-        x = _activation(rng, (1, t or int(rng.integers(1, 20)), e or int(rng.choice([8, 12, 16, 32])) ), _zp(rng))
+        x = _activation(rng, (1, t or int(rng.integers(1, 20)), e or int(rng.choice([8, 12, 16, 32]))), _zp(rng))
     in_zp = int(np.round(np.mean(x))) if x_zp is None else x_zp
     e = x.shape[2]
     heads = heads or int(rng.integers(1, 4))
@@ -209,12 +210,8 @@ def attention_case(rng, x=None, x_zp=None, *, t=None, e=None, heads=None, head_d
     qkv_rank = int(rng.choice([0, 0, 3, 8])) if qkv_rank is None else qkv_rank
     proj_rank = int(rng.choice([0, 0, 2, 5])) if proj_rank is None else proj_rank
     # scores of std ~ 1600 sqrt(head_dim) span about 16 octaves of exp2 in Q8 (x up to ~4000)
-    sm_real = 2000.0 / (1600.0 * math.sqrt(head_dim)) * rng.uniform(0.3, 3.0)
-    frac, exp = math.frexp(sm_real)
-    sm_shift = 31 - exp
-    sm_mult = int(round(frac * (1 << 31)))
-    if sm_mult == 1 << 31:
-        sm_mult, sm_shift = 1 << 30, sm_shift - 1
+    sm_mult, shift = quantize_multiplier(2000.0 / (1600.0 * math.sqrt(head_dim)) * rng.uniform(0.3, 3.0))
+    sm_shift = 31 - shift                                    # SPEC 1.3: M / 2^S
     ctx_m, ctx_s = quantize_multiplier(40.0 / (32768 * 40) * rng.uniform(0.5, 2.0))
     options = {"version": 1, "heads": heads, "qkv_dim": d, "qkv_rank": qkv_rank, "proj_rank": proj_rank,
                "ln_eps": int(rng.integers(0, 5000)), "ln_zp": _zp(rng),
