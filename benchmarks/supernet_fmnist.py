@@ -6,7 +6,7 @@ fine-tuned briefly from those weights; reports Kendall tau of the two rankings, 
 best inherited accuracy and the wall time per supernet epoch on this machine.
 Validation = the deterministic split of the training set (the test set is not used).
 
-    .venv/bin/python benchmarks/supernet_fmnist.py            # ~15 min on 2 cores
+    .venv/bin/python benchmarks/supernet_fmnist.py            # ~15 min on 2 (shared) cores
     .venv/bin/python benchmarks/supernet_fmnist.py --resume   # after an interruption
 
 Writes benchmarks/results/supernet_fmnist.json.
@@ -43,10 +43,14 @@ def main(argv=None) -> int:
     p.add_argument("--space", default=str(ROOT / "configs/spaces/fmnist.yaml"))
     p.add_argument("--work", default=str(ROOT / "out/bench_supernet_fmnist"), help="supernet training folder")
     p.add_argument("--resume", action="store_true")
-    p.add_argument("--epochs", type=int, default=4)
-    p.add_argument("--train-limit", type=int, default=20000)
-    p.add_argument("--sampling", choices=("sandwich", "uniform"), default="sandwich")
+    p.add_argument("--epochs", type=int, default=2)
+    p.add_argument("--train-limit", type=int, default=0, help="0 = the whole training split (54,000 images)")
+    p.add_argument("--sampling", choices=("sandwich", "uniform"), default="uniform",
+                   help="uniform: one random subnet per step, the most updates per CPU second")
     p.add_argument("--num-random", type=int, default=1)
+    p.add_argument("--lr", type=float, default=2e-3)
+    p.add_argument("--warmup-epochs", type=float, default=0.3)
+    p.add_argument("--augment", action="store_true", help="light augmentation (slows a 2-epoch schedule)")
     p.add_argument("--subnets", type=int, default=20)
     p.add_argument("--finetune-epochs", type=int, default=1)
     p.add_argument("--finetune-limit", type=int, default=5000)
@@ -64,7 +68,8 @@ def main(argv=None) -> int:
     space = SearchSpace.load(args.space)
     data = datasets.load_fashion_mnist()
     settings = TrainSettings(epochs=args.epochs, train_limit=args.train_limit, sampling=args.sampling,
-                             num_random=args.num_random, distill=args.sampling == "sandwich", seed=args.seed)
+                             num_random=args.num_random, distill=args.sampling == "sandwich", lr=args.lr,
+                             warmup_epochs=args.warmup_epochs, augment=args.augment, seed=args.seed)
     trainer = SupernetTrainer(space, settings, args.work, data, resume=args.resume, force=not args.resume)
     history = trainer.fit()
     train_seconds = time.time() - started
@@ -76,7 +81,7 @@ def main(argv=None) -> int:
         if c not in configs:
             configs.append(c)
     ft_settings = TrainSettings(epochs=args.finetune_epochs, lr=5e-4, warmup_epochs=0, sampling="uniform",
-                                distill=False, seed=args.seed)
+                                distill=False, augment=args.augment, seed=args.seed)
     x_ft, y_ft = trainer.x_train[:args.finetune_limit], trainer.y_train[:args.finetune_limit]
     rows = []
     for k, config in enumerate(configs):

@@ -76,7 +76,7 @@ def log_scalar(tag: str, value: float) -> None:
     tf.summary.write(tag, tf.constant(float(value), tf.float32), metadata=metadata)
 
 
-# ---- the run folder ----------------------------------------------------------------------
+# ---- a trained supernet ------------------------------------------------------------------
 
 def load_supernet(out, space: SearchSpace | None = None) -> Supernet:
     """The supernet of a training folder with its latest checkpoint's weights."""
