@@ -47,14 +47,17 @@ class Budget:
 
 
 def uniform_subnets(space, depth: int | None = None):
-    """Every subnet whose blocks all share one gene set (at `depth`, default the smallest).
+    """The subnets whose blocks all share one gene set (at `depth`, default the smallest),
+    each linear at the smallest rank ratio or at the extreme (full rank when allowed).
 
-    The arena peak is a maximum over blocks and flash a sum over blocks, so the
-    smallest achievable SRAM and flash of the space are reached by such subnets.
+    The arena peak is a maximum over blocks and flash a sum over blocks; per linear, the
+    fewest bytes are at the smallest ratio or at full rank (no intermediate buffer, fewer
+    tensors). So the smallest achievable SRAM and flash of the space are among these.
     """
     d = space.dimensions
     depth = depth or min(d["depth"])
-    blocks = list(itertools.product(d["num_heads"], d["mlp_ratio"], *[d["rank_ratio"]] * 4))
+    ranks = sorted({d["rank_ratio"][0], d["rank_ratio"][-1]}, key=str)
+    blocks = list(itertools.product(d["num_heads"], d["mlp_ratio"], *[ranks] * 4))
     for image in d["image_size"]:
         for patch in space.patches_for(image):
             for e in d["embed_dim"]:
