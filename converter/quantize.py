@@ -101,7 +101,7 @@ class _Builder:
         """(ln tensor index, ln_eps) of SPEC 1.2."""
         gamma, beta = norm
         e = len(gamma)
-        n_bound = np.full(e, int(math.sqrt(e) * (1 << 16)) + 2)
+        n_bound = np.full(e, int(2 * math.sqrt(e) * (1 << 16)) + 2)     # |d| / den < 2 sqrt(E)
         mult = _requant_table(gamma / (h.scale * 65536.0), n_bound, f"{name} LayerNorm")
         b = _int32(beta / h.scale)
         ln = np.concatenate([mult, b[:, None]], axis=1)
@@ -148,7 +148,9 @@ class _Builder:
         sm_shift = 31 - sm_s
         if sm_m <= 0 or not 1 <= sm_shift <= 62:
             raise UserError(f"{pre}: softmax scale {sm_real:.3g} is out of range; recalibrate")
-        ctx_mult, ctx_shift = _requant(v.scale / (32768.0 * ctx.scale), 128 * 32768, f"{pre} context")
+        # the Q15 probabilities of a row sum to at most 32768 + T (rounding)
+        ctx_mult, ctx_shift = _requant(v.scale / (32768.0 * ctx.scale), 128 * (32768 + a.num_tokens),
+                                       f"{pre} context")
         res_mult, res_shift = self._residual(x, y, pre)
         self.ops.append(Op("MCUF_ATTENTION", [x, ln] + l_qkv + l_proj, y, {
             "version": 1, "heads": heads, "qkv_dim": dim, "qkv_rank": a.qkv_rank[i],

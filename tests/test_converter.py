@@ -170,7 +170,7 @@ def test_corrupt_tflite_is_a_user_error(converted, tmp_path, damage):
 def test_cli_convert_writes_all_outputs(trained, tmp_path):
     _, subnet = trained
     out = tmp_path / "out"
-    proc = run_cli("convert", str(subnet), "--out", str(out), "--calib", "100", "--eval", "300")
+    proc = run_cli("convert", str(subnet), "--out", str(out), "--calib", "100", "--eval", "300", "--qat")
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert sorted(p.name for p in out.iterdir()) == ["baseline_builtin.tflite", "model.tflite", "model_data.cc",
                                                      "model_data.h", "report.json"]
@@ -180,6 +180,8 @@ def test_cli_convert_writes_all_outputs(trained, tmp_path):
     assert report["flash_bytes"] == len(tflite)
     assert report["planned_arena_bytes"] == custom_graph_plan(TINY).arena_bytes(pointer_size=4)
     assert report["accuracy"]["test_images"] == 300 and 0 <= report["int8_accuracy"] <= 1
+    assert report["quantization"]["qat_epochs"] == 1 and "tokens_0" in report["quantization"]["learned_ranges"]
+    assert 0 <= report["accuracy"]["float_before_qat"] <= 1
     assert report["baseline"]["tflm_arena_bytes_host"] > report["planned_arena_bytes_host"]
     cc = (out / "model_data.cc").read_text()
     assert "alignas(16) const unsigned char mcuformer_model_data[]" in cc
