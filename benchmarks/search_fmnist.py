@@ -60,6 +60,29 @@ def technique_table() -> dict:
     return out
 
 
+def builtin_baselines_measured() -> dict:
+    """DeiT-Tiny / MCUFormer-shaped builtin baselines (converter/baseline.py, weights drawn
+    like trained ones so nothing folds away) in the tflite-micro wheel vs the analytic model."""
+    from converter.baseline import convert_builtin, tflm_arena
+    from keras_supernet.arch import deit_tiny, mcuformer_shape
+    from keras_supernet.static_vit import build_vit
+    from search.builtin_graph import builtin_graph
+    from search.tflite_graph import plan_graph
+    out = {}
+    rng = np.random.default_rng(0)
+    for name, config in (("deit_tiny", deit_tiny()), ("mcuformer_shape", mcuformer_shape())):
+        model = build_vit(config)
+        for w in model.weights:
+            w.assign(rng.normal(0, 0.05, w.shape).astype(np.float32) + (1.0 if "gamma" in w.name else 0.0))
+        images = rng.random((4, config.image_size, config.image_size, config.channels))
+        measured = tflm_arena(convert_builtin(model, images))
+        predicted = plan_graph(builtin_graph(config), pointer_size=8, recording=True)
+        out[name] = {"measured_wheel": measured, "predicted_head": predicted.head_bytes,
+                     "predicted_total": predicted.arena_bytes,
+                     "error_percent": 100.0 * (predicted.arena_bytes - measured["total"]) / measured["total"]}
+    return out
+
+
 def finetune_test_accuracy(supernet, config, data, settings) -> float:
     from keras_supernet.finetune import evaluate_model, finetune_subnet
     from keras_supernet.supernet import export_subnet
@@ -96,7 +119,8 @@ def main(argv=None) -> int:
     space = trained_space(snapshot)
     result = {"machine": f"{platform.machine()}, {platform.python_version()}",
               "command": "benchmarks/search_fmnist.py " + " ".join(argv or sys.argv[1:]),
-              "memory_model": memory_model_rate(space), "techniques": technique_table(), "budgets": {}}
+              "memory_model": memory_model_rate(space), "techniques": technique_table(),
+              "builtin_baselines": builtin_baselines_measured(), "budgets": {}}
     data = datasets.load("fashion_mnist")
     fitness = SupernetFitness(snapshot, data, val_limit=args.val_limit, space=space)
     half = max(1, args.population // 2)

@@ -12,7 +12,7 @@ from .memory import Techniques, evaluate
 
 @dataclass(frozen=True)
 class Budget:
-    sram: int                     # bytes for the TFLM arena + runtime RAM
+    sram: int                     # bytes for the TFLM arena (the app's stack and statics come on top)
     flash: int                    # bytes for model + code
     max_macs: int | None = None
     source: str = "flags"

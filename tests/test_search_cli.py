@@ -71,3 +71,10 @@ def test_search_cli_reports_an_infeasible_budget(supernet_dir, tmp_path):
 def test_search_cli_needs_budgets(supernet_dir, tmp_path):
     proc = run_cli("search", "--supernet", str(supernet_dir), "--sram", "64KB", "--out", str(tmp_path / "s"))
     assert_one_line_error(proc, "--board")
+
+
+def test_search_cli_refuses_a_board_without_budgets(supernet_dir, tmp_path):
+    board = tmp_path / "board.yaml"
+    board.write_text("name: bare\ncore: cortex-m7\n")
+    proc = run_cli("search", "--supernet", str(supernet_dir), "--board", str(board), "--out", str(tmp_path / "s"))
+    assert_one_line_error(proc, "sram")
