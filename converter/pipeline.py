@@ -102,8 +102,13 @@ def _report(arch, qmodel, plan, tflite: bytes) -> dict:
 
 def convert(model_path, out, dataset, options: ConvertOptions = ConvertOptions(), force=False,
             progress=True) -> dict:
-    """Convert the saved static ViT at `model_path` into the folder `out`; returns the report."""
+    """Convert the saved static ViT at `model_path` into the folder `out`; returns the report.
+
+    `dataset`: a `mcuformer.datasets.Dataset`, or a `--data` source string
+    (loaded here, image folders resized to the model's input).
+    """
     from keras_supernet.static_vit import arch_from_model, load_vit
+    from mcuformer import datasets
 
     out = Path(out)
     if out.exists() and not force:
@@ -113,8 +118,11 @@ def convert(model_path, out, dataset, options: ConvertOptions = ConvertOptions()
     except (OSError, ValueError, TypeError) as exc:
         raise UserError(f"cannot load {model_path} as a saved static ViT (.keras): {str(exc).splitlines()[0]}") \
             from None
+    arch = arch_from_model(model)
+    if isinstance(dataset, str):
+        dataset = datasets.load(dataset, image_size=(arch.image_size, arch.image_size))
     pick = np.random.default_rng(options.seed).permutation(len(dataset.x_train))[:options.calib]
-    calib = cal.check_images(arch_from_model(model), dataset.x_train[pick].astype(np.float64) / 255.0)
+    calib = cal.check_images(arch, dataset.x_train[pick].astype(np.float64) / 255.0)
     with tqdm(total=6, desc="convert", unit="step", disable=not progress) as steps:
         return _convert_steps(model, calib, out, dataset, options, force, progress, steps)
 

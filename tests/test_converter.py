@@ -235,3 +235,22 @@ def test_qat_learned_ranges_are_used_and_int8_tracks_float(trained, fashion_mnis
 def test_images_of_wrong_shape_for_the_reference(converted):
     with pytest.raises(UserError, match=r"expects \(N, 28, 28, 1\)"):
         run_tflite(converted[-1], np.zeros((2, 32, 32, 1), np.int8))
+
+
+def test_image_folder_is_resized_to_the_model_input(trained, tmp_path):
+    from PIL import Image
+
+    from converter.pipeline import convert
+
+    rng = np.random.default_rng(0)
+    for split in ("train", "test"):
+        for name in ("a", "b"):
+            (tmp_path / "imgs" / split / name).mkdir(parents=True)
+            for k in range(6):
+                pixels = rng.integers(0, 256, (40, 40), dtype=np.uint8)
+                Image.fromarray(pixels, "L").save(tmp_path / "imgs" / split / name / f"{k}.png")
+    _, subnet = trained
+    report = convert(subnet, tmp_path / "out", str(tmp_path / "imgs"), ConvertOptions(calib=8, baseline=False),
+                     progress=False)
+    assert report["accuracy"]["test_images"] == 12 and report["quantization"]["calibration_images"] == 8
+    assert (tmp_path / "out" / "model.tflite").stat().st_size == report["flash_bytes"]

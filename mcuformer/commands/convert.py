@@ -24,7 +24,6 @@ def add_arguments(parser) -> None:
 def run(args) -> int:
     from pathlib import Path
 
-    from mcuformer import datasets
     from mcuformer.errors import UserError
 
     # checked before TensorFlow loads, so these errors are instant
@@ -38,12 +37,11 @@ def run(args) -> int:
         raise UserError(f"--calib must be at least 1, got {args.calib}")
     if not 50.0 < args.percentile <= 100.0:
         raise UserError(f"--percentile must be in (50, 100], got {args.percentile}")
-    dataset = datasets.load(args.data)
     from converter.pipeline import ConvertOptions, convert
 
     options = ConvertOptions(calib=args.calib, method=args.method, percentile=args.percentile,
                              eval_images=args.eval, baseline=not args.no_baseline, qat_epochs=args.qat)
-    report = convert(args.subnet, args.out, dataset, options, force=args.force)
+    report = convert(args.subnet, args.out, args.data, options, force=args.force)
     acc = report["accuracy"]
     print(f"wrote {args.out}: flash {report['flash_bytes']} B, planned arena {report['planned_arena_bytes']} B, "
           f"accuracy float {acc['float']:.4f} / int8 {acc['int8_reference']:.4f} on {acc['test_images']} images")
