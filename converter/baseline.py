@@ -75,6 +75,14 @@ def tflm_arena(tflite: bytes) -> dict:
     return found
 
 
+def planned_arena(tflite: bytes, pointer_size: int = 4) -> int:
+    """The memory model's arena (head + tail) of a builtin model for a target pointer size
+    (4 = Cortex-M); the wheel only measures the host build."""
+    from search.tflite_graph import plan_graph, read_tflite
+
+    return plan_graph(read_tflite(tflite), pointer_size).arena_bytes
+
+
 def run_builtin(tflite: bytes, images_q) -> np.ndarray:
     """int8 outputs of the builtin model in TFLM, one image at a time."""
     interpreter = _interpreter(tflite)

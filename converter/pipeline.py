@@ -156,7 +156,8 @@ def _convert_steps(model, calib, out, dataset, options, force, progress, steps) 
             (tmp / "baseline_builtin.tflite").write_bytes(builtin)
             arena = baseline.tflm_arena(builtin)
             report["baseline"] = {"flash_bytes": len(builtin), "tflm_arena_bytes_host": arena["total"],
-                                  "tflm_head_bytes": arena["head"], "tflm_tail_bytes_host": arena["tail"]}
+                                  "tflm_head_bytes": arena["head"], "tflm_tail_bytes_host": arena["tail"],
+                                  "planned_arena_bytes": baseline.planned_arena(builtin, pointer_size=4)}
         steps.update()
         steps.set_postfix_str("accuracy")
         x_test, y_test = dataset.x_test, dataset.y_test
