@@ -201,7 +201,7 @@ class SupernetTrainer:
                       "train_acc_first": correct / max(1.0, seen),
                       "val_acc_largest": evaluate_subnet(self.supernet, self.space.largest(), self.x_val, self.y_val),
                       "val_acc_smallest": evaluate_subnet(self.supernet, self.space.smallest(), self.x_val, self.y_val),
-                      "lr": float(self.optimizer.learning_rate), "epoch_seconds": seconds}
+                      "lr": float(tf.convert_to_tensor(self.optimizer.learning_rate)), "epoch_seconds": seconds}
             self.epoch.assign(epoch + 1)
             self.manager.save(checkpoint_number=epoch + 1)
             self.history.append(record)

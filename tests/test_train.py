@@ -165,3 +165,44 @@ def test_cli_resumes_exactly_after_sigkill(tmp_path, fashion_mnist):
     killed = load_supernet(out)
     for a, b in zip(reference.supernet.weights, killed.weights):
         assert np.array_equal(a.numpy(), b.numpy()), a.name
+
+
+MIRRORED_SCRIPT = """
+import json, sys
+import mcuformer
+import tensorflow as tf
+cpu = tf.config.list_physical_devices("CPU")[0]
+tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+from mcuformer import datasets
+from keras_supernet.space import SearchSpace
+from keras_supernet.train import SupernetTrainer, TrainSettings
+space, settings = json.loads(sys.argv[2]), json.loads(sys.argv[3])
+strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+SupernetTrainer(SearchSpace.from_dict(space), TrainSettings(**settings), sys.argv[1], datasets.load_fashion_mnist(),
+                strategy=strategy, progress=False).fit()
+"""
+
+
+@pytest.mark.slow
+def test_two_replica_mirrored_strategy_matches_one_device(tmp_path, fashion_mnist):
+    """Loss scaling and gradient all-reduce are right: 2 replicas x 32 images = 1 device x 64."""
+    import subprocess
+    import sys
+
+    settings = dict(SETTINGS, epochs=1)
+    out = tmp_path / "mirrored"
+    proc = subprocess.run([sys.executable, "-c", MIRRORED_SCRIPT, str(out), json.dumps(TINY), json.dumps(settings)],
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    single = make(tmp_path / "single", fashion_mnist, epochs=1)
+    single.fit()
+    mirrored = load_supernet(out)
+    moved = 0
+    for a, b, start in zip(single.supernet.weights, mirrored.weights, make_initial(fashion_mnist, tmp_path)):
+        np.testing.assert_allclose(a.numpy(), b.numpy(), atol=2e-5, err_msg=a.name)
+        moved += not np.allclose(a.numpy(), start)
+    assert moved > len(single.supernet.weights) // 2          # training changed the weights
+
+
+def make_initial(data, tmp_path):
+    return [w.numpy() for w in make(tmp_path / "initial", data, epochs=1).supernet.weights]
