@@ -1,10 +1,33 @@
-"""mcuformer demo (issue #6)."""
-from .common import not_yet
+"""The whole pipeline on Fashion-MNIST (Debian's dataset-fashion-mnist) at tiny
+settings (about 10 minutes on 2 cores): train a small supernet, search under an
+SRAM/flash budget, fine-tune the winner, convert it to int8 with the custom ops,
+verify it in the Python reference and in TFLM (host, and QEMU Cortex-M7 where
+the ARM toolchain and a TFLM tree are present), and write OUT/summary.json and
+OUT/pareto.png. Run it again to resume after an interruption."""
+from .common import add_budget, add_data
 
 
 def add_arguments(parser) -> None:
-    pass
+    parser.add_argument("--out", default="out/demo", help="output folder (default out/demo)")
+    parser.add_argument("--full", action="store_true", help="the real-size run (hours on a CPU)")
+    parser.add_argument("--force", action="store_true", help="start over, deleting OUT")
+    parser.add_argument("--no-qemu", action="store_true", help="skip the emulated Cortex-M7 run")
+    add_budget(parser)
+    add_data(parser)
 
 
 def run(args) -> int:
-    not_yet("demo", 6)
+    from mcuformer.demo import run_demo
+    from mcuformer.units import format_bytes
+
+    summary = run_demo(args.out, full=args.full, board=args.board, sram=args.sram, flash=args.flash,
+                       data=args.data, qemu=False if args.no_qemu else None, force=args.force)
+    acc, sram = summary["accuracy"], summary["sram"]
+    measured = sram["measured_arena_bytes_cortex_m"] or sram["measured_arena_bytes_host"]
+    print(f"demo: {summary['architecture']['description']}")
+    print(f"demo: accuracy float {acc['float']:.4f}, int8 {acc['int8']:.4f} ({acc['test_images']} test images)")
+    print(f"demo: arena predicted {format_bytes(sram['predicted_arena_bytes_cortex_m'])} (Cortex-M), "
+          f"measured {measured} B; budget SRAM {format_bytes(summary['budget']['sram'])}, "
+          f"flash {format_bytes(summary['budget']['flash'])}")
+    print(f"demo: wrote {args.out}/summary.json and {args.out}/pareto.png")
+    return 0

@@ -1,0 +1,174 @@
+"""`mcuformer demo`: the whole pipeline, each stage the same code as its CLI command.
+
+train-supernet -> search (under the SRAM/flash budget) -> finetune the winner ->
+convert (int8, custom ops, offline memory plan) -> verify (Python reference,
+TFLM on the host, TFLM on an emulated Cortex-M7 where present) -> summary.json.
+
+Every stage records completion in OUT/demo_state.json; running the demo again
+skips finished stages and resumes an interrupted one (training resumes from its
+last epoch checkpoint, search from its last generation).
+"""
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from . import atomic
+from .errors import UserError
+
+SPACE = Path(__file__).resolve().parent.parent / "configs" / "spaces" / "fmnist.yaml"
+STATE_FILE = "demo_state.json"
+
+
+@dataclass(frozen=True)
+class DemoSettings:
+    supernet_epochs: int
+    train_limit: int
+    val_limit: int
+    population: int
+    generations: int
+    parents: int
+    mutations: int
+    crossovers: int
+    finetune_epochs: int
+    calib: int
+    eval_images: int
+    verify_images: int
+
+
+TINY = DemoSettings(supernet_epochs=3, train_limit=12000, val_limit=1000, population=12, generations=3,
+                    parents=4, mutations=4, crossovers=4, finetune_epochs=2, calib=200, eval_images=2000,
+                    verify_images=50)
+FULL = DemoSettings(supernet_epochs=40, train_limit=0, val_limit=0, population=50, generations=20,
+                    parents=10, mutations=25, crossovers=25, finetune_epochs=20, calib=500, eval_images=10000,
+                    verify_images=1000)
+
+
+def _stage_args(out: Path, s: DemoSettings, budget: list, data: str, qemu: bool) -> list:
+    """(stage name, mcuformer argv) in pipeline order."""
+    supernet, search, subnet, model = out / "supernet", out / "search", out / "subnet.keras", out / "model"
+    resume = ["--resume"] if (supernet / "run.json").exists() else []
+    return [
+        ("train-supernet", ["train-supernet", "--space", str(SPACE), "--out", str(supernet), "--data", data,
+                            "--epochs", str(s.supernet_epochs), "--train-limit", str(s.train_limit),
+                            "--val-limit", str(s.val_limit), *resume]),
+        ("search", ["search", "--supernet", str(supernet), "--out", str(search), "--data", data, *budget,
+                    "--val-limit", str(s.val_limit), "--population", str(s.population),
+                    "--generations", str(s.generations), "--parents", str(s.parents),
+                    "--mutations", str(s.mutations), "--crossovers", str(s.crossovers)]),
+        ("finetune", ["finetune", "--supernet", str(supernet), "--arch", str(search / "best_subnet.json"),
+                      "--out", str(subnet), "--data", data, "--epochs", str(s.finetune_epochs),
+                      "--train-limit", str(s.train_limit), "--val-limit", str(s.val_limit), "--force"]),
+        ("convert", ["convert", str(subnet), "--out", str(model), "--data", data, "--calib", str(s.calib),
+                     "--eval", str(s.eval_images), "--force"]),
+        ("verify", ["verify", str(model), "--images", str(s.verify_images), "--data", data, "--json",
+                    *(["--qemu"] if qemu else [])]),
+    ]
+
+
+def _qemu_available() -> bool:
+    from tflm_ops.tflm import find_tflm
+
+    return bool(shutil.which("qemu-system-arm") and shutil.which("arm-none-eabi-g++") and find_tflm())
+
+
+def _run_stage(argv: list) -> object:
+    """Run one `mcuformer` subcommand in-process; its UserError propagates."""
+    import contextlib
+    import io
+
+    from .cli import build_parser
+
+    args = build_parser().parse_args(argv)
+    if argv[0] != "verify":
+        return args._run(args)
+    buffer = io.StringIO()
+    with contextlib.redirect_stdout(buffer):
+        args._run(args)
+    return json.loads(buffer.getvalue().strip().splitlines()[-1])
+
+
+def summarize(out: Path, verify_result: dict, budget: dict) -> dict:
+    """summary.json: accuracy float/int8, SRAM/flash predicted and measured, the architecture."""
+    report = json.loads((out / "model" / "report.json").read_text())
+    best = json.loads((out / "search" / "best_subnet.json").read_text())
+    from keras_supernet.arch import ArchConfig
+
+    arch = ArchConfig.from_dict(report["arch"])
+    host, qemu = verify_result.get("host", {}), verify_result.get("qemu", {})
+    summary = {
+        "budget": budget,
+        "architecture": {"config": report["arch"], "description": arch.describe(), "params": arch.params(),
+                         "macs": arch.macs()},
+        "accuracy": {"float": report.get("float_accuracy"), "int8": report.get("int8_accuracy"),
+                     "test_images": report.get("accuracy", {}).get("test_images"),
+                     "supernet_inherited_val": best.get("accuracy"),
+                     "int8_reference_on_verify_images": verify_result.get("int8_accuracy")},
+        "sram": {"predicted_arena_bytes_cortex_m": report["planned_arena_bytes"],
+                 "measured_arena_bytes_cortex_m": qemu.get("arena_used_bytes"),
+                 "predicted_arena_bytes_host": report.get("planned_arena_bytes_host"),
+                 "measured_arena_bytes_host": host.get("arena_used_bytes"),
+                 "builtin_baseline_arena_bytes_host": report.get("baseline", {}).get("tflm_arena_bytes_host")},
+        "flash": {"model_flatbuffer_bytes": report["flash_bytes"], "note": report.get("flash_note"),
+                  "builtin_baseline_flatbuffer_bytes": report.get("baseline", {}).get("flash_bytes")},
+        "instructions_per_inference_cortex_m7_qemu": qemu.get("instructions_per_inference"),
+        "verification": {"images": verify_result.get("images"),
+                         "mismatched_output_bytes": verify_result.get("mismatched_outputs"),
+                         "host": host or None, "qemu": qemu or None},
+        "pareto_png": "pareto.png",
+    }
+    return summary
+
+
+def run_demo(out, full: bool = False, board: str | None = None, sram: str | None = None,
+             flash: str | None = None, data: str = "fashion_mnist", qemu: bool | None = None,
+             force: bool = False, settings: DemoSettings | None = None) -> dict:
+    from search.budget import Budget
+
+    out = Path(out)
+    if force and out.exists():
+        shutil.rmtree(out)
+    out.mkdir(parents=True, exist_ok=True)
+    settings = settings or (FULL if full else TINY)
+    if board is None and sram is None and flash is None:
+        sram, flash = DEFAULT_SRAM, DEFAULT_FLASH
+    budget = Budget.from_args(board=board, sram=sram, flash=flash)
+    budget_args = [*(["--board", board] if board else []), *(["--sram", str(sram)] if sram else []),
+                   *(["--flash", str(flash)] if flash else [])]
+    use_qemu = _qemu_available() if qemu is None else qemu
+    run_key = {"settings": asdict(settings), "budget": budget_args, "data": data}
+    state_path = out / STATE_FILE
+    state = json.loads(state_path.read_text()) if state_path.exists() else {}
+    if state and state.get("run") != run_key:
+        raise UserError(f"{out} holds a demo run with other settings; pass another --out or --force")
+    state = {"run": run_key, "done": state.get("done", {})}
+    verify_result = state["done"].get("verify", {}).get("result")
+    for name, argv in _stage_args(out, settings, budget_args, data, use_qemu):
+        if name in state["done"]:
+            print(f"[demo] {name}: done earlier, skipped")
+            continue
+        print(f"[demo] {name}: mcuformer {' '.join(argv)}", flush=True)
+        started = time.time()
+        result = _run_stage(argv)
+        state["done"][name] = {"seconds": round(time.time() - started, 1)}
+        if name == "verify":
+            verify_result = result
+            state["done"][name]["result"] = result
+            if result.get("mismatched_outputs"):
+                atomic.write_json(state_path, state)
+                raise UserError(f"TFLM outputs differ from the Python reference in {result['mismatched_outputs']} "
+                                f"bytes; see {out / 'model'} and run `mcuformer verify` for details")
+        atomic.write_json(state_path, state)
+    shutil.copyfile(out / "search" / "pareto.png", out / "pareto.png")
+    summary = summarize(out, verify_result, {"sram": budget.sram, "flash": budget.flash, "source": budget.source})
+    summary["stage_seconds"] = {k: v["seconds"] for k, v in state["done"].items()}
+    atomic.write_json(out / "summary.json", summary)
+    return summary
+
+
+# Tight enough that about half of the Fashion-MNIST space is infeasible, so the
+# search has something to decide (the whole space fits an STM32F746 easily).
+DEFAULT_SRAM, DEFAULT_FLASH = "6KiB", "224KiB"
