@@ -13,6 +13,7 @@ import numpy as np
 from keras_supernet import functional as F
 from keras_supernet.static_vit import CUSTOM_OBJECTS, arch_from_model
 from mcuformer.errors import UserError
+from tflm_ops.reference import patches          # the kernel's (py, px, ch) patch order
 
 SUPPORTED_LAYERS = ("InputLayer", *CUSTOM_OBJECTS)
 
@@ -67,7 +68,8 @@ def _layer_norm(x, gamma, beta):
     return c / np.sqrt((c * c).mean(-1, keepdims=True) + F.LN_EPSILON) * gamma + beta
 
 
-def _gelu(x):
+def gelu(x):
+    """functional.gelu_sigmoid in numpy: x * sigmoid(1.702 x)."""
     return x / (1.0 + np.exp(-F.GELU_SIGMOID_ALPHA * x))
 
 
@@ -89,7 +91,6 @@ def forward(arch, weights, images, tap=_noop) -> np.ndarray:
     pe = weights["patch_embed"]
     p, e = arch.patch_size, arch.embed_dim
     n = x.shape[0]
-    from tflm_ops.reference import patches      # the same (py, px, ch) patch order as the kernel
     tokens = patches(x, p) @ pe["kernel"].reshape(-1, e) + pe["bias"]
     if pe["cls"] is not None:
         tokens = np.concatenate([tokens, np.broadcast_to(pe["cls"], (n, 1, e))], axis=1)
@@ -120,7 +121,7 @@ def forward(arch, weights, images, tap=_noop) -> np.ndarray:
         tap(f"{pre}.h", h)
         act = _apply_linear(h, m["fc1"], tap, f"{pre}.fc1")
         tap(f"{pre}.a", act)
-        g = _gelu(act)
+        g = gelu(act)
         tap(f"{pre}.g", g)
         x = x + _apply_linear(g, m["fc2"], tap, f"{pre}.fc2")
         tap(f"tokens_{2 * i + 2}", x)

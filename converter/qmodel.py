@@ -46,8 +46,8 @@ class Op:
 class QModel:
     tensors: list
     ops: list
-    input: int = 0
-    output: int = -1
+    input: int
+    output: int
     offsets: list | None = None                 # offline arena offsets (-1 for constants)
     description: str = "MCUFormer int8 ViT"
 
@@ -78,7 +78,7 @@ def run(model: QModel, images_q, batch: int = 256, progress: bool = False) -> np
             inputs = [values[i] if model.tensors[i].data is None else model.tensors[i].data for i in op.inputs]
             zin, zout = model.tensors[op.inputs[0]].zp, model.tensors[op.output].zp
             values[op.output] = reference.run_op(op.code, inputs, op.options, zin, zout)
-        out.append(values[model.output if model.output >= 0 else len(model.tensors) + model.output])
+        out.append(values[model.output])
     return np.concatenate(out)
 
 

@@ -17,7 +17,7 @@ from mcuformer.errors import UserError
 from tflm_ops.fixedpoint import INT32_MAX, INT32_MIN, quantize_multiplier
 
 from .calibrate import QParams, qparams
-from .float_model import _gelu
+from .float_model import gelu
 from .qmodel import Op, QModel, Tensor
 
 INPUT_QPARAMS = QParams(1.0 / 255.0, -128)
@@ -165,7 +165,7 @@ class _Builder:
         ln, eps = self.layer_norm(pre, w["norm"], s_x, h)
         l_fc1, fc1_t_zp = self.linear(f"{pre}/fc1", w["fc1"], h.scale, h.zero_point, act.scale)
         levels = np.arange(256) - 128
-        lut = np.clip(g.zero_point + _round(_gelu(act.scale * (levels - act.zero_point)) / g.scale), -128, 127)
+        lut = np.clip(g.zero_point + _round(gelu(act.scale * (levels - act.zero_point)) / g.scale), -128, 127)
         lut_t = self.const(f"{pre}/gelu_lut", lut, np.int8)
         l_fc2, fc2_t_zp = self.linear(f"{pre}/fc2", w["fc2"], g.scale, g.zero_point, self.tensors[y].scale[0])
         res_mult, res_shift = self._residual(x, y, pre)
