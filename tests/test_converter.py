@@ -110,6 +110,31 @@ def test_flatbuffer_round_trip_in_tflm_schema(converted, fashion_mnist):
     assert len(load_tflite(path).ops) == 2 * arch.depth + 2
 
 
+def _valid_multiplier(m, s) -> bool:
+    return (m == 0 or (1 << 30) <= abs(m) < (1 << 31)) and -31 <= s <= 30
+
+
+def test_options_and_tables_are_in_the_ranges_kernels_accept(converted):
+    """SPEC 2: the ranges Prepare accepts, for every op of a converted model."""
+    _, _, qmodel, _, _ = converted
+    for op in qmodel.ops:
+        o = op.options
+        for key, value in o.items():
+            if key.endswith("_zp"):
+                assert -128 <= value <= 127, (op.code, key, value)
+        for prefix in ("pos", "ctx", "res", "pool"):
+            if f"{prefix}_mult" in o:
+                assert _valid_multiplier(o[f"{prefix}_mult"], o[f"{prefix}_shift"]), (op.code, prefix)
+        if "sm_mult" in o:
+            assert (1 << 30) <= o["sm_mult"] < (1 << 31) and 1 <= o["sm_shift"] <= 62
+        if "ln_eps" in o:
+            assert 0 <= o["ln_eps"] <= 1 << 40
+        for i in op.inputs:
+            t = qmodel.tensors[i]
+            if t.name.endswith(("/rq", "/ln")):
+                assert all(_valid_multiplier(int(m), int(s)) for m, s in t.data[:, :2]), t.name
+
+
 def test_tflm_parses_the_model_up_to_the_custom_op_registration(converted, capfd):
     """The wheel's TFLM (no MCUFormer kernels registered) reads the file and stops only at CUSTOM."""
     import ctypes
