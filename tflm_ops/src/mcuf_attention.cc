@@ -96,16 +96,13 @@ TfLiteStatus Prepare(TfLiteContext* context, TfLiteNode* node) {
   return RequestScratch(context, kOp, static_cast<int32_t>(bytes), &d->scratch_index);
 }
 
-// Scores a[j] = q_h . K[j]_h of one head (columns [begin, begin + n)), two keys per pass.
+// Scores a[j] = q_h . K[j]_h of one head (columns [begin, begin + n)), four keys per pass.
 void HeadScores(const OpData& d, const Scratch& s, int32_t begin, int32_t n) {
   const int32_t dim = d.dim();
   const int8_t* q = s.q + begin;
   int32_t j = 0;
-  for (; j + 1 < d.tokens; j += 2) {
-    const int8_t* k = s.k + j * dim + begin;
-    DotS8x2(q, k, k + dim, n, &s.a[j], &s.a[j + 1]);
-  }
-  if (j < d.tokens) s.a[j] = DotS8(q, s.k + j * dim + begin, n);
+  for (; j + 3 < d.tokens; j += 4) DotS8x4(q, s.k + j * dim + begin, dim, n, &s.a[j]);
+  for (; j < d.tokens; ++j) s.a[j] = DotS8(q, s.k + j * dim + begin, n);
 }
 
 // ctx[c] for the columns [begin, end) of one head from the probabilities in

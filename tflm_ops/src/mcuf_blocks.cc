@@ -21,9 +21,12 @@ int32_t DotS8(const int8_t* a, const int8_t* b, int32_t n) {
   return sum;
 }
 
-void DotS8x2(const int8_t* x, const int8_t* w0, const int8_t* w1, int32_t n, int32_t* dot0,
-             int32_t* dot1) {
-  int32_t acc0 = 0, acc1 = 0;
+void DotS8x4(const int8_t* x, const int8_t* w, int32_t stride, int32_t n, int32_t* dots) {
+  const int8_t* w0 = w;
+  const int8_t* w1 = w + stride;
+  const int8_t* w2 = w + 2 * stride;
+  const int8_t* w3 = w + 3 * stride;
+  int32_t acc0 = 0, acc1 = 0, acc2 = 0, acc3 = 0;
   int32_t i = 0;
 #if defined(CMSIS_NN) && defined(ARM_MATH_DSP)
   for (; i + 4 <= n; i += 4) {
@@ -35,42 +38,33 @@ void DotS8x2(const int8_t* x, const int8_t* w0, const int8_t* w1, int32_t n, int
     w4 = arm_nn_read_s8x4_ia(&w1);
     acc1 = SMLAD(SXTB16_RORn((uint32_t)w4, 8), x_odd, acc1);
     acc1 = SMLAD(SXTB16(w4), x_even, acc1);
+    w4 = arm_nn_read_s8x4_ia(&w2);
+    acc2 = SMLAD(SXTB16_RORn((uint32_t)w4, 8), x_odd, acc2);
+    acc2 = SMLAD(SXTB16(w4), x_even, acc2);
+    w4 = arm_nn_read_s8x4_ia(&w3);
+    acc3 = SMLAD(SXTB16_RORn((uint32_t)w4, 8), x_odd, acc3);
+    acc3 = SMLAD(SXTB16(w4), x_even, acc3);
   }
 #endif
   for (; i < n; ++i) {
     const int32_t xi = *x++;
     acc0 += xi * (int32_t)(*w0++);
     acc1 += xi * (int32_t)(*w1++);
+    acc2 += xi * (int32_t)(*w2++);
+    acc3 += xi * (int32_t)(*w3++);
   }
-  *dot0 = acc0;
-  *dot1 = acc1;
+  dots[0] = acc0;
+  dots[1] = acc1;
+  dots[2] = acc2;
+  dots[3] = acc3;
 }
 
 void LinearQuantRows(const LinearFactor& f, const int8_t* x, int32_t begin, int32_t end,
                      int32_t z_out, int8_t* y) {
-#if defined(CMSIS_NN)
-  // CMSIS-NN's per-channel kernel wants separate multiplier and shift arrays;
-  // the requant table interleaves them, so rows go in chunks through small
-  // stack copies. lhs_offset is 0 (the converter folds the input zero point
-  // into the bias), so the kernel sums equal the bias.
-  constexpr int32_t kChunk = 16;
-  int32_t mult[kChunk], shift[kChunk];
-  for (int32_t o = begin; o < end; o += kChunk) {
-    const int32_t rows = end - o < kChunk ? end - o : kChunk;
-    for (int32_t i = 0; i < rows; ++i) {
-      mult[i] = f.rq[2 * (o + i)];
-      shift[i] = f.rq[2 * (o + i) + 1];
-    }
-    arm_nn_vec_mat_mult_t_per_ch_s8(x, f.weights + (int64_t)o * f.in, f.bias + o, f.bias + o,
-                                    y + (o - begin), 0, z_out, mult, shift, f.in, rows, -128,
-                                    127, 1, 0);
-  }
-#else
   ForEachAcc(f, x, begin, end, [&](int32_t o, int32_t acc) {
     y[o - begin] =
         (int8_t)mcuf_sat8((int64_t)z_out + mcuf_mbqm(acc, f.rq[2 * o], f.rq[2 * o + 1]));
   });
-#endif
 }
 
 const int8_t* LinearLastInput(const Linear& layer, const int8_t* x, int8_t* t) {

@@ -31,9 +31,9 @@ struct Linear {
 // sum_i a[i] * b[i] (int32) of two int8 vectors.
 int32_t DotS8(const int8_t* a, const int8_t* b, int32_t n);
 
-// The dot products of x with two rows w0 and w1, in one pass over x.
-void DotS8x2(const int8_t* x, const int8_t* w0, const int8_t* w1, int32_t n, int32_t* dot0,
-             int32_t* dot1);
+// dots[r] = sum_i x[i] * w[r * stride + i] for r = 0..3: four rows in one
+// pass over x (the CMSIS-NN build reads and multiplies four int8 at a time).
+void DotS8x4(const int8_t* x, const int8_t* w, int32_t stride, int32_t n, int32_t* dots);
 
 // int32 addition that wraps instead of being undefined on overflow (a corrupt
 // bias); the converter keeps accumulators in range.
@@ -44,18 +44,16 @@ static inline int32_t LinearAcc(const LinearFactor& f, const int8_t* x, int32_t 
   return WrapAdd(f.bias[o], DotS8(x, f.weights + (int64_t)o * f.in, f.in));
 }
 
-// Calls emit(o, acc[o]) for o = begin..end-1 in order, two rows per pass over x.
+// Calls emit(o, acc[o]) for o = begin..end-1 in order, four rows per pass over x.
 template <typename Emit>
 void ForEachAcc(const LinearFactor& f, const int8_t* x, int32_t begin, int32_t end, Emit&& emit) {
   int32_t o = begin;
-  for (; o + 1 < end; o += 2) {
-    const int8_t* w = f.weights + (int64_t)o * f.in;
-    int32_t dot0, dot1;
-    DotS8x2(x, w, w + f.in, f.in, &dot0, &dot1);
-    emit(o, WrapAdd(f.bias[o], dot0));
-    emit(o + 1, WrapAdd(f.bias[o + 1], dot1));
+  for (; o + 3 < end; o += 4) {
+    int32_t dots[4];
+    DotS8x4(x, f.weights + (int64_t)o * f.in, f.in, f.in, dots);
+    for (int32_t k = 0; k < 4; ++k) emit(o + k, WrapAdd(f.bias[o + k], dots[k]));
   }
-  if (o < end) emit(o, LinearAcc(f, x, o));
+  for (; o < end; ++o) emit(o, LinearAcc(f, x, o));
 }
 
 // y[o - begin] = sat8(z_out + MBQM(acc[o], rq[o])) for o in [begin, end).

@@ -13,17 +13,18 @@ static inline int32_t mcuf_sat8(int64_t v) {
   return v < -128 ? -128 : (v > 127 ? 127 : (int32_t)v);
 }
 
-// SaturatingRoundingDoublingHighMul (gemmlowp / TFLM reference).
+// SaturatingRoundingDoublingHighMul (gemmlowp / TFLM reference):
+// (a*b + (a*b >= 0 ? 2^30 : 1 - 2^30)) / 2^31 with C's truncating division,
+// which for every product equals floor((a*b + 2^30) / 2^31), computed here
+// with one arithmetic shift (as CMSIS-NN does).
 static inline int32_t mcuf_srdhm(int32_t a, int32_t b) {
   if (a == INT32_MIN && b == INT32_MIN) return INT32_MAX;
-  const int64_t ab = (int64_t)a * (int64_t)b;
-  const int64_t nudge = ab >= 0 ? (1 << 30) : (1 - (1 << 30));
-  return (int32_t)((ab + nudge) / ((int64_t)1 << 31));
+  return (int32_t)(((int64_t)a * (int64_t)b + ((int64_t)1 << 30)) >> 31);
 }
 
 // RoundingDivideByPOT for exponent in [0, 31].
 static inline int32_t mcuf_rounding_divide_by_pot(int32_t x, int exponent) {
-  const int32_t mask = (int32_t)(((int64_t)1 << exponent) - 1);
+  const int32_t mask = (int32_t)((UINT32_C(1) << exponent) - 1u);
   const int32_t remainder = x & mask;
   const int32_t threshold = (mask >> 1) + (x < 0 ? 1 : 0);
   return (x >> exponent) + (remainder > threshold ? 1 : 0);
