@@ -1,10 +1,52 @@
-"""mcuformer build (issue #7)."""
-from .common import not_yet
+"""mcuformer build: the TFLM example app (examples/image_classification) for a board.
+
+Checks the converter's planned arena against the board's SRAM and the model
+against its flash, then builds through the TFLM Makefile (cortex_m_generic,
+CMSIS-NN) the app for the board and its QEMU twin (mps2-an500 for Cortex-M7),
+reports .text/.data/.bss, and with --qemu runs the twin on the embedded test
+images (instructions per inference from QEMU). Writes OUT/build.json.
+"""
+from __future__ import annotations
+
+import json
+
+from .common import add_data
 
 
 def add_arguments(parser) -> None:
-    pass
+    parser.add_argument("model_dir", metavar="MODEL_DIR", help="a folder written by `mcuformer convert`")
+    parser.add_argument("--board", default="stm32f746", help="board profile (configs/boards) (default stm32f746)")
+    parser.add_argument("--out", help="output folder (default MODEL_DIR/build/BOARD)")
+    parser.add_argument("--images", type=int, default=4, help="test images embedded in the app (default 4)")
+    add_data(parser)
+    parser.add_argument("--qemu", action="store_true", help="run the QEMU twin and count instructions")
+    parser.add_argument("--host", action="store_true", help="also build the app for the host and run the model there")
+    parser.add_argument("--json", action="store_true", help="print build.json instead of a summary")
 
 
 def run(args) -> int:
-    not_yet("build", 7)
+    from mcuformer.boards import load_board
+    from tflm_ops.deploy import build_for_board
+
+    board = load_board(args.board)
+    result = build_for_board(args.model_dir, board, out=args.out, images=args.images, data=args.data,
+                             run_host=args.host, run_qemu=args.qemu)
+    if args.json:
+        print(json.dumps(result, indent=2))
+        return 0
+    sec = result["sections"]
+    print(f"{result['elf']}: .text {sec['text']} B, .data {sec['data']} B, .bss {sec['bss']} B "
+          f"(flash {sec['flash']} of {board.flash} B, RAM {sec['ram']} of {board.sram} B; "
+          f"arena {result['arena_bytes']} B)")
+    for name in ("qemu", "host"):
+        run_info = result.get(name)
+        if run_info and "skipped" not in run_info:
+            insns = run_info.get("instructions_per_inference")
+            per = f", {insns[0]} instructions per inference" if insns else ""
+            print(f"{name}: accuracy {run_info['accuracy']:.3f} on {result['images']} images, "
+                  f"arena_used_bytes {run_info['arena_used_bytes']}{per}")
+        elif run_info:
+            print(f"{name}: skipped ({run_info['skipped']})")
+    if "qemu_equals_host" in result:
+        print(f"QEMU outputs == host outputs: {result['qemu_equals_host']}")
+    return 0
