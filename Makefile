@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 APT_PACKAGES := dataset-fashion-mnist gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm
 
-.PHONY: demo test setup apt clean
+.PHONY: demo test setup apt clean tflm
 
 demo: setup
 	$(BIN)/mcuformer demo
@@ -14,6 +14,11 @@ test: setup
 	$(BIN)/python -m pytest -q
 
 setup: apt $(VENV)/.installed
+
+# The pinned TFLM tree (cloned into the cache once) and its microlite libraries
+# for the host and Cortex-M7; the TFLM tests skip without them.
+tflm: setup
+	$(BIN)/python -m tflm_ops.build
 
 apt:
 	@bash scripts/apt_install.sh $(APT_PACKAGES)

@@ -17,6 +17,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -105,7 +106,9 @@ def run_make(root: Path, target: Target, goal: str, variables: dict, what: str) 
     with target_lock(root, target), open(log_path, "w") as log, \
             tqdm(desc=f"{what} ({target.key})", unit=" files", leave=False) as bar:
         log.write(" ".join(cmd) + "\n")
-        proc = subprocess.Popen(cmd, cwd=root, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        # TFLM's make runs `python3` scripts that need numpy and Pillow: this interpreter's
+        env = dict(os.environ, PATH=os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]))
+        proc = subprocess.Popen(cmd, cwd=root, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         for line in proc.stdout:
             log.write(line)
             if " -c " in line:
@@ -154,3 +157,22 @@ def host_runner(root: Path) -> Path:
     """The host runner (tflm_ops/runner/host_runner.cc), built if needed."""
     return build_program(root, HOST, "host_runner",
                          app_sources=[RUNNER_DIR / "host_runner.cc", RUNNER_DIR / "op_resolver.cc"])
+
+
+def main() -> int:
+    """`python -m tflm_ops.build` (`make tflm`): the pinned TFLM tree and both microlite libraries."""
+    from mcuformer.errors import UserError as _UserError
+
+    try:
+        root = tflm.ensure_tflm()
+        build_library(root, HOST)
+        build_library(root, cortex_m_target())
+    except _UserError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(f"TFLM {tflm.tree_commit(root)[:9]} at {root}; libraries in {build_root(root)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

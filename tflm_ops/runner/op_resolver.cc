@@ -1,9 +1,6 @@
 #include "tflm_ops/runner/op_resolver.h"
 
-#if __has_include("tflm_ops/src/mcuf_ops.h")
 #include "tflm_ops/src/mcuf_ops.h"
-#define MCUF_HAVE_CUSTOM_OPS 1
-#endif
 
 namespace mcuformer_runner {
 namespace {
@@ -59,13 +56,7 @@ const Builtin kBuiltins[] = {
 
 }  // namespace
 
-TfLiteStatus AddCustomOps(Resolver& resolver) {
-#ifdef MCUF_HAVE_CUSTOM_OPS
-  return mcuformer::RegisterOps(resolver);
-#else
-  return kTfLiteOk;
-#endif
-}
+TfLiteStatus AddCustomOps(Resolver& resolver) { return mcuformer::RegisterOps(resolver); }
 
 TfLiteStatus AddBuiltinOps(Resolver& resolver) {
   for (const Builtin& builtin : kBuiltins) {
