@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tests.tflm_fixtures import arm_or_skip, tflm_root_or_skip
 from tflm_ops import fixedpoint
 from tflm_ops.test import kernel_cases as kc
 
@@ -25,11 +26,8 @@ SANITIZE = ["-fsanitize=address,undefined", "-fno-sanitize-recover=all", "-fno-o
 
 
 def _build(name: str, flags=()) -> Path:
-    from tflm_ops import build, tflm
-    root = tflm.find_tflm()
-    if root is None:
-        pytest.skip(tflm.missing_reason())
-    return build.build_program(root, build.HOST, name, app_sources=[ROOT / "tflm_ops/test/kernel_test.cc"],
+    from tflm_ops import build
+    return build.build_program(tflm_root_or_skip(), build.HOST, name, app_sources=[ROOT / "tflm_ops/test/kernel_test.cc"],
                                cppflags=flags, kernel_cppflags=flags, ldflags=flags)
 
 
@@ -276,40 +274,9 @@ def test_asan_ubsan_clean(kernel_test_sanitized, fashion_mnist, tmp_path):
 
 # ---- the CMSIS-NN path on an emulated Cortex-M7 ------------------------------------------
 
-def _cortex_m7_kernel_test(cases_bytes: bytes) -> Path:
-    """kernel_test for cortex_m_generic (CMSIS-NN), the cases compiled in, for QEMU mps2-an500."""
-    import shutil
-    from converter.pipeline import c_array
-    from mcuformer.errors import UserError
-    from tflm_ops import app, build, tflm
-    root = tflm.find_tflm()
-    if root is None:
-        pytest.skip(tflm.missing_reason())
-    if shutil.which("qemu-system-arm") is None:
-        pytest.skip("qemu-system-arm not found (apt-get install qemu-system-arm)")
-    try:
-        target = build.cortex_m_target()
-    except UserError as exc:
-        pytest.skip(str(exc))
-    gen = build.build_root(root) / "mcuformer" / target.key / "gen" / "kernel_test_cm7"
-    gen.mkdir(parents=True, exist_ok=True)
-    header, body = c_array(cases_bytes, "mcuf_cases")
-    for name, text in (("model_data.h", header), ("kernel_cases.cc", body)):
-        if not (gen / name).exists() or (gen / name).read_text() != text:   # keep mtimes for make
-            (gen / name).write_text(text)
-    sources = [ROOT / "tflm_ops/test/kernel_test.cc", gen / "kernel_cases.cc",
-               app.PLATFORM_DIR / app.PLATFORM_SOURCES["qemu-m7"], app.PLATFORM_DIR / "markers.c",
-               build.MAKE_DIR / "startup_cortex_m.c"]
-    ldflags = [f"-L{build.MAKE_DIR}", f"-T{app.LINKER_SCRIPTS['qemu-m7']}", "-nostartfiles",
-               "--specs=nano.specs", "--specs=nosys.specs", "-Wl,--gc-sections"]
-    return build.build_program(root, target, "kernel_test_cm7", app_sources=sources,
-                               cppflags=["-DMCUF_EMBEDDED_CASES", f"-I{gen}"], ldflags=ldflags)
-
-
 @pytest.mark.slow
 def test_cmsis_nn_kernels_bit_exact_on_cortex_m7(fashion_mnist, tmp_path):
     from converter.qmodel import quantize_images
-    from tflm_ops import qemu
     rng = np.random.default_rng(17)
     image = quantize_images(np.asarray(fashion_mnist.x_test[:1], np.float64) / 255.0)
     cases = [make(rng) for make in kc.RANDOM_CASES for _ in range(3)]
@@ -323,14 +290,9 @@ def test_cmsis_nn_kernels_bit_exact_on_cortex_m7(fashion_mnist, tmp_path):
     for case in cases[-2:]:
         case.in_place = True
     kc.write_cases(tmp_path / "cases.bin", cases)
-    elf = _cortex_m7_kernel_test((tmp_path / "cases.bin").read_bytes())
-    log = tmp_path / "semihosting.txt"
-    proc = subprocess.run([qemu.qemu_binary(), "-M", "mps2-an500", "-nographic", "-monitor", "none",
-                           "-serial", "none", "-chardev", f"file,id=semihosting,path={log}",
-                           "-semihosting-config", "enable=on,target=native,chardev=semihosting",
-                           "-kernel", str(elf)], capture_output=True, text=True, timeout=600)
-    text = log.read_text() if log.exists() else ""
-    assert proc.returncode == 0 and "@@end" in text, (proc.stderr[-500:], text[-1000:])
-    hex_data = "".join(line.split()[1] for line in text.splitlines() if line.startswith("@@hex "))
-    (tmp_path / "results.bin").write_bytes(bytes.fromhex(hex_data))
+    from tflm_ops.test import cortex_m
+    root = tflm_root_or_skip()
+    arm_or_skip()
+    results, _ = cortex_m.run_driver(cortex_m.build_driver(root, (tmp_path / "cases.bin").read_bytes()))
+    (tmp_path / "results.bin").write_bytes(results)
     assert_bit_exact(cases, kc.read_results(tmp_path / "results.bin"))

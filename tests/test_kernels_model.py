@@ -12,6 +12,7 @@ from converter.qmodel import quantize_images
 from converter.tflite_writer import to_flatbuffer
 from keras_supernet.arch import ArchConfig
 from keras_supernet.static_vit import build_vit
+from tests.tflm_fixtures import arm_or_skip, tflm_root_or_skip
 
 pytestmark = pytest.mark.tflm
 
@@ -41,18 +42,10 @@ def _converted(name, fashion_mnist, tmp_path):
     return path
 
 
-def _root():
-    from tflm_ops import tflm
-    root = tflm.find_tflm()
-    if root is None:
-        pytest.skip(tflm.missing_reason())
-    return root
-
-
 @pytest.mark.parametrize("name", sorted(CONFIGS))
 def test_custom_op_model_in_tflm_equals_reference(name, fashion_mnist, tmp_path):
     from tflm_ops.host import run_host
-    root = _root()
+    root = tflm_root_or_skip()
     path = _converted(name, fashion_mnist, tmp_path)
     images = quantize_images(np.asarray(fashion_mnist.x_test[:24], np.float64) / 255.0)
     expected = run_tflite(path, images).reshape(len(images), -1)
@@ -65,9 +58,8 @@ def test_custom_op_model_in_tflm_equals_reference(name, fashion_mnist, tmp_path)
 @pytest.mark.slow
 def test_custom_op_model_on_cortex_m7_equals_reference(fashion_mnist, tmp_path):
     """The CMSIS-NN kernels in the example app under QEMU mps2-an500 (Cortex-M7)."""
-    from tests.tflm_fixtures import arm_or_skip
     from tflm_ops import app, qemu
-    root = _root()
+    root = tflm_root_or_skip()
     arm_or_skip()
     path = _converted("mean-mixed-rank", fashion_mnist, tmp_path)
     images = quantize_images(np.asarray(fashion_mnist.x_test[:4], np.float64) / 255.0)

@@ -1,0 +1,92 @@
+"""Benchmark: instructions of each custom op's Eval on an emulated Cortex-M7 (CMSIS-NN build).
+
+MCUFormer-shaped ops (240/20 image, 3 channels, class token: 145 tokens of
+192, 3 heads, MLP 4x; full rank and low rank) with random weights, run by the
+kernel test driver (tflm_ops/test/kernel_test.cc, cortex_m_generic
+cortex-m7+fp, CMSIS-NN) under QEMU mps2-an500; QEMU's instruction-count plugin
+counts the instructions of each Eval. Every output is checked bit-exact
+against tflm_ops/reference.py first. MACs count the int8 multiply-accumulates
+of the op's linears, scores and context.
+
+    .venv/bin/python benchmarks/kernels.py
+
+Writes benchmarks/results/kernels.json (atomically).
+"""
+from __future__ import annotations
+
+import sys
+import tempfile
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import numpy as np  # noqa: E402
+
+from mcuformer import atomic  # noqa: E402
+from mcuformer.errors import UserError  # noqa: E402
+
+T, E, HEADS, HIDDEN, IMAGE, PATCH = 145, 192, 3, 768, 240, 20
+
+
+def cases():
+    """(name, case, MACs) of the benchmarked ops."""
+    from tflm_ops.test import kernel_cases as kc
+    rng = np.random.default_rng(0)
+    d = E
+    attention_macs = lambda qkv, proj: T * (qkv + proj) + 2 * T * T * d        # noqa: E731
+    out = [
+        ("patch_embed", kc.patch_embed_case(rng, h=IMAGE, w=IMAGE, c=3, patch=PATCH, e=E, has_cls=1),
+         (T - 1) * PATCH * PATCH * 3 * E),
+        ("attention_full_rank", kc.attention_case(rng, t=T, e=E, heads=HEADS, head_dim=d // HEADS,
+                                                  qkv_rank=0, proj_rank=0),
+         attention_macs(E * 3 * d, d * E)),
+        ("attention_rank_48", kc.attention_case(rng, t=T, e=E, heads=HEADS, head_dim=d // HEADS,
+                                                qkv_rank=48, proj_rank=48),
+         attention_macs(2 * E * 48 + 48 * 3 * d, (d + E) * 48)),
+        ("mlp_full_rank", kc.mlp_case(rng, t=T, e=E, hidden=HIDDEN, fc1_rank=0, fc2_rank=0),
+         T * 2 * E * HIDDEN),
+        ("mlp_rank_96", kc.mlp_case(rng, t=T, e=E, hidden=HIDDEN, fc1_rank=96, fc2_rank=96),
+         T * 2 * 96 * (E + HIDDEN)),
+        ("head_mean", kc.head_case(rng, t=T, e=E, classes=10, pool=0), E * 10),
+    ]
+    for _, case, _ in out:
+        case.in_place = True
+    return out
+
+
+def main() -> int:
+    from tflm_ops import tflm
+    from tflm_ops.test import cortex_m
+    from tflm_ops.test import kernel_cases as kc
+    root = tflm.ensure_tflm()
+    named = cases()
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "cases.bin"
+        kc.write_cases(path, [case for _, case, _ in named])
+        results, instructions = cortex_m.run_driver(cortex_m.build_driver(root, path.read_bytes()),
+                                                    count_instructions=True)
+        (Path(tmp) / "results.bin").write_bytes(results)
+        parsed = kc.read_results(Path(tmp) / "results.bin")
+    if instructions is None or len(instructions) != len(named):
+        raise UserError("QEMU's instruction-count plugin gave no counts (is a host C compiler installed?)")
+    rows = {}
+    for (name, case, macs), result, count in zip(named, parsed, instructions):
+        got = np.frombuffer(result.output, np.int8).reshape(case.out_shape)
+        mismatched = int(np.count_nonzero(got != case.expected()))
+        rows[name] = {"instructions": count, "macs": macs, "instructions_per_mac": round(count / macs, 3),
+                      "scratch_bytes": result.scratch_bytes[0], "mismatched_outputs": mismatched}
+        print(f"{name:22s} {count:>12,d} instructions  {macs:>11,d} MACs  {count / macs:5.2f}/MAC  "
+              f"mismatched {mismatched}")
+    out = Path(__file__).resolve().parent / "results" / "kernels.json"
+    atomic.write_json(out, {"device": "QEMU mps2-an500 (Cortex-M7), cortex_m_generic cortex-m7+fp CMSIS-NN",
+                            "tokens": T, "embed": E, "heads": HEADS, "hidden": HIDDEN, "ops": rows})
+    print(f"wrote {out}")
+    return 0 if all(r["mismatched_outputs"] == 0 for r in rows.values()) else 1
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main())
+    except UserError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(2)
