@@ -112,3 +112,15 @@ def test_verify_host_and_qemu_equal_the_reference(converted):
     assert result["planned_arena_bytes"] == report["planned_arena_bytes"]
     assert 0.0 <= result["int8_accuracy"] <= 1.0 and result["images"] == 20
     assert np.isclose(result["qemu"]["int8_accuracy"], result["int8_accuracy"])
+
+
+def test_verify_without_a_tflm_tree_runs_the_reference_and_says_why(converted, tmp_path):
+    env = {"MCUFORMER_CACHE": str(tmp_path / "empty-cache"), "TFLM_ROOT": ""}
+    proc = run_cli("verify", str(converted), "--images", "8", "--json", env=env)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    result = json.loads(proc.stdout)
+    assert "no TFLM tree" in result["host"]["skipped"] and "make tflm" in result["host"]["skipped"]
+    assert result["mismatched_outputs"] is None and result["arena_used_bytes"] is None
+    assert result["planned_arena_bytes"] == json.loads((converted / "report.json").read_text())["planned_arena_bytes"]
+    proc = run_cli("verify", str(converted), "--images", "8", "--qemu", env=env)
+    assert_one_line_error(proc, "--qemu needs TFLM", "TFLM_ROOT")
