@@ -14,7 +14,7 @@ arch), with random weights (sizes do not depend on weight values):
 
 Accuracy (`accuracy` entry): a tiny ViT (28/7, E48, depth 2, one low-rank fc1)
 trained 3 epochs on 20,000 Fashion-MNIST images, converted post-training
-(300 calibration images, percentile 99.99) and with 1 epoch of QAT; float and
+(300 calibration images, percentile 99.9) and with 1 epoch of QAT; float and
 int8-reference accuracy on the 10,000 test images.
 
     .venv/bin/python benchmarks/convert.py [--only deit_tiny] [--fmnist-subnet winner.keras]

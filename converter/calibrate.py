@@ -46,7 +46,7 @@ def _quant_mse(values, lo, hi, symmetric) -> float:
     return float(np.mean(((q - qp.zero_point) * qp.scale - values) ** 2))
 
 
-def select_range(values, lo, hi, method="percentile", percentile=99.99, symmetric=False) -> tuple:
+def select_range(values, lo, hi, method="percentile", percentile=99.9, symmetric=False) -> tuple:
     if method == "minmax" or values.size == 0:
         return lo, hi
     if method == "percentile":
@@ -72,7 +72,7 @@ class RangeObserver:
             flat = self.rng.choice(flat, SAMPLE_PER_BATCH, replace=False)
         self.samples.setdefault(name, []).append(flat.astype(np.float32))
 
-    def ranges(self, method="percentile", percentile=99.99, symmetric=()) -> dict:
+    def ranges(self, method="percentile", percentile=99.9, symmetric=()) -> dict:
         """name -> (lo, hi); `symmetric` names are clipped symmetrically."""
         out = {}
         for name in self.lo:

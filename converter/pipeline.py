@@ -35,7 +35,7 @@ ARRAY_NAME = "mcuformer_model_data"
 class ConvertOptions:
     calib: int = 300
     method: str = "percentile"
-    percentile: float = 99.99
+    percentile: float = 99.9
     eval_images: int | None = None       # None = the whole test split
     baseline: bool = True
     seed: int = 0

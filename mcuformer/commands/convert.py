@@ -12,7 +12,7 @@ def add_arguments(parser) -> None:
     parser.add_argument("--calib", type=int, default=300, help="calibration images from the training split")
     parser.add_argument("--range", dest="method", default="percentile", choices=("percentile", "mse", "minmax"),
                         help="how activation ranges are chosen from calibration")
-    parser.add_argument("--percentile", type=float, default=99.99, help="percentile for --range percentile")
+    parser.add_argument("--percentile", type=float, default=99.9, help="percentile for --range percentile")
     parser.add_argument("--eval", type=int, default=None, metavar="N",
                         help="measure accuracy on the first N test images (default: all)")
     parser.add_argument("--qat", type=int, nargs="?", const=1, default=0, metavar="EPOCHS",
