@@ -14,10 +14,10 @@ enum {
 };
 const OptionSpec kSpecs[kNumOptions] = {
     {"version", kOpVersion, kOpVersion},
-    {"heads", 1, 65535},
-    {"qkv_dim", 1, 65535},
-    {"qkv_rank", 0, 65535},
-    {"proj_rank", 0, 65535},
+    {"heads", 1, kMaxSize},
+    {"qkv_dim", 1, kMaxSize},
+    {"qkv_rank", 0, kMaxSize},
+    {"proj_rank", 0, kMaxSize},
     {"ln_eps", 0, int64_t{1} << 40},
     {"ln_zp", -128, 127},
     {"qkv_t_zp", -128, 127},

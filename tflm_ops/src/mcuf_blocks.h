@@ -71,6 +71,11 @@ void LayerNorm(const int8_t* x, int32_t channels, const int32_t* ln, int64_t eps
 // Scores a[0..n) in, Q15 probabilities out, in place (SPEC 1.3).
 void SoftmaxRow(int32_t* a, int32_t n, int32_t sm_mult, int32_t sm_shift);
 
+// GELU (SPEC 1.4) in place: a[k] = lut[a[k] + 128].
+static inline void GeluLut(int8_t* a, int32_t n, const int8_t* lut) {
+  for (int32_t k = 0; k < n; ++k) a[k] = lut[a[k] + 128];
+}
+
 // Residual epilogue (SPEC 1.5) for one channel.
 static inline int8_t ResidualOut(int32_t acc, const int32_t* rq_row, int32_t x, int32_t z_x,
                                  int32_t res_mult, int32_t res_shift, int32_t z_y) {

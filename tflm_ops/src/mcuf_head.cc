@@ -46,8 +46,10 @@ TfLiteStatus Prepare(TfLiteContext* context, TfLiteNode* node) {
       !ReadActivationShape(context, node, kOp, true, 0, 2, y, &d->y_zp)) {
     return kTfLiteError;
   }
-  if (x[0] != 1 || y[0] != 1 || x[2] > 65535 || int64_t{x[1]} * x[2] > kInt32Max) {
-    MicroPrintf("%s: x must be [1, T, E] with E <= 65535 and logits [1, K]", kOp);
+  if (x[0] != 1 || y[0] != 1 || x[1] > kMaxSize || x[2] > kMaxSize || y[1] > kMaxSize ||
+      int64_t{x[1]} * x[2] > kInt32Max) {
+    MicroPrintf("%s: x must be [1, T, E] and logits [1, K] with T, E, K <= %ld", kOp,
+                static_cast<long>(kMaxSize));
     return kTfLiteError;
   }
   d->tokens = x[1];

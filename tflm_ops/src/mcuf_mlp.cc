@@ -14,9 +14,9 @@ enum {
 };
 const OptionSpec kSpecs[kNumOptions] = {
     {"version", kOpVersion, kOpVersion},
-    {"hidden", 1, 65535},
-    {"fc1_rank", 0, 65535},
-    {"fc2_rank", 0, 65535},
+    {"hidden", 1, kMaxSize},
+    {"fc1_rank", 0, kMaxSize},
+    {"fc2_rank", 0, kMaxSize},
     {"ln_eps", 0, int64_t{1} << 40},
     {"ln_zp", -128, 127},
     {"fc1_t_zp", -128, 127},
@@ -87,7 +87,7 @@ TfLiteStatus Eval(TfLiteContext* context, TfLiteNode* node) {
   for (int32_t i = 0; i < d.tokens; ++i) {
     LayerNorm(x + i * e_dim, e_dim, ln, ln_eps, opt[kLnZp], h);
     LinearQuantRows(fc1.last, LinearLastInput(fc1, h, t), 0, hidden, opt[kFc1Zp], a);
-    for (int32_t k = 0; k < hidden; ++k) a[k] = lut[a[k] + 128];
+    GeluLut(a, hidden, lut);
     LinearResidual(fc2.last, LinearLastInput(fc2, a, t), x + i * e_dim, d.x_zp, opt[kResMult],
                    opt[kResShift], d.y_zp, y + i * e_dim);
   }

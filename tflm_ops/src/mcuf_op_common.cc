@@ -183,9 +183,10 @@ bool ReadTokensInOut(TfLiteContext* context, TfLiteNode* node, const char* op, i
       !ReadActivationShape(context, node, op, true, 0, 3, y, y_zp)) {
     return false;
   }
-  if (x[0] != 1 || y[0] != 1 || y[1] != x[1] || y[2] != x[2] || x[2] > 65535 ||
-      int64_t{x[1]} * x[2] > kInt32Max) {
-    MicroPrintf("%s: x and y must both be [1, T, E] with E <= 65535", op);
+  if (x[0] != 1 || y[0] != 1 || y[1] != x[1] || y[2] != x[2] || x[1] > kMaxSize ||
+      x[2] > kMaxSize || int64_t{x[1]} * x[2] > kInt32Max) {
+    MicroPrintf("%s: x and y must both be [1, T, E] with T, E <= %ld", op,
+                static_cast<long>(kMaxSize));
     return false;
   }
   *tokens = x[1];

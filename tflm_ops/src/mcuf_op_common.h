@@ -20,6 +20,10 @@ constexpr int32_t kOpVersion = 1;
 constexpr int64_t kInt32Max = 2147483647;
 constexpr int64_t kInt32Min = -kInt32Max - 1;
 
+// Bound of every size (T, E, P*P*C, ranks, ...): int32 dot products and
+// softmax sums cannot overflow below it.
+constexpr int32_t kMaxSize = 65535;
+
 inline int32_t Align4(int32_t n) { return (n + 3) & ~3; }
 
 // One integer option of an op's FlexBuffer map and its accepted range.

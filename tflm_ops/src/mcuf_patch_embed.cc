@@ -54,15 +54,17 @@ TfLiteStatus Prepare(TfLiteContext* context, TfLiteNode* node) {
   d->embed = out[2];
   const int64_t image_bytes = int64_t{image[1]} * image[2] * image[3];
   const int64_t patch_bytes = int64_t{d->patch()} * d->patch() * d->channels;
-  if (image[0] != 1 || out[0] != 1 || image_bytes > kInt32Max || patch_bytes > kInt32Max ||
+  if (image[0] != 1 || out[0] != 1 || image_bytes > kInt32Max || patch_bytes > kMaxSize ||
       d->height % d->patch() != 0 || d->width % d->patch() != 0) {
-    MicroPrintf("%s: image [1, H, W, C] must have H and W multiples of patch %ld", kOp,
-                static_cast<long>(d->patch()));
+    MicroPrintf("%s: image [1, H, W, C] must have H and W multiples of patch %ld and "
+                "P*P*C <= %ld", kOp, static_cast<long>(d->patch()), static_cast<long>(kMaxSize));
     return kTfLiteError;
   }
   const int64_t tokens = int64_t{d->height / d->patch()} * d->grid_w() + d->has_cls();
-  if (d->tokens != tokens || d->embed > 65535 || tokens * d->embed > kInt32Max) {
-    MicroPrintf("%s: output must be [1, %ld, E] with E <= 65535", kOp, static_cast<long>(tokens));
+  if (d->tokens != tokens || tokens > kMaxSize || d->embed > kMaxSize ||
+      tokens * d->embed > kInt32Max) {
+    MicroPrintf("%s: output must be [1, %ld, E] with T, E <= %ld", kOp, static_cast<long>(tokens),
+                static_cast<long>(kMaxSize));
     return kTfLiteError;
   }
   if (!ExpectLinear(context, node, kOp, "patch", kWeights, 0, d->patch_bytes(), d->embed) ||
