@@ -13,6 +13,9 @@ import sys
 from . import __version__
 from .errors import UserError
 
+# Subcommands that never load TensorFlow (they start faster without it).
+WITHOUT_TENSORFLOW = {"build", "arduino-lib"}
+
 COMMANDS = {
     "train-supernet": ("train_supernet", "train the weight-sharing ViT supernet"),
     "evolve-space": ("evolve_space", "evolve the search space (S3 / E-T error)"),
@@ -47,6 +50,9 @@ def main(argv=None) -> int:
         parser.print_help()
         return 2
     try:
+        if args.command not in WITHOUT_TENSORFLOW:
+            from .tf_quiet import import_tensorflow_quietly
+            import_tensorflow_quietly()
         result = args._run(args)
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)

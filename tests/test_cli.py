@@ -19,3 +19,11 @@ def test_console_script_is_installed():
     from pathlib import Path
     script = Path(sys.executable).parent / "mcuformer"
     assert script.exists() or shutil.which("mcuformer")
+
+
+def test_errors_after_tensorflow_loads_are_still_one_line(tmp_path):
+    bad = tmp_path / "bad.keras"
+    bad.write_text("not a model")
+    proc = run_cli("convert", str(bad), "--out", str(tmp_path / "out"))
+    assert_one_line_error(proc, "bad.keras")
+    assert not (tmp_path / "out").exists()
