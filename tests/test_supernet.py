@@ -106,7 +106,6 @@ def test_bad_input_is_refused(net):
         net.set_sample_config(config.replace(embed_dim=32, mlp_hidden=[64, 64]))
 
 
-@pytest.mark.slow
 def test_imagenet_scale_space_builds_and_exports():
     space = SearchSpace.load(IMAGENET)
     net = Supernet(space)
