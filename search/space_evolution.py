@@ -112,6 +112,16 @@ def _legal(dim: str, value: float) -> bool:
     return value > 0
 
 
+def _ahead(space, dim, values, step, up) -> list:
+    """Candidate values past the downhill end, nearest first: patch sizes that tile an
+    image size, otherwise the end plus 1..8 steps."""
+    if dim == "patch_size":
+        images = space.dimensions["image_size"]
+        tiling = [p for p in range(1, max(images) + 1) if any(s % p == 0 for s in images)]
+        return [p for p in tiling if p > values[-1]] if up else [p for p in reversed(tiling) if p < values[0]]
+    return [values[-1] + k * step if up else values[0] - k * step for k in range(1, 9)]
+
+
 def move(space: SearchSpace, dim: str, slope: float | None, tolerance: float, exclude=()) -> tuple:
     """(new choices, action) for one dimension: one step against the slope.
 
@@ -135,11 +145,11 @@ def move(space: SearchSpace, dim: str, slope: float | None, tolerance: float, ex
         return choices, "keep"
     # Downhill: error falls as the value rises when the slope is negative.
     up = slope < 0
-    ahead = values[-1] + step if up else values[0] - step
     kept = values[1:] if up else values[:-1]
-    shifted = try_values(kept + [ahead]) if _legal(dim, ahead) else None
-    if shifted:
-        return shifted, "shift up" if up else "shift down"
+    for ahead in _ahead(space, dim, values, step, up):
+        shifted = try_values(kept + [ahead]) if _legal(dim, ahead) else None
+        if shifted and len(shifted) == len(choices):
+            return shifted, "shift up" if up else "shift down"
     if len(choices) > 1:
         shrunk = try_values(kept)
         if shrunk:

@@ -117,3 +117,10 @@ def test_choices_no_feasible_subnet_can_use_are_dropped(space, tmp_path):
     for dim, choice in infeasible:
         assert actions[dim].startswith("drop infeasible") and choice not in nxt.dimensions[dim]
     assert evaluate(nxt.smallest()).sram <= tight.sram
+
+
+def test_patch_size_shifts_to_the_next_size_that_tiles_the_image(space):
+    # 4 -> 7 is a step of 3; 10 does not tile 28, 13 neither, 16 neither... 7 + 7 = 14 does
+    single = space.with_choices(patch_size=[4, 7])
+    new, action = move(single, "patch_size", -1.0, 0.002)
+    assert action == "shift up" and new[-1] > 7 and all(28 % p == 0 for p in new)
