@@ -281,6 +281,7 @@ def test_cmsis_nn_kernels_bit_exact_on_cortex_m7(fashion_mnist, tmp_path):
     image = quantize_images(np.asarray(fashion_mnist.x_test[:1], np.float64) / 255.0)
     cases = [make(rng) for make in kc.RANDOM_CASES for _ in range(3)]
     cases += [kc.attention_case(rng, t=3, e=7, heads=3, head_dim=3, qkv_rank=1, proj_rank=9),
+              kc.attention_case(rng, t=1, e=8, heads=2, head_dim=4),    # p = 32768: unpacked context
               kc.mlp_case(rng, t=2, e=5, hidden=3, fc1_rank=2, fc2_rank=0)]
     cases += kc.chain_cases(rng, image, patch=7, e=16, blocks=1, has_cls=1, pool=0)
     cases = both_placements(cases)

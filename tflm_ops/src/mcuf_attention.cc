@@ -105,32 +105,6 @@ void HeadScores(const OpData& d, const Scratch& s, int32_t begin, int32_t n) {
   for (; j < d.tokens; ++j) s.a[j] = DotS8(q, s.k + j * dim + begin, n);
 }
 
-// ctx[c] for the columns [begin, end) of one head from the probabilities in
-// s.a, two columns per pass over them.
-void HeadContext(const OpData& d, const Scratch& s, int32_t begin, int32_t end) {
-  const int32_t* opt = d.options.value;
-  const int32_t dim = d.dim();
-  auto store = [&](int32_t c, int32_t sum) {
-    s.ctx[c] = static_cast<int8_t>(mcuf_sat8(mcuf_mbqm(sum, opt[kCtxMult], opt[kCtxShift])));
-  };
-  int32_t c = begin;
-  for (; c + 1 < end; c += 2) {
-    int32_t sum0 = 0, sum1 = 0;
-    const int8_t* v = s.v + c;
-    for (int32_t j = 0; j < d.tokens; ++j, v += dim) {
-      sum0 += s.a[j] * v[0];
-      sum1 += s.a[j] * v[1];
-    }
-    store(c, sum0);
-    store(c + 1, sum1);
-  }
-  if (c < end) {
-    int32_t sum = 0;
-    for (int32_t j = 0; j < d.tokens; ++j) sum += s.a[j] * s.v[j * dim + c];
-    store(c, sum);
-  }
-}
-
 TfLiteStatus Eval(TfLiteContext* context, TfLiteNode* node) {
   const OpData& d = *static_cast<const OpData*>(node->user_data);
   const int32_t* opt = d.options.value;
@@ -159,7 +133,8 @@ TfLiteStatus Eval(TfLiteContext* context, TfLiteNode* node) {
     for (int32_t begin = 0; begin < dim; begin += head_dim) {
       HeadScores(d, s, begin, head_dim);
       SoftmaxRow(s.a, d.tokens, opt[kSmMult], opt[kSmShift]);
-      HeadContext(d, s, begin, begin + head_dim);
+      AttentionContext(s.a, d.tokens, s.v + begin, dim, head_dim, opt[kCtxMult], opt[kCtxShift],
+                       s.ctx + begin);
     }
     LinearResidual(proj.last, LinearLastInput(proj, s.ctx, s.t), x + i * e_dim, d.x_zp,
                    opt[kResMult], opt[kResShift], d.y_zp, y + i * e_dim);

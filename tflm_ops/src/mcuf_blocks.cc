@@ -1,5 +1,7 @@
 #include "mcuf_blocks.h"
 
+#include <string.h>
+
 #if defined(CMSIS_NN)
 #include "Include/arm_nnsupportfunctions.h"
 #endif
@@ -107,6 +109,84 @@ void SoftmaxRow(int32_t* a, int32_t n, int32_t sm_mult, int32_t sm_shift) {
   }
   const int64_t r = ((int64_t)1 << 46) / sum;
   for (int32_t j = 0; j < n; ++j) a[j] = (int32_t)(((int64_t)a[j] * r + ((int64_t)1 << 30)) >> 31);
+}
+
+namespace {
+
+// Context sums of the columns c and c + 1 (c + 1 < columns) with int32 probabilities.
+void ContextPair(const int32_t* p, int32_t n, const int8_t* v, int32_t stride, int32_t* sum0,
+                 int32_t* sum1) {
+  int32_t acc0 = 0, acc1 = 0;
+  for (int32_t j = 0; j < n; ++j, v += stride) {
+    acc0 += p[j] * v[0];
+    acc1 += p[j] * v[1];
+  }
+  *sum0 = acc0;
+  *sum1 = acc1;
+}
+
+#if defined(CMSIS_NN) && defined(ARM_MATH_DSP)
+// The same with the probabilities packed as int16 pairs (all below 32768):
+// one SMLAD per two tokens and column.
+void ContextPairPacked(const int16_t* p, int32_t n, const int8_t* v, int32_t stride,
+                       int32_t* sum0, int32_t* sum1) {
+  int32_t acc0 = 0, acc1 = 0;
+  int32_t j = 0;
+  for (; j + 1 < n; j += 2, v += 2 * stride) {
+    int32_t p2;
+    memcpy(&p2, p + j, sizeof(p2));
+    acc0 = SMLAD(p2, PKHBT((int32_t)v[0], (int32_t)v[stride], 16), acc0);
+    acc1 = SMLAD(p2, PKHBT((int32_t)v[1], (int32_t)v[stride + 1], 16), acc1);
+  }
+  if (j < n) {
+    acc0 += p[j] * v[0];
+    acc1 += p[j] * v[1];
+  }
+  *sum0 = acc0;
+  *sum1 = acc1;
+}
+#endif
+
+}  // namespace
+
+void AttentionContext(int32_t* p, int32_t n, const int8_t* v, int32_t stride, int32_t columns,
+                      int32_t mult, int32_t shift, int8_t* ctx) {
+  auto store = [&](int32_t c, int32_t sum) {
+    ctx[c] = (int8_t)mcuf_sat8(mcuf_mbqm(sum, mult, shift));
+  };
+  int32_t c = 0;
+#if defined(CMSIS_NN) && defined(ARM_MATH_DSP)
+  int32_t max_p = 0;
+  for (int32_t j = 0; j < n; ++j) max_p = p[j] > max_p ? p[j] : max_p;
+  if (max_p < 32768 && columns > 1) {
+    // Pack in place, front to back: p16[j] only overwrites p[j / 2], already read.
+    int16_t* p16 = reinterpret_cast<int16_t*>(p);
+    for (int32_t j = 0; j < n; ++j) p16[j] = (int16_t)p[j];
+    for (; c + 1 < columns; c += 2) {
+      int32_t sum0, sum1;
+      ContextPairPacked(p16, n, v + c, stride, &sum0, &sum1);
+      store(c, sum0);
+      store(c + 1, sum1);
+    }
+    if (c < columns) {
+      int32_t sum = 0;
+      for (int32_t j = 0; j < n; ++j) sum += p16[j] * v[j * stride + c];
+      store(c, sum);
+    }
+    return;
+  }
+#endif
+  for (; c + 1 < columns; c += 2) {
+    int32_t sum0, sum1;
+    ContextPair(p, n, v + c, stride, &sum0, &sum1);
+    store(c, sum0);
+    store(c + 1, sum1);
+  }
+  if (c < columns) {
+    int32_t sum = 0;
+    for (int32_t j = 0; j < n; ++j) sum += p[j] * v[j * stride + c];
+    store(c, sum);
+  }
 }
 
 void LinearResidual(const LinearFactor& f, const int8_t* in, const int8_t* x, int32_t z_x,

@@ -76,6 +76,12 @@ static inline void GeluLut(int8_t* a, int32_t n, const int8_t* lut) {
   for (int32_t k = 0; k < n; ++k) a[k] = lut[a[k] + 128];
 }
 
+// One head's context (SPEC 2.2): ctx[c] = sat8(MBQM(sum_j p[j] * v[j * stride + c],
+// mult, shift)) for c in [0, columns), from Q15 probabilities p[0..n) in
+// [0, 32768], which it may overwrite.
+void AttentionContext(int32_t* p, int32_t n, const int8_t* v, int32_t stride, int32_t columns,
+                      int32_t mult, int32_t shift, int8_t* ctx);
+
 // Residual epilogue (SPEC 1.5) for one channel.
 static inline int8_t ResidualOut(int32_t acc, const int32_t* rq_row, int32_t x, int32_t z_x,
                                  int32_t res_mult, int32_t res_shift, int32_t z_y) {
