@@ -26,9 +26,9 @@ def evaluate_model(model: keras.Model, x: np.ndarray, y: np.ndarray, batch_size:
 
 
 def finetune_subnet(model: keras.Model, x_train, y_train, x_val, y_val, settings: TrainSettings,
-                    backup_dir=None, progress: bool = True) -> list:
-    """Train `model` in place for `settings.epochs`; returns per-epoch metrics. Images are uint8
-    at any size (resized to the model's input)."""
+                    backup_dir=None, progress: bool = True, stop_after: int | None = None) -> list:
+    """Train `model` in place for `settings.epochs` (this call: at most `stop_after` epochs);
+    returns this call's per-epoch metrics. Images are uint8 at any size (resized to the model's input)."""
     size, channels = model.input_shape[1], model.input_shape[3]
     num_classes = model.output_shape[-1]
     x_train = datasets.resize(x_train, size, size, channels)
@@ -53,6 +53,8 @@ def finetune_subnet(model: keras.Model, x_train, y_train, x_val, y_val, settings
 
     history = []
     for epoch in range(int(epoch_var.numpy()), settings.epochs):
+        if stop_after is not None and len(history) >= stop_after:
+            break
         start, loss_sum, correct = time.time(), 0.0, 0.0
         batches = pipeline.train_batches(x_train, y_train, settings.batch_size, settings.seed, epoch, settings.augment)
         bar = tqdm(batches, total=steps, desc=f"finetune {epoch + 1}/{settings.epochs}", disable=not progress,

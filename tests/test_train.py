@@ -206,3 +206,38 @@ def test_two_replica_mirrored_strategy_matches_one_device(tmp_path, fashion_mnis
 
 def make_initial(data, tmp_path):
     return [w.numpy() for w in make(tmp_path / "initial", data, epochs=1).supernet.weights]
+
+
+def test_resolution_choices_train_and_evaluate(fashion_mnist, tmp_path):
+    space = SearchSpace.from_dict({**TINY, "image_size": [16, 28], "patch_size": [4, 7]})
+    run = make(tmp_path / "res", fashion_mnist, space=space, epochs=1, sampling="uniform", distill=False,
+               train_limit=384)
+    history = run.fit()
+    assert np.isfinite(history[0]["train_loss"])
+    small = space.decode({**space.encode(space.smallest()), "image_size": 16, "patch_size": 4})
+    acc = evaluate_subnet(run.supernet, small, run.x_val, run.y_val)       # 28 px data resized to 16 px
+    model = export_subnet(run.supernet, small)
+    from keras_supernet.finetune import evaluate_model
+    assert model.input_shape[1] == 16 and evaluate_model(model, run.x_val, run.y_val) == acc
+
+
+def test_finetune_resumes_exactly(fashion_mnist, tmp_path):
+    from keras_supernet.finetune import finetune_subnet
+    from keras_supernet.pipeline import split_data
+    from keras_supernet.supernet import Supernet
+
+    space = SearchSpace.from_dict(TINY)
+    supernet, config = Supernet(space, seed=2), space.sample(5)
+    x_tr, y_tr, x_val, y_val = split_data(fashion_mnist, 28, 1, train_limit=256, val_limit=100)
+    settings = TrainSettings(epochs=2, batch_size=64, sampling="uniform", distill=False, seed=1)
+    straight = export_subnet(supernet, config)
+    finetune_subnet(straight, x_tr, y_tr, x_val, y_val, settings, progress=False)
+    interrupted = export_subnet(supernet, config)
+    finetune_subnet(interrupted, x_tr, y_tr, x_val, y_val, settings, backup_dir=tmp_path / "backup",
+                    progress=False, stop_after=1)
+    resumed = export_subnet(supernet, config)                    # fresh weights: the backup must restore them
+    history = finetune_subnet(resumed, x_tr, y_tr, x_val, y_val, settings, backup_dir=tmp_path / "backup",
+                              progress=False)
+    assert [h["epoch"] for h in history] == [2]
+    for a, b in zip(straight.get_weights(), resumed.get_weights()):
+        assert np.array_equal(a, b)
