@@ -125,3 +125,30 @@ def test_predicted_arena_equals_tflm_host_runner(name, tmp_path):
     measured = run_host(root, builtin, image).arena_used_bytes
     predicted = plan_graph(read_tflite(builtin.read_bytes()), pointer_size=8).arena_bytes
     assert abs(predicted - measured) <= 0.02 * measured, (predicted, measured)
+
+
+@pytest.mark.slow
+@pytest.mark.tflm
+def test_cortex_m7_arena_and_flash_match_the_prediction(tmp_path):
+    """The custom-op model in the QEMU Cortex-M7 twin (32-bit, CMSIS-NN build): the arena
+    is predicted exactly; the STM32F746 image is the model plus CODE_FLASH_BYTES."""
+    from converter.pipeline import quantize_model
+    from converter.tflite_writer import to_flatbuffer
+    from mcuformer.boards import load_board
+    from search.memory import CODE_FLASH_BYTES
+    from tests.tflm_fixtures import arm_or_skip, tflm_root_or_skip
+    from tflm_ops import app, qemu
+
+    root = tflm_root_or_skip()
+    arm_or_skip()
+    config = CONFIGS["cls_low_rank_rgb"]
+    _, _, qmodel, plan = quantize_model(_trained_like(config), _images(config), progress=False)
+    model = tmp_path / "model.tflite"
+    model.write_bytes(to_flatbuffer(qmodel))
+    image = np.zeros((1, config.image_size, config.image_size, config.channels), np.int8)
+    spec = app.AppSpec(app.model_array_cc(model, tmp_path), app.arena_size(plan.arena_bytes(4)), image,
+                       np.zeros(1, int))
+    output, _ = qemu.run_qemu(app.build_app(root, "qemu-m7", spec, tmp_path / "qemu.elf"), count_instructions=False)
+    assert output.arena_used_bytes == plan.arena_bytes(pointer_size=4)
+    elf = app.build_app(root, "stm32f746", spec, tmp_path / "f746.elf", board=load_board("stm32f746"))
+    assert app.section_sizes(elf)["flash"] == model.stat().st_size + image.nbytes + CODE_FLASH_BYTES
