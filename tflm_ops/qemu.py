@@ -18,7 +18,6 @@ from . import tflm
 from .app import AppOutput, parse_output
 
 PLUGIN_SOURCE = Path(__file__).resolve().parent / "qemu_plugin" / "insn_count.c"
-MACHINES = {"cortex-m7": "mps2-an500"}
 
 
 def qemu_binary() -> str:

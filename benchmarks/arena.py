@@ -1,0 +1,149 @@
+"""Benchmark: measured TFLM arena and instructions, our custom-op model vs the builtin-op baseline.
+
+For a DeiT-Tiny-shaped model (224/16, E192, 3 heads, depth 12, MLP 4x) and an
+MCUFormer-shaped one (240/20, depth 13), random weights (sizes and op counts
+do not depend on the values), both converted by `converter.pipeline.convert`
+(our custom-op model.tflite and TFLiteConverter's int8 baseline_builtin.tflite),
+and both run side by side on the same builds:
+
+* host: TFLM x86_64 (tflm_ops/runner/host_runner.cc): arena_used_bytes;
+* QEMU: the example app's Cortex-M7 twin (cortex_m_generic cortex-m7+fp,
+  CMSIS-NN, `qemu-system-arm -M mps2-an500`): arena_used_bytes (the 32-bit
+  figure that counts on a board) and instructions per Invoke (QEMU TCG plugin
+  tflm_ops/qemu_plugin/insn_count.c), on one image.
+
+Lower bound: the bytes that must be live at once, the larger of the input
+image and the residual stream (T x E int8) plus the widest per-token
+intermediate (max of E, the MLP hidden width, and one row of int32 scores 4T).
+
+    .venv/bin/python benchmarks/arena.py [--only deit_tiny]
+
+Writes benchmarks/results/arena.json (atomically, after each model: a re-run
+skips finished models).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import mcuformer  # noqa: E402,F401  (TF_USE_LEGACY_KERAS before tensorflow)
+import numpy as np  # noqa: E402
+
+from mcuformer.atomic import write_json  # noqa: E402
+
+RESULTS = ROOT / "benchmarks" / "results" / "arena.json"
+QEMU_SLACK = 64 * 1024
+
+
+def _configs():
+    from keras_supernet import arch
+    return {"deit_tiny": arch.deit_tiny(), "mcuformer_shape": arch.mcuformer_shape()}
+
+
+def lower_bound(config) -> int:
+    tokens = (config.image_size // config.patch_size) ** 2 + (1 if config.pool == "cls" else 0)
+    image = config.image_size ** 2 * config.channels
+    widest = max(config.embed_dim, max(config.mlp_hidden), 4 * tokens)
+    return max(image, tokens * config.embed_dim) + widest
+
+
+def _convert(config, out: Path) -> dict:
+    from converter.pipeline import ConvertOptions, convert
+    from keras_supernet.static_vit import build_vit
+    from mcuformer.datasets import Dataset
+
+    rng = np.random.default_rng(0)
+    shape = (4, config.image_size, config.image_size, config.channels)
+    images = rng.integers(0, 256, shape, dtype=np.uint8)
+    labels = np.arange(4) % config.num_classes
+    data = Dataset("random", images, labels, images, labels, [str(i) for i in range(config.num_classes)])
+    build_vit(config).save(out.parent / "vit.keras")
+    return convert(out.parent / "vit.keras", out, data, ConvertOptions(calib=4, eval_images=2), force=True,
+                   progress=False)
+
+
+def _run_qemu(root, tflite: Path, arena: int, image, label, builtins: bool, work: Path) -> dict:
+    from tflm_ops import app, qemu
+
+    model_cc = app.model_array_cc(tflite, work / tflite.stem)
+    spec = app.AppSpec(model_cc, app.arena_size(arena + QEMU_SLACK), image[None], np.asarray([label]),
+                       with_builtins=builtins)
+    elf = app.build_app(root, "qemu-m7", spec, work / f"{tflite.stem}.elf")
+    start = time.time()
+    output, instructions = qemu.run_qemu(elf, "mps2-an500", timeout=1800)
+    return {"arena_used_bytes": output.arena_used_bytes, "instructions_per_inference": instructions[0],
+            "qemu_seconds": round(time.time() - start, 1)}, output.outputs[0]
+
+
+def measure(name, config, root, work: Path) -> dict:
+    from converter.interpreter import run_tflite
+    from tflm_ops.host import run_host
+
+    model_dir = work / name
+    report = _convert(config, model_dir)
+    rng = np.random.default_rng(1)
+    image = (rng.integers(0, 256, (config.image_size, config.image_size, config.channels)) - 128).astype(np.int8)
+    ours, builtin = model_dir / "model.tflite", model_dir / "baseline_builtin.tflite"
+    result = {"arch": config.describe(), "lower_bound_bytes": lower_bound(config),
+              "ours": {"flash_bytes": ours.stat().st_size, "planned_arena_bytes": report["planned_arena_bytes"],
+                       "planned_arena_bytes_host": report["planned_arena_bytes_host"]},
+              "builtin": {"flash_bytes": builtin.stat().st_size}}
+    reference = np.asarray(run_tflite(ours, image[None])[0], np.int8)
+    qemu_outputs = {}
+    for key, path in (("ours", ours), ("builtin", builtin)):
+        on_host = run_host(root, path, image[None])
+        planned = report["planned_arena_bytes"] if key == "ours" else on_host.arena_used_bytes
+        result[key]["host_arena_used_bytes"] = on_host.arena_used_bytes
+        result[key]["qemu"], qemu_outputs[key] = _run_qemu(root, path, planned, image, 0, key == "builtin", work)
+        result[key]["qemu_outputs_equal_host"] = bool(np.array_equal(qemu_outputs[key], on_host.outputs[0]))
+    result["ours"]["qemu_mismatched_outputs_vs_reference"] = int(np.count_nonzero(qemu_outputs["ours"] != reference))
+    ours_arena = result["ours"]["qemu"]["arena_used_bytes"]
+    builtin_arena = result["builtin"]["qemu"]["arena_used_bytes"]
+    result["arena_reduction_vs_builtin"] = round(builtin_arena / ours_arena, 3)
+    result["arena_over_lower_bound"] = round(ours_arena / result["lower_bound_bytes"], 3)
+    result["arena_error_vs_plan_pct"] = round(100 * (ours_arena - report["planned_arena_bytes"])
+                                              / report["planned_arena_bytes"], 3)
+    result["instructions_ratio_builtin_over_ours"] = round(
+        result["builtin"]["qemu"]["instructions_per_inference"] / result["ours"]["qemu"]["instructions_per_inference"],
+        3)
+    result["fits_stm32f746"] = {"arena_320KiB": ours_arena <= 320 * 1024,
+                                "flash_1MiB": result["ours"]["flash_bytes"] <= 1024 * 1024}
+    return result
+
+
+def main() -> int:
+    from tflm_ops import tflm
+
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--only", choices=list(_configs()))
+    args = parser.parse_args()
+    root = tflm.find_tflm()
+    if root is None:
+        print(f"error: {tflm.missing_reason()}", file=sys.stderr)
+        return 2
+    results = json.loads(RESULTS.read_text()) if RESULTS.exists() else {"models": {}}
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, config in _configs().items():
+            if (args.only and name != args.only) or name in results["models"]:
+                continue
+            print(f"{name}: converting and running (host + QEMU)", flush=True)
+            results["models"][name] = measure(name, config, root, Path(tmp))
+            results.update(command="benchmarks/arena.py" + (f" --only {args.only}" if args.only else ""),
+                           device="QEMU mps2-an500 (Cortex-M7), cortex_m_generic cortex-m7+fp CMSIS-NN; "
+                                  "host TFLM x86_64", machine=platform.platform(),
+                           tflm_commit=tflm.tree_commit(root)[:9])
+            write_json(RESULTS, results)
+            print(json.dumps(results["models"][name], indent=1), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
