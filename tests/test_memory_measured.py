@@ -131,7 +131,8 @@ def test_predicted_arena_equals_tflm_host_runner(name, tmp_path):
 @pytest.mark.tflm
 def test_cortex_m7_arena_and_flash_match_the_prediction(tmp_path):
     """The custom-op model in the QEMU Cortex-M7 twin (32-bit, CMSIS-NN build): the arena
-    is predicted exactly; the STM32F746 image is the model plus CODE_FLASH_BYTES."""
+    is predicted exactly; the STM32F746 image is the model plus CODE_FLASH_BYTES. The
+    builtin baseline (CMSIS-NN kernels there, reference kernels in the model) within 2%."""
     from converter.pipeline import quantize_model
     from converter.tflite_writer import to_flatbuffer
     from mcuformer.boards import load_board
@@ -142,7 +143,8 @@ def test_cortex_m7_arena_and_flash_match_the_prediction(tmp_path):
     root = tflm_root_or_skip()
     arm_or_skip()
     config = CONFIGS["cls_low_rank_rgb"]
-    _, _, qmodel, plan = quantize_model(_trained_like(config), _images(config), progress=False)
+    keras_model = _trained_like(config)
+    _, _, qmodel, plan = quantize_model(keras_model, _images(config), progress=False)
     model = tmp_path / "model.tflite"
     model.write_bytes(to_flatbuffer(qmodel))
     image = np.zeros((1, config.image_size, config.image_size, config.channels), np.int8)
@@ -152,3 +154,14 @@ def test_cortex_m7_arena_and_flash_match_the_prediction(tmp_path):
     assert output.arena_used_bytes == plan.arena_bytes(pointer_size=4)
     elf = app.build_app(root, "stm32f746", spec, tmp_path / "f746.elf", board=load_board("stm32f746"))
     assert app.section_sizes(elf)["flash"] == model.stat().st_size + image.nbytes + CODE_FLASH_BYTES
+
+    from converter.baseline import convert_builtin
+    builtin = tmp_path / "builtin" / "baseline_builtin.tflite"
+    builtin.parent.mkdir()
+    builtin.write_bytes(convert_builtin(keras_model, _images(config)))
+    predicted = plan_graph(read_tflite(builtin.read_bytes()), pointer_size=4).arena_bytes
+    spec = app.AppSpec(app.model_array_cc(builtin, builtin.parent), app.arena_size(predicted) + 4096, image,
+                       np.zeros(1, int), with_builtins=True)
+    output, _ = qemu.run_qemu(app.build_app(root, "qemu-m7", spec, tmp_path / "qemu_builtin.elf"),
+                              count_instructions=False)
+    assert abs(predicted - output.arena_used_bytes) <= 0.02 * output.arena_used_bytes, (predicted, output)
