@@ -21,43 +21,12 @@ import numpy as np
 from mcuformer.atomic import atomic_dir
 from mcuformer.errors import UserError
 
+from .model_dir import read_model_dir
+
 KERNEL_SRC = Path(__file__).resolve().parent / "src"
 TEMPLATES = Path(__file__).resolve().parent / "arduino"
 ARENA_MARGIN = 1.02          # the memory model's stated tolerance is 2%
 _NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,62}$")
-
-
-def _require(model_dir: Path) -> dict:
-    needed = ["model.tflite", "model_data.cc", "model_data.h", "report.json"]
-    missing = [n for n in needed if not (model_dir / n).is_file()]
-    if missing:
-        raise UserError(f"{model_dir} is not a converted model folder (missing {', '.join(missing)}); "
-                        f"run `mcuformer convert SUBNET --out {model_dir}` first")
-    try:
-        report = json.loads((model_dir / "report.json").read_text())
-    except json.JSONDecodeError as exc:
-        raise UserError(f"{model_dir / 'report.json'} is not valid JSON ({exc}); convert the model again") from None
-    if not isinstance(report.get("planned_arena_bytes"), int):
-        raise UserError(f"{model_dir / 'report.json'} has no planned_arena_bytes; convert the model again")
-    return report
-
-
-def _model_io(tflite_path: Path) -> tuple:
-    """(input shape HWC, number of classes) read from the flatbuffer itself."""
-    from tensorflow.lite.python import schema_py_generated as schema
-
-    buf = tflite_path.read_bytes()
-    try:
-        model = schema.Model.GetRootAsModel(buf, 0)
-        graph = model.Subgraphs(0)
-        image = graph.Tensors(graph.Inputs(0)).ShapeAsNumpy().tolist()
-        logits = graph.Tensors(graph.Outputs(0)).ShapeAsNumpy().tolist()
-    except Exception:  # a corrupt flatbuffer fails in many ways
-        raise UserError(f"{tflite_path} is not a valid .tflite model; convert the model again") from None
-    if len(image) != 4 or len(logits) != 2:
-        raise UserError(f"{tflite_path}: expected an image input [1,H,W,C] and logits [1,K], "
-                        f"got {image} and {logits}")
-    return tuple(image[1:]), logits[1]
 
 
 def _model_symbols(header: str) -> tuple:
@@ -109,10 +78,10 @@ def write_arduino_library(model_dir, out, name: str = "MCUFormerModel", data: st
     model_dir, out = Path(model_dir), Path(out)
     if not _NAME.match(name):
         raise UserError(f"library name {name!r} must start with a letter and hold only letters, digits and _")
-    report = _require(model_dir)
-    (h, w, c), num_classes = _model_io(model_dir / "model.tflite")
+    model = read_model_dir(model_dir)
+    (h, w, c), num_classes = model.input_shape, model.num_classes
     array_sym, length_sym = _model_symbols((model_dir / "model_data.h").read_text())
-    arena = int(np.ceil(report["planned_arena_bytes"] * ARENA_MARGIN / 16.0)) * 16
+    arena = int(np.ceil(model.planned_arena_bytes * ARENA_MARGIN / 16.0)) * 16
 
     ds = datasets.load(data)
     images = datasets.to_int8(datasets.resize(ds.x_test[:num_images], h, w, c))
