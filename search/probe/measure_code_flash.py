@@ -1,6 +1,7 @@
 """Measure CODE_FLASH_BYTES of search/memory.py: the STM32F746 example app (TFLM +
 CMSIS-NN + this project's kernels, --gc-sections) minus its model array and
-embedded test images, for two different models (the difference must be 0).
+embedded test images, for two different models (the difference must be 0); and
+the app's RAM beyond its static arena (.data + .bss - arena).
 
     .venv/bin/python search/probe/measure_code_flash.py
 """
@@ -36,13 +37,13 @@ def main():
             model = Path(tmp) / "model.tflite"
             model.write_bytes(to_flatbuffer(qmodel))
             test = np.zeros((1, config.image_size, config.image_size, config.channels), np.int8)
-            spec = app.AppSpec(app.model_array_cc(model, Path(tmp)),
-                               app.arena_size(custom_graph_plan(config).arena_bytes(4)), test, np.zeros(1, int))
+            arena = app.arena_size(custom_graph_plan(config).arena_bytes(4))
+            spec = app.AppSpec(app.model_array_cc(model, Path(tmp)), arena, test, np.zeros(1, int))
             elf = app.build_app(root, "stm32f746", spec, Path(tmp) / "app.elf", board=load_board("stm32f746"))
             sizes = app.section_sizes(elf)
             code = sizes["flash"] - model.stat().st_size - test.nbytes
             print(f"{config.describe()}: .text+.data {sizes['flash']} B, model {model.stat().st_size} B, "
-                  f"code {code} B")
+                  f"code {code} B; RAM beyond the {arena} B arena {sizes['ram'] - arena} B")
 
 
 if __name__ == "__main__":
