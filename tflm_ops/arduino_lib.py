@@ -16,16 +16,15 @@ import json
 import re
 from pathlib import Path
 
-import numpy as np
 
 from mcuformer.atomic import atomic_dir
 from mcuformer.errors import UserError
 
+from .app import arena_size
 from .model_dir import read_model_dir
 
 KERNEL_SRC = Path(__file__).resolve().parent / "src"
 TEMPLATES = Path(__file__).resolve().parent / "arduino"
-ARENA_MARGIN = 1.02          # the memory model's stated tolerance is 2%
 _NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,62}$")
 
 
@@ -81,7 +80,7 @@ def write_arduino_library(model_dir, out, name: str = "MCUFormerModel", data: st
     model = read_model_dir(model_dir)
     (h, w, c), num_classes = model.input_shape, model.num_classes
     array_sym, length_sym = _model_symbols((model_dir / "model_data.h").read_text())
-    arena = int(np.ceil(model.planned_arena_bytes * ARENA_MARGIN / 16.0)) * 16
+    arena = arena_size(model.planned_arena_bytes)
 
     ds = datasets.load(data)
     images = datasets.to_int8(datasets.resize(ds.x_test[:num_images], h, w, c))
