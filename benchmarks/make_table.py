@@ -1,0 +1,160 @@
+"""Regenerate benchmarks/README.md and the README's results table from
+benchmarks/results/*.json (written by the other benchmark scripts).
+
+    .venv/bin/python benchmarks/make_table.py
+
+Every number printed comes from a results file; each table names the command
+that produced it. A missing results file leaves its table out with a note.
+"""
+from __future__ import annotations
+
+import json
+import re
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from mcuformer import atomic  # noqa: E402
+
+RESULTS = ROOT / "benchmarks" / "results"
+START, END = "<!-- results:start -->", "<!-- results:end -->"
+# Published Fashion-MNIST reference points (not measured here).
+ANCHORS = [("2-conv CNN, < 100K params (Fashion-MNIST benchmark page)", "92.5%"),
+           ("Google AutoML Vision", "93.9%"), ("MobileNet", "95.0%")]
+
+
+def _load(name: str):
+    path = RESULTS / f"{name}.json"
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def _b(n) -> str:
+    return "–" if n is None else f"{int(n):,} B"
+
+
+def _pct(x) -> str:
+    return "–" if x is None else f"{100 * x:.2f}%"
+
+
+def _cmd(data: dict | None, default: str) -> str:
+    command = (data or {}).get("command", default).strip()
+    if not command.startswith((".venv", "python")):
+        command = f".venv/bin/python {command}"
+    return f"`{command}`"
+
+
+def arena_table(arena: dict) -> list:
+    rows = ["| model | our arena (Cortex-M7, measured) | TFLM builtin arena (measured) | lower bound | ours / bound "
+            "| ours vs builtin | flash (model) | instructions / inference, ours vs builtin |",
+            "|---|---|---|---|---|---|---|---|"]
+    names = {"deit_tiny": "DeiT-Tiny shape (224/16, E192, 12 blocks)",
+             "mcuformer_shape": "MCUFormer shape (240/20, E192, 13 blocks)"}
+    for key, m in arena["models"].items():
+        ours, builtin = m["ours"], m["builtin"]
+        rows.append(f"| {names.get(key, key)} | {_b(ours['qemu']['arena_used_bytes'])} | "
+                    f"{_b(builtin['qemu']['arena_used_bytes'])} | {_b(m['lower_bound_bytes'])} | "
+                    f"{m['arena_over_lower_bound']:.3f}x | {m['arena_reduction_vs_builtin']:.2f}x smaller | "
+                    f"{_b(ours['flash_bytes'])} | {ours['qemu']['instructions_per_inference']:.3e} vs "
+                    f"{builtin['qemu']['instructions_per_inference']:.3e} |")
+    return rows
+
+
+def accuracy_table(search: dict, convert: dict | None) -> list:
+    rows = ["| budget (arena / flash) | searched winner (test top-1, fine-tuned) | random feasible subnet "
+            "| winner arena (predicted) | winner flash (predicted) |", "|---|---|---|---|---|"]
+    for name, b in search["budgets"].items():
+        w, r = b["winner"], b["random"]
+        rows.append(f"| {name} | {_pct(w.get('test_top1_finetuned'))} | {_pct(r.get('test_top1_finetuned'))} | "
+                    f"{_b(w['cost']['sram'])} | {_b(w['cost']['flash'])} |")
+    if convert and "accuracy" in convert:
+        acc = convert["accuracy"]
+        rows.append(f"| int8 vs float, {acc['arch']} | PTQ: float {_pct(acc['ptq']['float'])}, int8 "
+                    f"{_pct(acc['ptq']['int8_reference'])} | QAT 1 epoch: float "
+                    f"{_pct(acc['qat_1_epoch']['float'])}, int8 {_pct(acc['qat_1_epoch']['int8_reference'])} | | |")
+    for name, value in ANCHORS:
+        rows.append(f"| anchor (published, not ours): {name} | {value} | | | |")
+    return rows
+
+
+def techniques_table(search: dict) -> list:
+    rows = ["| model | techniques | predicted arena | head | tail |", "|---|---|---|---|---|"]
+    for model, table in search["techniques"].items():
+        for technique, v in table.items():
+            if isinstance(v, dict):
+                rows.append(f"| {model} | {technique} | {_b(v['arena_bytes'])} | {_b(v['head'])} | {_b(v['tail'])} |")
+    mm = search["memory_model"]
+    rows.append(f"\nMemory model speed: {mm['evaluations_per_second']:,.0f} subnet evaluations/s "
+                f"({mm['subnets']:,} subnets in {mm['seconds']:.2f} s).")
+    return rows
+
+
+def kernels_table(kernels: dict) -> list:
+    rows = [f"Shapes: {kernels['tokens']} tokens x {kernels['embed']}, {kernels['heads']} heads, MLP "
+            f"{kernels['hidden']}; {kernels['device']}.", "",
+            "| op | instructions | int8 MACs | instructions / MAC | scratch | bytes differing from reference |",
+            "|---|---|---|---|---|---|"]
+    for name, op in kernels["ops"].items():
+        rows.append(f"| {name} | {op['instructions']:,} | {op['macs']:,} | {op['instructions_per_mac']} | "
+                    f"{_b(op['scratch_bytes'])} | {op['mismatched_outputs']} |")
+    return rows
+
+
+def supernet_lines(supernet: dict) -> list:
+    return [f"- Kendall tau (inherited vs fine-tuned accuracy, {len(supernet.get('subnets', [])) or 20} subnets): "
+            f"{supernet['kendall_tau_inherited_vs_finetuned']:.3f}",
+            f"- best inherited validation accuracy: {_pct(supernet['best_inherited_val_acc'])}",
+            f"- wall time per supernet epoch on this 2-core machine: {supernet['wall_seconds_per_epoch']:.0f} s "
+            f"({supernet['train_images']:,} images, {supernet['train_settings']['epochs']} epochs)"]
+
+
+def build_sections() -> tuple:
+    arena, search, convert = _load("arena"), _load("search_fmnist"), _load("convert")
+    kernels, supernet = _load("kernels"), _load("supernet_fmnist")
+    full, short = ["# Benchmarks", "",
+                   "Generated by `.venv/bin/python benchmarks/make_table.py` from `benchmarks/results/*.json`; "
+                   "the command under each table reproduces its numbers. Instruction counts come from QEMU "
+                   "(`-M mps2-an500`, a Cortex-M7) with this project's TCG plugin: QEMU is not cycle-accurate, "
+                   "so no times are given.", ""], []
+    sections = [
+        ("Arena, flash and instructions: ours vs TFLM builtin ops vs lower bound", arena,
+         lambda d: arena_table(d), "benchmarks/arena.py"),
+        ("Fashion-MNIST accuracy vs budget", search, lambda d: accuracy_table(d, convert),
+         "benchmarks/search_fmnist.py"),
+        ("Memory-model ablation: MCUFormer's scheduling techniques (predicted, Cortex-M7)", search,
+         techniques_table, "benchmarks/search_fmnist.py"),
+        ("Kernels: instructions per op (emulated Cortex-M7, CMSIS-NN)", kernels, kernels_table,
+         "benchmarks/kernels.py"),
+        ("Supernet (Fashion-MNIST space)", supernet, supernet_lines, "benchmarks/supernet_fmnist.py"),
+    ]
+    for title, data, render, default_cmd in sections:
+        full += [f"## {title}", ""]
+        if data is None:
+            full += [f"Not measured yet: run `.venv/bin/python {default_cmd}`.", ""]
+            continue
+        full += render(data) + ["", f"Reproduce: {_cmd(data, default_cmd)}", ""]
+    if arena:
+        short += arena_table(arena) + ["", f"Reproduce: {_cmd(arena, 'benchmarks/arena.py')}; more in "
+                                       f"[benchmarks/README.md](benchmarks/README.md)."]
+    if search:
+        short += [""] + accuracy_table(search, convert) + ["", f"Reproduce: {_cmd(search, 'benchmarks/search_fmnist.py')}"]
+    return "\n".join(full) + "\n", "\n".join(short)
+
+
+def main() -> int:
+    full, short = build_sections()
+    atomic.write_text(ROOT / "benchmarks" / "README.md", full)
+    readme = (ROOT / "README.md").read_text()
+    block = f"{START}\n{short}\n{END}"
+    if START in readme:
+        readme = re.sub(re.escape(START) + ".*?" + re.escape(END), lambda _: block, readme, flags=re.S)
+    else:
+        readme = readme.rstrip() + "\n\n## Results\n\n" + block + "\n"
+    atomic.write_text(ROOT / "README.md", readme)
+    print("wrote benchmarks/README.md and the README's results table")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
