@@ -67,8 +67,7 @@ def eval_batches(x: np.ndarray, y: np.ndarray, batch_size: int = 500) -> tf.data
 
 def top1(predict, x: np.ndarray, y: np.ndarray, image_size: int, channels: int, batch_size: int = 1000) -> float:
     """Top-1 accuracy of `predict` (float images -> logits) on uint8 images of any size,
-    resized to `image_size` as deployment does. Eager on large batches: a new subnet
-    would pay a graph trace that costs more than it saves."""
+    resized to `image_size` as deployment does."""
     x = datasets.resize(x, image_size, image_size, channels)
     correct = sum(int(tf.reduce_sum(tf.cast(tf.argmax(predict(a), axis=-1) == b, tf.int64)))
                   for a, b in eval_batches(x, y, batch_size))

@@ -286,7 +286,8 @@ class SearchSpace:
         grid = max(s // p for s in d["image_size"] for p in self.patches_for(s))
         return {"embed_dim": e, "qkv_dim": q, "mlp_hidden": hidden, "depth": max(d["depth"]),
                 "patch_size": max(d["patch_size"]), "image_size": max(d["image_size"]), "grid": grid,
-                "channels": self.channels, "num_classes": self.num_classes, "pool": self.pool}
+                "channels": self.channels, "num_classes": self.num_classes, "pool": self.pool,
+                "head_dim": self.head_dim}
 
     def __repr__(self) -> str:
         return f"SearchSpace({self.name!r}, {self.dimensions})"

@@ -1,7 +1,8 @@
 """Super-layers (AutoFormer style): shared weights at the space's largest sizes,
-`set_sample_config(config)` picks a subnet, `active_weights()` gives that subnet's
-weights under the static model's names (`static_vit.py`), and `call` runs the
-same `functional` code as the static model on them.
+`set_sample_config(config)` picks a subnet and `active_weights()` gives that subnet's
+weights under the static model's names (`static_vit.py`, for `export_subnet`);
+`call` runs the subnet given as masks (`masked.py`) on the whole shared weights,
+so one graph serves every subnet of a token grid.
 
 Weight sharing choices:
 * Linear layers hold one factorisation W = V U with R = min(in_max, out_max)
@@ -29,6 +30,7 @@ import tf_keras as keras
 from mcuformer.datasets import _interp_matrix   # the project's one bilinear resampling matrix
 
 from . import functional as F
+from . import masked as M
 from .arch import ArchConfig
 
 INIT_STDDEV = 0.02
@@ -46,12 +48,6 @@ def svd_factors(dense: np.ndarray) -> tuple:
     s, a, b = (t.numpy() for t in tf.linalg.svd(tf.constant(dense, tf.float32)))
     root = np.sqrt(s)
     return (a * root).astype(np.float32), (root[:, None] * b.T).astype(np.float32)
-
-
-def _linear_call_args(w: dict, name: str) -> dict:
-    if f"{name}_kernel" in w:
-        return {"kernel": w[f"{name}_kernel"], "bias": w[f"{name}_bias"]}
-    return {"v": w[f"{name}_v"], "u": w[f"{name}_u"], "bias": w[f"{name}_bias"]}
 
 
 class _SuperLayer(keras.layers.Layer):
@@ -118,26 +114,31 @@ class SuperPatchEmbed(_SuperLayer):
         self.cls_pos = self._add("cls_pos", _truncated_normal(rng, (e,))) if m["pool"] == "cls" else None
         super().build(input_shape)
 
-    def active_weights(self) -> dict:
-        cfg, m = self.config, self.max_dims
-        e, p, g = cfg.embed_dim, cfg.patch_size, cfg.grid
-        kernel = self.kernel[..., :e]
-        if p != m["patch_size"]:
-            b = tf.constant(_interp_matrix(p, m["patch_size"]))        # (p_max, p) upsampling
+    def _resized(self, patch_size: int, grid: int) -> dict:
+        """Kernel, bias and positions (all E_max channels) for a patch size and token grid."""
+        m = self.max_dims
+        kernel = self.kernel
+        if patch_size != m["patch_size"]:
+            b = tf.constant(_interp_matrix(patch_size, m["patch_size"]))   # (p_max, p) upsampling
             kernel = tf.einsum("ai,bj,abce->ijce", b, b, kernel)
-        pos = self.pos_grid[..., :e]
-        if g != m["grid"]:
-            a = tf.constant(_interp_matrix(m["grid"], g))               # (g, g_max)
+        pos = self.pos_grid
+        if grid != m["grid"]:
+            a = tf.constant(_interp_matrix(m["grid"], grid))                # (g, g_max)
             pos = tf.einsum("ia,jb,abe->ije", a, a, pos)
-        pos = tf.reshape(pos, (g * g, e))
-        w = {"kernel": kernel, "bias": self.bias[:e], "pos": pos}
-        if cfg.pool == "cls":
-            w["pos"] = tf.concat([pos, self.cls_pos[None, :e]], axis=0)
-            w["cls"] = self.cls[:e]
+        pos = tf.reshape(pos, (grid * grid, m["embed_dim"]))
+        w = {"kernel": kernel, "bias": self.bias, "pos": pos}
+        if m["pool"] == "cls":
+            w["pos"] = tf.concat([pos, self.cls_pos[None, :]], axis=0)
+            w["cls"] = self.cls
         return w
 
-    def call(self, images):
-        return F.patch_embed(images, **self.active_weights())
+    def active_weights(self) -> dict:
+        cfg = self.config
+        return {k: v[..., :cfg.embed_dim] for k, v in self._resized(cfg.patch_size, cfg.grid).items()}
+
+    def call(self, images, embed, patch_size: int):
+        w = self._resized(patch_size, images.shape[1] // patch_size)
+        return F.patch_embed(images, **{k: v * embed for k, v in w.items()})
 
 
 class SuperAttention(_SuperLayer):
@@ -160,10 +161,11 @@ class SuperAttention(_SuperLayer):
                 **self._linear_weights("qkv", e, [(k * q_max, k * q_max + q) for k in range(3)], cfg.qkv_rank[i]),
                 **self._linear_weights("proj", q, [(0, e)], cfg.proj_rank[i])}
 
-    def call(self, x):
-        w = self.active_weights()
-        return F.attention(x, self.config.num_heads[self.block], (w["norm_gamma"], w["norm_beta"]),
-                           _linear_call_args(w, "qkv"), _linear_call_args(w, "proj"))
+    def call(self, x, masks):
+        i = self.block
+        heads = self.max_dims["qkv_dim"] // self.max_dims["head_dim"]
+        return M.attention(x, heads, masks["embed"], masks["qkv"][i], masks["qkv_rank"][i],
+                           masks["proj_rank"][i], self)
 
     def get_config(self):
         return {**super().get_config(), "block": self.block}
@@ -189,9 +191,9 @@ class SuperMlp(_SuperLayer):
                 **self._linear_weights("fc1", e, [(0, hidden)], cfg.fc1_rank[i]),
                 **self._linear_weights("fc2", hidden, [(0, e)], cfg.fc2_rank[i])}
 
-    def call(self, x):
-        w = self.active_weights()
-        return F.mlp(x, (w["norm_gamma"], w["norm_beta"]), _linear_call_args(w, "fc1"), _linear_call_args(w, "fc2"))
+    def call(self, x, masks):
+        i = self.block
+        return M.mlp(x, masks["embed"], masks["hidden"][i], masks["fc1_rank"][i], masks["fc2_rank"][i], self)
 
     def get_config(self):
         return {**super().get_config(), "block": self.block}
@@ -210,6 +212,5 @@ class SuperHead(_SuperLayer):
     def active_weights(self) -> dict:
         return {**self._norm_weights(), "fc_kernel": self.fc_kernel[:self.config.embed_dim], "fc_bias": self.fc_bias}
 
-    def call(self, x):
-        w = self.active_weights()
-        return F.classifier(x, (w["norm_gamma"], w["norm_beta"]), _linear_call_args(w, "fc"), self.config.pool)
+    def call(self, x, masks):
+        return M.classifier(x, masks["embed"], self.max_dims["pool"], self)

@@ -5,8 +5,10 @@
     logits = supernet(images)                   # images at config.image_size, pixels / 255
     model = export_subnet(supernet, config)     # static tf_keras ViT, inherited weights
 
-Blocks beyond the subnet's depth are not executed. Images at another
-resolution than the subnet's are an error (resize first: `resize_images`).
+The subnet runs as masks over the shared weights (`masked.py`); blocks beyond
+its depth are not executed. `compiled_forward(config)` is one graph for every
+subnet of that token grid and depth; training uses one graph per token grid. Images at another resolution than
+the subnet's are an error (resize first: `resize_images`).
 """
 from __future__ import annotations
 
@@ -17,9 +19,17 @@ import tf_keras as keras
 from mcuformer.errors import UserError
 
 from .arch import ArchConfig
+from .masked import arch_masks
 from .space import SearchSpace
 from .static_vit import build_vit
 from .super_layers import SuperAttention, SuperHead, SuperMlp, SuperPatchEmbed
+
+
+class _GraphCache:
+    """Compiled graphs kept out of Keras' attribute tracking (not checkpointed)."""
+
+    def __init__(self):
+        self.by_grid = {}
 
 
 class Supernet(keras.Model):
@@ -33,6 +43,7 @@ class Supernet(keras.Model):
         self.mlp_blocks = [SuperMlp(m, i, seed, name=f"block{i}_mlp") for i in range(m["depth"])]
         self.head = SuperHead(m, seed, name="head")
         self.config: ArchConfig | None = None
+        self._graphs = _GraphCache()
         largest = space.largest()
         self.set_sample_config(largest)
         self(tf.zeros((1, largest.image_size, largest.image_size, space.channels)))   # creates every weight
@@ -40,26 +51,44 @@ class Supernet(keras.Model):
     def super_layers(self) -> list:
         return [self.patch_embed, *self.attn_blocks, *self.mlp_blocks, self.head]
 
-    def variables_for(self, config: ArchConfig) -> list:
-        """The trainable weights a subnet uses (skipped blocks' weights excluded)."""
-        layers = [self.patch_embed, *self.attn_blocks[:config.depth], *self.mlp_blocks[:config.depth], self.head]
-        return [v for layer in layers for v in layer.trainable_variables]
-
     def set_sample_config(self, config: ArchConfig) -> None:
         self.space.check(config)
         self.config = config
         for layer in self.super_layers():
             layer.set_sample_config(config)
 
+    def masks(self, config: ArchConfig) -> dict:
+        """`config` as tensors of the same shapes for every subnet (`masked.arch_masks`)."""
+        return {k: tf.constant(v) for k, v in arch_masks(config, self.space.max_dims()).items()}
+
+    def forward(self, images, masks: dict, patch_size: int, depth: int | None = None):
+        """Logits of the subnet `masks` on images at its resolution. With `depth` the blocks past
+        it are not run; without (the training graph, one for all depths) they run and are discarded
+        by `masks["blocks"]` (a select, not a `tf.cond`: TF's cond gradients race when several
+        subnets share one graph)."""
+        x = self.patch_embed(images, masks["embed"], patch_size)
+        blocks = list(zip(self.attn_blocks, self.mlp_blocks))
+        for i, (attn, mlp) in enumerate(blocks[:depth]):
+            y = mlp(attn(x, masks), masks)
+            x = y if depth is not None else tf.where(masks["blocks"][i] > 0, y, x)
+        return self.head(x, masks)
+
+    def compiled_forward(self, config: ArchConfig):
+        """`forward` as one graph per (resolution, patch size, depth), shared by every subnet of it."""
+        key, cache = (config.image_size, config.patch_size, config.depth), self._graphs.by_grid
+        if key not in cache:
+            specs = {k: tf.TensorSpec(v.shape, tf.float32) for k, v in self.masks(config).items()}
+            image = tf.TensorSpec((None, config.image_size, config.image_size, self.space.channels), tf.float32)
+            cache[key] = tf.function(lambda images, masks: self.forward(images, masks, key[1], key[2]),
+                                     input_signature=(image, specs))
+        return cache[key]
+
     def call(self, images, training=None):
         size = self.config.image_size
         if images.shape[1] != size or images.shape[2] != size:
             raise UserError(f"supernet: images are {images.shape[1]}x{images.shape[2]} but the sampled "
                             f"subnet takes {size}x{size}; resize them first")
-        x = self.patch_embed(images)
-        for i in range(self.config.depth):
-            x = self.mlp_blocks[i](self.attn_blocks[i](x))
-        return self.head(x)
+        return self.forward(images, self.masks(self.config), self.config.patch_size, self.config.depth)
 
     def get_config(self):
         return {"space": self.space.to_dict(), "seed": self.seed, "name": self.name}

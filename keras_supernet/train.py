@@ -60,12 +60,12 @@ def evaluate_subnet(supernet: Supernet, config: ArchConfig, x: np.ndarray, y: np
                     batch_size: int = 1000) -> float:
     """Top-1 accuracy of `config` with inherited weights on uint8 images `x`."""
     supernet.set_sample_config(config)
-    return pipeline.top1(lambda images: supernet(images, training=False), x, y, config.image_size,
-                         config.channels, batch_size)
+    forward, masks = supernet.compiled_forward(config), supernet.masks(config)
+    return pipeline.top1(lambda images: forward(images, masks), x, y, config.image_size, config.channels, batch_size)
 
 
 def quiet_tensorflow() -> None:
-    """Silence TF's retracing warnings: every new subnet is a new graph by design."""
+    """Silence TF's warnings (retracing, cond gradients) during long runs."""
     tf.get_logger().setLevel("ERROR")
 
 
@@ -121,7 +121,7 @@ class SupernetTrainer:
             self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
         self.checkpoint = tf.train.Checkpoint(model=self.supernet, optimizer=self.optimizer, epoch=self.epoch)
         self.manager = tf.train.CheckpointManager(self.checkpoint, str(self.out / "ckpt"), max_to_keep=2)
-        self.history, self._compiled = [], {}
+        self.history, self._steps = [], {}
         if self.manager.latest_checkpoint:
             _restore(self.checkpoint, self.manager.latest_checkpoint)
             self.history = self._read_history()[:int(self.epoch.numpy())]
@@ -136,41 +136,34 @@ class SupernetTrainer:
         return [self.space.largest(), self.space.smallest()] + [
             self.space.sample(rng) for _ in range(self.settings.num_random)]
 
-    def _subnet_grads(self, config, images, labels, teacher):
-        """Loss, logits and gradients (w.r.t. the weights this subnet uses) of one subnet."""
-        net, s = self.supernet, self.settings
-        net.set_sample_config(config)
-        variables = net.variables_for(config)
-        with tf.GradientTape() as tape:
-            logits = net(resize_images(images, config.image_size), training=True)
-            if teacher is not None:
-                per_example = distill_loss(teacher, logits)
-            else:
-                per_example = smoothed_loss(labels, logits, self.space.num_classes, s.label_smoothing)
-            loss = tf.nn.compute_average_loss(per_example, global_batch_size=s.batch_size)
-        return loss, logits, tape.gradient(loss, variables)
-
-    def _grads_fn(self, config):
-        """The sandwich's fixed subnets run as cached graphs (random ones eagerly: each is new)."""
-        if config not in (self.space.largest(), self.space.smallest()):
-            return lambda *args: self._subnet_grads(config, *args)
-        if config not in self._compiled:
-            self._compiled[config] = tf.function(lambda *args: self._subnet_grads(config, *args))
-        return self._compiled[config]
-
-    def _replica_step(self, images, labels, configs):
-        total, teacher, first_correct, summed = 0.0, None, None, {}
-        for config in configs:
-            loss, logits, grads = self._grads_fn(config)(images, labels, teacher if self.settings.distill else None)
+    def _replica_step(self, images, labels, masks, grids):
+        """Sum of the subnets' gradients (the first, the largest under sandwich, teaches the rest)."""
+        s, variables = self.settings, self.supernet.trainable_variables
+        total, teacher, first_correct, summed = 0.0, None, None, None
+        for (size, patch), subnet in zip(grids, masks):
+            with tf.GradientTape() as tape:
+                logits = self.supernet.forward(resize_images(images, size), subnet, patch)
+                if teacher is not None and s.distill:
+                    per_example = distill_loss(teacher, logits)
+                else:
+                    per_example = smoothed_loss(labels, logits, self.space.num_classes, s.label_smoothing)
+                loss = tf.nn.compute_average_loss(per_example, global_batch_size=s.batch_size)
+            grads = tape.gradient(loss, variables, unconnected_gradients=tf.UnconnectedGradients.ZERO)
+            summed = grads if summed is None else [a + b for a, b in zip(summed, grads)]
             total += loss
-            for var, grad in zip(self.supernet.variables_for(config), grads):
-                key = id(var)
-                summed[key] = (summed[key][0] + grad, var) if key in summed else (grad, var)
             if teacher is None:
                 teacher = logits
                 first_correct = tf.reduce_sum(tf.cast(tf.argmax(logits, -1) == labels, tf.float32))
-        self.optimizer.apply_gradients(list(summed.values()))
-        return total / len(configs), first_correct
+        self.optimizer.apply_gradients(zip(summed, variables))
+        return total / len(grids), first_correct
+
+    def _step(self, grids: tuple):
+        """One compiled training step per tuple of token grids: the subnets' other sizes are masks."""
+        if grids not in self._steps:
+            def step(images, labels, masks):
+                return self.strategy.run(lambda x, y: self._replica_step(x, y, masks, grids), args=(images, labels))
+            self._steps[grids] = tf.function(step)
+        return self._steps[grids]
 
     def fit(self, stop_after: int | None = None) -> list:
         """Train up to `settings.epochs` (from the latest checkpoint); `stop_after` ends this call
@@ -190,7 +183,8 @@ class SupernetTrainer:
                        disable=not self.progress, leave=False)
             for step, (images, labels) in enumerate(bar, 1):
                 configs = self.sample_configs(rng)
-                loss, hits = self.strategy.run(lambda x, y: self._replica_step(x, y, configs), args=(images, labels))
+                grids = tuple((c.image_size, c.patch_size) for c in configs)
+                loss, hits = self._step(grids)(images, labels, tuple(self.supernet.masks(c) for c in configs))
                 loss_sum += float(self.strategy.reduce("SUM", loss, axis=None))
                 correct += float(self.strategy.reduce("SUM", hits, axis=None))
                 seen += s.batch_size

@@ -2,6 +2,7 @@
 LayerNorm sees only active channels, skipped blocks do not run."""
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from keras_supernet import static_vit
 from keras_supernet.space import SearchSpace
@@ -34,6 +35,25 @@ def test_exported_subnets_equal_the_supernet(net):
         assert np.max(np.abs(model(x).numpy() - expected)) <= 1e-5, config.describe()
         assert model.count_params() == config.params()
         assert static_vit.arch_from_model(model) == config
+
+
+def test_one_graph_serves_every_subnet_of_a_token_grid(net):
+    """Subnets are masks: the compiled forward (one graph per resolution, patch size and depth)
+    and the training forward (every block run, the skipped ones discarded) both equal the
+    exported static model, and no subnet retraces a graph."""
+    space = net.space
+    configs = [space.sample(s) for s in range(100, 112)]
+    for config in configs:
+        x = images(config.image_size)
+        expected = export_subnet(net, config)(x).numpy()
+        masks = net.masks(config)
+        compiled = net.compiled_forward(config)(x, masks).numpy()
+        all_blocks = net.forward(tf.constant(x), masks, config.patch_size).numpy()
+        assert np.max(np.abs(compiled - expected)) <= 1e-5, config.describe()
+        assert np.max(np.abs(all_blocks - expected)) <= 1e-5, config.describe()
+    graphs = net._graphs.by_grid
+    assert len(graphs) == len({(c.image_size, c.patch_size, c.depth) for c in configs}) < len(configs)
+    assert all(f.experimental_get_tracing_count() == 1 for f in graphs.values())
 
 
 def test_exported_model_saves_reloads_and_reports_without_running(net, tmp_path):

@@ -11,19 +11,22 @@ from .common import add_data, add_out
 
 
 def add_arguments(parser) -> None:
+    from keras_supernet.run_folder import TrainSettings    # no TensorFlow: the defaults live there
+
+    d = TrainSettings()
     parser.add_argument("--space", required=True, help="search space file, e.g. configs/spaces/fmnist.yaml")
     add_out(parser)
     parser.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
     add_data(parser)
-    parser.add_argument("--epochs", type=int, default=10)
-    parser.add_argument("--batch-size", type=int, default=128)
-    parser.add_argument("--lr", type=float, default=1e-3, help="peak learning rate (AdamW, cosine, warmup)")
-    parser.add_argument("--weight-decay", type=float, default=0.05)
-    parser.add_argument("--warmup-epochs", type=float, default=1.0)
-    parser.add_argument("--label-smoothing", type=float, default=0.1)
-    parser.add_argument("--sampling", choices=("sandwich", "uniform"), default="sandwich",
+    parser.add_argument("--epochs", type=int, default=d.epochs)
+    parser.add_argument("--batch-size", type=int, default=d.batch_size)
+    parser.add_argument("--lr", type=float, default=d.lr, help="peak learning rate (AdamW, cosine, warmup)")
+    parser.add_argument("--weight-decay", type=float, default=d.weight_decay)
+    parser.add_argument("--warmup-epochs", type=float, default=d.warmup_epochs)
+    parser.add_argument("--label-smoothing", type=float, default=d.label_smoothing)
+    parser.add_argument("--sampling", choices=("sandwich", "uniform"), default=d.sampling,
                         help="sandwich: largest + smallest + --num-random random subnets per step")
-    parser.add_argument("--num-random", type=int, default=2)
+    parser.add_argument("--num-random", type=int, default=d.num_random)
     parser.add_argument("--no-distill", action="store_true", help="no in-place distillation from the largest subnet")
     parser.add_argument("--no-augment", action="store_true")
     parser.add_argument("--train-limit", type=int, default=0, help="use only the first N training images (0 = all)")
