@@ -6,7 +6,7 @@ fine-tuned briefly from those weights; reports Kendall tau of the two rankings, 
 best inherited accuracy and the wall time per supernet epoch on this machine.
 Validation = the deterministic split of the training set (the test set is not used).
 
-    .venv/bin/python benchmarks/supernet_fmnist.py            # ~15 min on 2 (shared) cores
+    .venv/bin/python benchmarks/supernet_fmnist.py            # ~10 min on 2 (shared) cores
     .venv/bin/python benchmarks/supernet_fmnist.py --resume   # after an interruption
 
 Writes benchmarks/results/supernet_fmnist.json.
@@ -39,17 +39,20 @@ def kendall_tau_b(a, b) -> float:
 
 
 def main(argv=None) -> int:
+    from keras_supernet.run_folder import TrainSettings, finetune_settings   # no TensorFlow
+
+    d = TrainSettings()
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--space", default=str(ROOT / "configs/spaces/fmnist.yaml"))
     p.add_argument("--work", default=str(ROOT / "out/bench_supernet_fmnist"), help="supernet training folder")
     p.add_argument("--resume", action="store_true")
     p.add_argument("--epochs", type=int, default=2)
     p.add_argument("--train-limit", type=int, default=0, help="0 = the whole training split (54,000 images)")
-    p.add_argument("--sampling", choices=("sandwich", "uniform"), default="uniform",
-                   help="uniform: one random subnet per step, the most updates per CPU second")
-    p.add_argument("--num-random", type=int, default=1)
-    p.add_argument("--lr", type=float, default=2e-3)
-    p.add_argument("--warmup-epochs", type=float, default=0.3)
+    p.add_argument("--sampling", choices=("sandwich", "uniform"), default=d.sampling)
+    p.add_argument("--num-random", type=int, default=d.num_random)
+    p.add_argument("--lr", type=float, default=d.lr)
+    p.add_argument("--warmup-epochs", type=float, default=d.warmup_epochs)
+    p.add_argument("--distill", action="store_true", help="in-place distillation (sandwich)")
     p.add_argument("--augment", action="store_true", help="light augmentation (slows a 2-epoch schedule)")
     p.add_argument("--subnets", type=int, default=20)
     p.add_argument("--finetune-epochs", type=int, default=1)
@@ -61,14 +64,14 @@ def main(argv=None) -> int:
     from keras_supernet.finetune import evaluate_model, finetune_subnet
     from keras_supernet.space import SearchSpace
     from keras_supernet.supernet import export_subnet
-    from keras_supernet.train import SupernetTrainer, TrainSettings, evaluate_subnet, quiet_tensorflow
+    from keras_supernet.train import SupernetTrainer, evaluate_subnet, quiet_tensorflow
 
     quiet_tensorflow()
     started = time.time()
     space = SearchSpace.load(args.space)
     data = datasets.load_fashion_mnist()
     settings = TrainSettings(epochs=args.epochs, train_limit=args.train_limit, sampling=args.sampling,
-                             num_random=args.num_random, distill=args.sampling == "sandwich", lr=args.lr,
+                             num_random=args.num_random, distill=args.distill, lr=args.lr,
                              warmup_epochs=args.warmup_epochs, augment=args.augment, seed=args.seed)
     trainer = SupernetTrainer(space, settings, args.work, data, resume=args.resume, force=not args.resume)
     history = trainer.fit()
@@ -80,8 +83,7 @@ def main(argv=None) -> int:
         c = space.sample(rng)
         if c not in configs:
             configs.append(c)
-    ft_settings = TrainSettings(epochs=args.finetune_epochs, lr=5e-4, warmup_epochs=0, sampling="uniform",
-                                distill=False, augment=args.augment, seed=args.seed)
+    ft_settings = finetune_settings(epochs=args.finetune_epochs, augment=args.augment, seed=args.seed)
     x_ft, y_ft = trainer.x_train[:args.finetune_limit], trainer.y_train[:args.finetune_limit]
     rows = []
     for k, config in enumerate(configs):

@@ -16,7 +16,8 @@ from mcuformer.errors import UserError
 TINY = {"name": "tiny_fmnist", "channels": 1, "num_classes": 10, "head_dim": 8, "image_size": [28],
         "patch_size": [7, 14], "embed_dim": [16, 24], "depth": [1, 2], "num_heads": [1, 2],
         "mlp_ratio": [1, 2], "rank_ratio": [0.5, "full"]}
-SETTINGS = dict(epochs=2, batch_size=64, train_limit=256, val_limit=200, num_random=1, seed=3)
+SETTINGS = dict(epochs=2, batch_size=64, train_limit=256, val_limit=200, num_random=1, seed=3, distill=True,
+                augment=True, clipnorm=1.0)     # every option on, so resume and replicas cover them
 
 
 def make(out, data, space=None, resume=False, force=False, **changes):
@@ -81,7 +82,7 @@ def test_another_space_or_setting_is_refused(uninterrupted, fashion_mnist):
         load_supernet(uninterrupted.out, space=other)
     with pytest.raises(UserError, match="pass --resume to continue it or --force"):
         make(uninterrupted.out, fashion_mnist)
-    with pytest.raises(UserError, match="setting 'lr' was 0.001, now 0.01"):
+    with pytest.raises(UserError, match="setting 'lr' was 0.008, now 0.01"):
         make(uninterrupted.out, fashion_mnist, resume=True, lr=0.01)
     with pytest.raises(UserError, match="distill: in-place distillation needs sandwich"):
         TrainSettings(sampling="uniform", distill=True)
@@ -147,7 +148,8 @@ def test_cli_resumes_exactly_after_sigkill(tmp_path, fashion_mnist):
     out = tmp_path / "killed"
     args = [sys.executable, "-m", "mcuformer", "train-supernet", "--space", str(space), "--out", str(out),
             "--epochs", "2", "--batch-size", "64", "--train-limit", "1920", "--val-limit", "200",
-            "--num-random", "1", "--seed", "3", "--strategy", "one-device"]
+            "--num-random", "1", "--seed", "3", "--strategy", "one-device", "--distill", "--augment",
+            "--clipnorm", "1.0"]
     proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         deadline = time.time() + 300

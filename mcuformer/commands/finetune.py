@@ -22,13 +22,16 @@ def add_arguments(parser) -> None:
     parser.add_argument("--out", required=True, help="output model file (.keras)")
     parser.add_argument("--force", action="store_true", help="replace an existing output")
     add_data(parser)
-    parser.add_argument("--epochs", type=int, default=5)
-    parser.add_argument("--batch-size", type=int, default=128)
-    parser.add_argument("--lr", type=float, default=5e-4)
-    parser.add_argument("--weight-decay", type=float, default=0.05)
-    parser.add_argument("--warmup-epochs", type=float, default=0.0)
-    parser.add_argument("--label-smoothing", type=float, default=0.1)
-    parser.add_argument("--no-augment", action="store_true")
+    from keras_supernet.run_folder import finetune_settings    # no TensorFlow: the defaults live there
+
+    d = finetune_settings()
+    parser.add_argument("--epochs", type=int, default=d.epochs)
+    parser.add_argument("--batch-size", type=int, default=d.batch_size)
+    parser.add_argument("--lr", type=float, default=d.lr)
+    parser.add_argument("--weight-decay", type=float, default=d.weight_decay)
+    parser.add_argument("--warmup-epochs", type=float, default=d.warmup_epochs)
+    parser.add_argument("--label-smoothing", type=float, default=d.label_smoothing)
+    parser.add_argument("--augment", action="store_true", help="random shifts and flips (slows short runs)")
     parser.add_argument("--train-limit", type=int, default=0, help="use only the first N training images (0 = all)")
     parser.add_argument("--val-limit", type=int, default=0)
     parser.add_argument("--seed", type=int, default=0)
@@ -55,7 +58,7 @@ def save_keras_atomic(model, out: Path) -> None:
 
 def run(args) -> int:
     from mcuformer import datasets
-    from keras_supernet.run_folder import TrainSettings, trained_space
+    from keras_supernet.run_folder import finetune_settings, trained_space
 
     out = Path(args.out)
     if out.suffix != ".keras":
@@ -64,10 +67,9 @@ def run(args) -> int:
         raise UserError(f"output {out} already exists; pass --force to replace it")
     arch = load_arch(args.arch)
     trained_space(args.supernet).check(arch)
-    settings = TrainSettings(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
-                             weight_decay=args.weight_decay, warmup_epochs=args.warmup_epochs,
-                             label_smoothing=args.label_smoothing, sampling="uniform", distill=False,
-                             augment=not args.no_augment, seed=args.seed)
+    settings = finetune_settings(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+                                 weight_decay=args.weight_decay, warmup_epochs=args.warmup_epochs,
+                                 label_smoothing=args.label_smoothing, augment=args.augment, seed=args.seed)
     data = datasets.load(args.data)
     if data.num_classes != arch.num_classes:
         raise UserError(f"dataset {data.name!r} has {data.num_classes} classes but the subnet has "

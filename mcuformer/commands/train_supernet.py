@@ -27,8 +27,10 @@ def add_arguments(parser) -> None:
     parser.add_argument("--sampling", choices=("sandwich", "uniform"), default=d.sampling,
                         help="sandwich: largest + smallest + --num-random random subnets per step")
     parser.add_argument("--num-random", type=int, default=d.num_random)
-    parser.add_argument("--no-distill", action="store_true", help="no in-place distillation from the largest subnet")
-    parser.add_argument("--no-augment", action="store_true")
+    parser.add_argument("--distill", action="store_true",
+                        help="sandwich: in-place distillation from the largest subnet (slows short runs)")
+    parser.add_argument("--augment", action="store_true", help="random shifts and flips (slows short runs)")
+    parser.add_argument("--clipnorm", type=float, default=d.clipnorm, help="global gradient-norm clip (0 = none)")
     parser.add_argument("--train-limit", type=int, default=0, help="use only the first N training images (0 = all)")
     parser.add_argument("--val-limit", type=int, default=0, help="use only the first N validation images (0 = all)")
     parser.add_argument("--seed", type=int, default=0)
@@ -56,8 +58,8 @@ def run(args) -> int:
     settings = TrainSettings(
         epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay,
         warmup_epochs=args.warmup_epochs, label_smoothing=args.label_smoothing, sampling=args.sampling,
-        num_random=args.num_random, distill=args.sampling == "sandwich" and not args.no_distill,
-        augment=not args.no_augment, train_limit=args.train_limit, val_limit=args.val_limit, seed=args.seed)
+        num_random=args.num_random, distill=args.distill, augment=args.augment, clipnorm=args.clipnorm,
+        train_limit=args.train_limit, val_limit=args.val_limit, seed=args.seed)
     data = datasets.load(args.data)
     if data.num_classes != space.num_classes:
         raise UserError(f"dataset {data.name!r} has {data.num_classes} classes but space {space.name!r} "
