@@ -40,8 +40,8 @@ def _pct(x) -> str:
 
 def _cmd(data: dict | None, default: str) -> str:
     command = (data or {}).get("command", default).strip()
-    if not command.startswith((".venv", "python")):
-        command = f".venv/bin/python {command}"
+    command = re.sub(r"^(\.venv/bin/)?python3?\s+", "", command)
+    command = f".venv/bin/python {command}"
     return f"`{command}`"
 
 
