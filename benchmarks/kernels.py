@@ -23,6 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import numpy as np  # noqa: E402
 
 from mcuformer import atomic  # noqa: E402
+from mcuformer.cli import run_guarded  # noqa: E402
 from mcuformer.errors import UserError  # noqa: E402
 
 T, E, HEADS, HIDDEN, IMAGE, PATCH = 145, 192, 3, 768, 240, 20
@@ -85,8 +86,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except UserError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        sys.exit(2)
+    sys.exit(run_guarded(main))

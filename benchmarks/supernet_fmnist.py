@@ -26,7 +26,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from mcuformer import atomic, datasets  # noqa: E402  (sets TF_USE_LEGACY_KERAS first)
-from mcuformer.errors import UserError  # noqa: E402
+from mcuformer.cli import run_guarded  # noqa: E402
 
 
 def kendall_tau_b(a, b) -> float:
@@ -125,8 +125,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except UserError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        sys.exit(2)
+    sys.exit(run_guarded(main))

@@ -49,11 +49,21 @@ def main(argv=None) -> int:
     if not getattr(args, "command", None):
         parser.print_help()
         return 2
-    try:
+
+    def command():
         if args.command not in WITHOUT_TENSORFLOW:
             from .tf_quiet import import_tensorflow_quietly
             import_tensorflow_quietly()
-        result = args._run(args)
+        return args._run(args)
+
+    return run_guarded(command)
+
+
+def run_guarded(function) -> int:
+    """Call `function()`; a UserError becomes one `error:` line and status 2
+    (also for the benchmark scripts), an interrupt status 130."""
+    try:
+        result = function()
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
