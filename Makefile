@@ -18,7 +18,7 @@ setup: apt $(VENV)/.installed
 # The pinned TFLM tree (cloned into the cache once) and its microlite libraries
 # for the host and Cortex-M7; the TFLM tests skip without them.
 tflm: setup
-	$(BIN)/python -m tflm_ops.build
+	$(BIN)/python -m deploy.tflm_make
 
 apt:
 	@bash scripts/apt_install.sh $(APT_PACKAGES)

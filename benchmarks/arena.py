@@ -2,15 +2,15 @@
 
 For a DeiT-Tiny-shaped model (224/16, E192, 3 heads, depth 12, MLP 4x) and an
 MCUFormer-shaped one (240/20, depth 13), random weights (sizes and op counts
-do not depend on the values), both converted by `converter.pipeline.convert`
+do not depend on the values), both converted by `converter.convert.convert`
 (our custom-op model.tflite and TFLiteConverter's int8 baseline_builtin.tflite),
 and both run side by side on the same builds:
 
-* host: TFLM x86_64 (tflm_ops/runner/host_runner.cc): arena_used_bytes;
+* host: TFLM x86_64 (deploy/runner/host_runner.cc): arena_used_bytes;
 * QEMU: the example app's Cortex-M7 twin (cortex_m_generic cortex-m7+fp,
   CMSIS-NN, `qemu-system-arm -M mps2-an500`): arena_used_bytes (the 32-bit
   figure that counts on a board) and instructions per Invoke (QEMU TCG plugin
-  tflm_ops/qemu_plugin/insn_count.c), on one image.
+  deploy/qemu_plugin/insn_count.c), on one image.
 
 Lower bound: the bytes that must be live at once, the larger of the input
 image and the residual stream (T x E int8) plus the widest per-token
@@ -34,10 +34,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-import mcuformer  # noqa: E402,F401  (TF_USE_LEGACY_KERAS before tensorflow)
+import common  # noqa: E402,F401  (TF_USE_LEGACY_KERAS before tensorflow)
 import numpy as np  # noqa: E402
 
-from mcuformer.atomic import write_json  # noqa: E402
+from common.atomic import write_json  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results" / "arena.json"
 QEMU_SLACK = 64 * 1024
@@ -56,9 +56,9 @@ def lower_bound(config) -> int:
 
 
 def _convert(config, out: Path) -> dict:
-    from converter.pipeline import ConvertOptions, convert
+    from converter.convert import ConvertOptions, convert
     from keras_supernet.static_vit import build_vit
-    from mcuformer.datasets import Dataset
+    from common.datasets import Dataset
 
     rng = np.random.default_rng(0)
     shape = (4, config.image_size, config.image_size, config.channels)
@@ -71,7 +71,7 @@ def _convert(config, out: Path) -> dict:
 
 
 def _run_qemu(root, tflite: Path, arena: int, image, label, builtins: bool, work: Path) -> dict:
-    from tflm_ops import app, qemu
+    from deploy import app, qemu
 
     model_cc = app.model_array_cc(tflite, work / tflite.stem)
     spec = app.AppSpec(model_cc, app.arena_size(arena + QEMU_SLACK), image[None], np.asarray([label]),
@@ -85,7 +85,7 @@ def _run_qemu(root, tflite: Path, arena: int, image, label, builtins: bool, work
 
 def measure(name, config, root, work: Path) -> dict:
     from converter.interpreter import run_tflite
-    from tflm_ops.host import run_host
+    from deploy.host import run_host
 
     model_dir = work / name
     report = _convert(config, model_dir)
@@ -120,7 +120,7 @@ def measure(name, config, root, work: Path) -> dict:
 
 
 def main() -> int:
-    from tflm_ops import tflm
+    from deploy import tflm
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--only", choices=list(_configs()))

@@ -6,7 +6,7 @@ searched winner when `--fmnist-subnet` is given, else the fixed fmnist_small
 arch), with random weights (sizes do not depend on weight values):
 
 * ours: `model.tflite` bytes, and the planned arena of the memory model
-  (search/memory.py) for Cortex-M (4-byte pointers) and for the host build;
+  (memory_model/memory.py) for Cortex-M (4-byte pointers) and for the host build;
 * builtin: the TFLiteConverter int8 flatbuffer's bytes, its arena as
   measured by the tflite-micro wheel's interpreter (an x86_64 build, so it is
   compared with our host-pointer plan), and the memory model's Cortex-M arena
@@ -34,11 +34,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-import mcuformer  # noqa: E402,F401  (TF_USE_LEGACY_KERAS before tensorflow)
+import common  # noqa: E402,F401  (TF_USE_LEGACY_KERAS before tensorflow)
 import numpy as np  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
-from mcuformer.atomic import write_json  # noqa: E402
+from common.atomic import write_json  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results" / "convert.json"
 CALIB_IMAGES = 4
@@ -58,7 +58,7 @@ def _models(fmnist_subnet):
 
 def measure(model) -> dict:
     from converter import baseline
-    from converter.pipeline import ConvertOptions, quantize_model
+    from converter.convert import ConvertOptions, quantize_model
     from converter.tflite_writer import to_flatbuffer
 
     shape = tuple(model.input_shape[1:])
@@ -94,11 +94,11 @@ def measure_accuracy() -> dict:
 
     from converter import qat
     from converter.float_model import read_weights
-    from converter.pipeline import ConvertOptions, calibrated_ranges, quantize_model
+    from converter.convert import ConvertOptions, calibrated_ranges, quantize_model
     from converter.qmodel import quantize_images, run
     from keras_supernet.arch import ArchConfig
     from keras_supernet.static_vit import build_vit
-    from mcuformer.datasets import load_fashion_mnist
+    from common.datasets import load_fashion_mnist
 
     ds = load_fashion_mnist()
     keras.utils.set_random_seed(0)

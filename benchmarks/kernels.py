@@ -22,9 +22,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import numpy as np  # noqa: E402
 
-from mcuformer import atomic  # noqa: E402
+from common import atomic  # noqa: E402
 from mcuformer.cli import run_guarded  # noqa: E402
-from mcuformer.errors import UserError  # noqa: E402
+from common.errors import UserError  # noqa: E402
 
 T, E, HEADS, HIDDEN, IMAGE, PATCH = 145, 192, 3, 768, 240, 20
 
@@ -56,15 +56,15 @@ def cases():
 
 
 def main() -> int:
-    from tflm_ops import tflm
-    from tflm_ops.test import cortex_m
+    from deploy import tflm
+    from deploy import cortex_m_kernels
     from tflm_ops.test import kernel_cases as kc
     root = tflm.ensure_tflm()
     named = cases()
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "cases.bin"
         kc.write_cases(path, [case for _, case, _ in named])
-        results, instructions = cortex_m.run_driver(cortex_m.build_driver(root, path.read_bytes()),
+        results, instructions = cortex_m_kernels.run_driver(cortex_m_kernels.build_driver(root, path.read_bytes()),
                                                     count_instructions=True)
         (Path(tmp) / "results.bin").write_bytes(results)
         parsed = kc.read_results(Path(tmp) / "results.bin")

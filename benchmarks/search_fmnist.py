@@ -28,7 +28,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from mcuformer import atomic, datasets  # noqa: E402  (sets TF_USE_LEGACY_KERAS first)
+from common import atomic, datasets  # noqa: E402  (sets TF_USE_LEGACY_KERAS first)
 
 # The Fashion-MNIST space's subnets need 2.6-9 KiB of arena and 78-190 KiB of flash
 # (54.6 KiB of it code): budgets that bind inside that range.
@@ -37,7 +37,7 @@ BUDGETS = {"tight (6 KiB arena / 112 KiB flash)": ("6KiB", "112KiB"),
 
 
 def memory_model_rate(space, n: int = 20000) -> dict:
-    from search.memory import evaluate
+    from memory_model.memory import evaluate
     rng = np.random.default_rng(0)
     configs = [space.sample(rng) for _ in range(n)]
     start = time.perf_counter()
@@ -49,7 +49,7 @@ def memory_model_rate(space, n: int = 20000) -> dict:
 
 def technique_table() -> dict:
     from keras_supernet.arch import deit_tiny, mcuformer_shape
-    from search.memory import Techniques, evaluate
+    from memory_model.memory import Techniques, evaluate
     combos = {"off (builtin ops)": Techniques.off(),
               "operator integration": Techniques(True, False, False),
               "+ patch decomposition": Techniques(True, True, False),
@@ -68,8 +68,8 @@ def builtin_baselines_measured() -> dict:
     from converter.baseline import convert_builtin, tflm_arena
     from keras_supernet.arch import deit_tiny, mcuformer_shape
     from keras_supernet.static_vit import build_vit
-    from search.builtin_graph import builtin_graph
-    from search.tflite_graph import plan_graph
+    from memory_model.builtin_graph import builtin_graph
+    from memory_model.tflite_graph import plan_graph
     out = {}
     rng = np.random.default_rng(0)
     for name, config in (("deit_tiny", deit_tiny()), ("mcuformer_shape", mcuformer_shape())):
@@ -112,7 +112,7 @@ def main(argv=None) -> int:
     from search.budget import Budget
     from search.evolution import EvolutionSettings, Search
     from search.fitness import SupernetFitness
-    from search.memory import evaluate
+    from memory_model.memory import evaluate
 
     work = Path(args.work)
     snapshot = work / "supernet"

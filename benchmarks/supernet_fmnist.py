@@ -25,7 +25,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from mcuformer import atomic, datasets  # noqa: E402  (sets TF_USE_LEGACY_KERAS first)
+from common import atomic, datasets  # noqa: E402  (sets TF_USE_LEGACY_KERAS first)
 from mcuformer.cli import run_guarded  # noqa: E402
 
 

@@ -15,8 +15,8 @@ import tempfile
 
 import numpy as np
 
-import mcuformer  # noqa: F401  (TF_USE_LEGACY_KERAS before tensorflow)
-from mcuformer.errors import UserError
+import common  # noqa: F401  (TF_USE_LEGACY_KERAS before tensorflow)
+from common.errors import UserError
 
 ARENA_PROBE_BYTES = 64 << 20
 
@@ -78,7 +78,7 @@ def tflm_arena(tflite: bytes) -> dict:
 def planned_arena(tflite: bytes, pointer_size: int = 4) -> int:
     """The memory model's arena (head + tail) of a builtin model for a target pointer size
     (4 = Cortex-M); the wheel only measures the host build."""
-    from search.tflite_graph import plan_graph, read_tflite
+    from memory_model.tflite_graph import plan_graph, read_tflite
 
     return plan_graph(read_tflite(tflite), pointer_size).arena_bytes
 

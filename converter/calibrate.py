@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 from tqdm import tqdm
 
-from mcuformer.errors import UserError
+from common.errors import UserError
 
 from .float_model import forward
 

@@ -12,7 +12,7 @@ import numpy as np
 
 from keras_supernet import functional as F
 from keras_supernet.static_vit import CUSTOM_OBJECTS, arch_from_model
-from mcuformer.errors import UserError
+from common.errors import UserError
 from tflm_ops.reference import patches          # the kernel's (py, px, ch) patch order
 
 SUPPORTED_LAYERS = ("InputLayer", *CUSTOM_OBJECTS)

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 from flatbuffers import flexbuffers
 
-from mcuformer.errors import UserError
+from common.errors import UserError
 from tensorflow.lite.python import schema_py_generated as schema
 from tflm_ops import reference
 

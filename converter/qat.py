@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
-import mcuformer  # noqa: F401  (TF_USE_LEGACY_KERAS before tensorflow)
+import common  # noqa: F401  (TF_USE_LEGACY_KERAS before tensorflow)
 import tf_keras as keras
 import tensorflow_model_optimization as tfmot
 

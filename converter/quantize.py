@@ -13,7 +13,7 @@ import math
 import numpy as np
 
 from keras_supernet import functional as F
-from mcuformer.errors import UserError
+from common.errors import UserError
 from tflm_ops.fixedpoint import INT32_MAX, INT32_MIN, quantize_multiplier
 
 from .calibrate import QParams, qparams

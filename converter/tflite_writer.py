@@ -11,7 +11,7 @@ import flatbuffers
 import numpy as np
 from flatbuffers import flexbuffers
 
-import mcuformer  # noqa: F401  (sets TF_USE_LEGACY_KERAS before tensorflow is imported)
+import common  # noqa: F401  (sets TF_USE_LEGACY_KERAS before tensorflow is imported)
 from tensorflow.lite.python import schema_py_generated as schema
 
 FILE_IDENTIFIER = b"TFL3"

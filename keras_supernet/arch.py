@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, field, fields
 
-from mcuformer.errors import UserError
+from common.errors import UserError
 
 LINEARS = ("qkv", "proj", "fc1", "fc2")
 POOLS = ("mean", "cls")

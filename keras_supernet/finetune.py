@@ -12,16 +12,16 @@ import tensorflow as tf
 import tf_keras as keras
 from tqdm import tqdm
 
-from mcuformer import datasets
+from common import datasets
 
-from . import pipeline
+from . import batches
 from .run_folder import TrainSettings
 from .train import make_optimizer, smoothed_loss
 
 
 def evaluate_model(model: keras.Model, x: np.ndarray, y: np.ndarray, batch_size: int = 1000) -> float:
     """Top-1 accuracy of a static ViT on uint8 images."""
-    return pipeline.top1(lambda images: model(images, training=False), x, y, model.input_shape[1],
+    return batches.top1(lambda images: model(images, training=False), x, y, model.input_shape[1],
                          model.input_shape[3], batch_size)
 
 
@@ -56,8 +56,8 @@ def finetune_subnet(model: keras.Model, x_train, y_train, x_val, y_val, settings
         if stop_after is not None and len(history) >= stop_after:
             break
         start, loss_sum, correct = time.time(), 0.0, 0.0
-        batches = pipeline.train_batches(x_train, y_train, settings.batch_size, settings.seed, epoch, settings.augment)
-        bar = tqdm(batches, total=steps, desc=f"finetune {epoch + 1}/{settings.epochs}", disable=not progress,
+        dataset = batches.train_batches(x_train, y_train, settings.batch_size, settings.seed, epoch, settings.augment)
+        bar = tqdm(dataset, total=steps, desc=f"finetune {epoch + 1}/{settings.epochs}", disable=not progress,
                    leave=False)
         for i, (images, labels) in enumerate(bar, 1):
             loss, hits = step(images, labels)

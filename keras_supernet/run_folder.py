@@ -9,8 +9,8 @@ import json
 import shutil
 from pathlib import Path
 
-from mcuformer import atomic
-from mcuformer.errors import UserError
+from common import atomic
+from common.errors import UserError
 
 from .space import SearchSpace
 

@@ -18,8 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
-from mcuformer.configfile import check_keys, load_mapping
-from mcuformer.errors import UserError
+from common.configfile import check_keys, load_mapping
+from common.errors import UserError
 
 from .arch import LINEARS, POOLS, ArchConfig
 

@@ -149,7 +149,7 @@ def load_vit(path) -> keras.Model:
 
 def arch_from_model(model: keras.Model) -> ArchConfig:
     """Recover the ArchConfig of a static ViT (e.g. one loaded from .keras)."""
-    from mcuformer.errors import UserError
+    from common.errors import UserError
 
     try:
         h, w, c = model.input_shape[1:]

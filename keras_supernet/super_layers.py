@@ -27,7 +27,7 @@ import numpy as np
 import tensorflow as tf
 import tf_keras as keras
 
-from mcuformer.datasets import _interp_matrix   # the project's one bilinear resampling matrix
+from common.datasets import interp_matrix   # the one bilinear resampling matrix
 
 from . import functional as F
 from . import masked as M
@@ -119,11 +119,11 @@ class SuperPatchEmbed(_SuperLayer):
         m = self.max_dims
         kernel = self.kernel
         if patch_size != m["patch_size"]:
-            b = tf.constant(_interp_matrix(patch_size, m["patch_size"]))   # (p_max, p) upsampling
+            b = tf.constant(interp_matrix(patch_size, m["patch_size"]))   # (p_max, p) upsampling
             kernel = tf.einsum("ai,bj,abce->ijce", b, b, kernel)
         pos = self.pos_grid
         if grid != m["grid"]:
-            a = tf.constant(_interp_matrix(m["grid"], grid))                # (g, g_max)
+            a = tf.constant(interp_matrix(m["grid"], grid))                # (g, g_max)
             pos = tf.einsum("ia,jb,abe->ije", a, a, pos)
         pos = tf.reshape(pos, (grid * grid, m["embed_dim"]))
         w = {"kernel": kernel, "bias": self.bias, "pos": pos}

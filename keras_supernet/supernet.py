@@ -16,7 +16,7 @@ import numpy as np
 import tensorflow as tf
 import tf_keras as keras
 
-from mcuformer.errors import UserError
+from common.errors import UserError
 
 from .arch import ArchConfig
 from .masked import arch_masks

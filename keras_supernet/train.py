@@ -18,10 +18,10 @@ import tf_keras as keras
 from tensorflow.core.framework import summary_pb2
 from tqdm import tqdm
 
-from mcuformer import atomic, datasets
-from mcuformer.errors import UserError
+from common import atomic, datasets
+from common.errors import UserError
 
-from . import pipeline
+from . import batches
 from .arch import ArchConfig
 from .run_folder import TrainSettings, prepare_run_folder, read_run, trained_space
 from .space import SearchSpace
@@ -61,7 +61,7 @@ def evaluate_subnet(supernet: Supernet, config: ArchConfig, x: np.ndarray, y: np
     """Top-1 accuracy of `config` with inherited weights on uint8 images `x`."""
     supernet.set_sample_config(config)
     forward, masks = supernet.compiled_forward(config), supernet.masks(config)
-    return pipeline.top1(lambda images: forward(images, masks), x, y, config.image_size, config.channels, batch_size)
+    return batches.top1(lambda images: forward(images, masks), x, y, config.image_size, config.channels, batch_size)
 
 
 def quiet_tensorflow() -> None:
@@ -108,7 +108,7 @@ class SupernetTrainer:
         self.progress = progress
         prepare_run_folder(self.out, space, settings, resume, force, data.name)
         size = space.max_dims()["image_size"]
-        self.x_train, self.y_train, self.x_val, self.y_val = pipeline.split_data(
+        self.x_train, self.y_train, self.x_val, self.y_val = batches.split_data(
             data, size, space.channels, settings.val_fraction, settings.train_limit, settings.val_limit)
         if data.num_classes != space.num_classes:
             raise UserError(f"dataset {data.name!r} has {data.num_classes} classes but space {space.name!r} "
@@ -175,11 +175,11 @@ class SupernetTrainer:
             if stop_after is not None and done_now >= stop_after:
                 break
             start = time.time()
-            rng = pipeline.epoch_rng(s.seed, epoch, 1)
-            batches = self.strategy.experimental_distribute_dataset(
-                pipeline.train_batches(self.x_train, self.y_train, s.batch_size, s.seed, epoch, s.augment))
+            rng = batches.epoch_rng(s.seed, epoch, 1)
+            dataset = self.strategy.experimental_distribute_dataset(
+                batches.train_batches(self.x_train, self.y_train, s.batch_size, s.seed, epoch, s.augment))
             loss_sum = correct = seen = 0.0
-            bar = tqdm(batches, total=self.steps_per_epoch, desc=f"epoch {epoch + 1}/{s.epochs}",
+            bar = tqdm(dataset, total=self.steps_per_epoch, desc=f"epoch {epoch + 1}/{s.epochs}",
                        disable=not self.progress, leave=False)
             for step, (images, labels) in enumerate(bar, 1):
                 configs = self.sample_configs(rng)

@@ -11,7 +11,7 @@ import importlib
 import sys
 
 from . import __version__
-from .errors import UserError
+from common.errors import UserError
 
 # Subcommands that never load TensorFlow (they start faster without it).
 WITHOUT_TENSORFLOW = {"build", "arduino-lib"}
@@ -52,7 +52,7 @@ def main(argv=None) -> int:
 
     def command():
         if args.command not in WITHOUT_TENSORFLOW:
-            from .tf_quiet import import_tensorflow_quietly
+            from common.tf_quiet import import_tensorflow_quietly
             import_tensorflow_quietly()
         return args._run(args)
 

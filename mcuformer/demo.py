@@ -16,8 +16,8 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from . import atomic
-from .errors import UserError
+from common import atomic
+from common.errors import UserError
 
 SPACE = Path(__file__).resolve().parent.parent / "configs" / "spaces" / "fmnist.yaml"
 STATE_FILE = "demo_state.json"
@@ -70,7 +70,7 @@ def _stage_args(out: Path, s: DemoSettings, budget: list, data: str, qemu: bool)
 
 
 def _qemu_available() -> bool:
-    from tflm_ops.tflm import find_tflm
+    from deploy.tflm import find_tflm
 
     return bool(shutil.which("qemu-system-arm") and shutil.which("arm-none-eabi-g++") and find_tflm())
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 import itertools
 from dataclasses import dataclass
 
-from mcuformer.errors import UserError
-from mcuformer.units import format_bytes, parse_bytes
+from common.errors import UserError
+from common.units import format_bytes, parse_bytes
 
-from .memory import Techniques, evaluate
+from memory_model.memory import Techniques, evaluate
 
 
 @dataclass(frozen=True)
@@ -23,7 +23,7 @@ class Budget:
         source = "flags"
         board_sram = board_flash = None
         if board:
-            from mcuformer.boards import load_board
+            from common.boards import load_board
             b = load_board(board)
             board_sram, board_flash, source = b.sram, b.flash, f"board {b.name}"
         sram = parse_bytes(sram, "--sram") if sram is not None else board_sram

@@ -17,12 +17,12 @@ import numpy as np
 from tqdm import tqdm
 
 from keras_supernet.arch import ArchConfig
-from mcuformer import atomic
-from mcuformer.errors import UserError
+from common import atomic
+from common.errors import UserError
 
 from .budget import Budget, check_feasible, uniform_subnets
 from .fitness import FitnessCache, cached_scores, config_key
-from .memory import Techniques, evaluate
+from memory_model.memory import Techniques, evaluate
 from .pareto import pareto_front, plot_front
 
 STATE_FILE = "search_state.json"

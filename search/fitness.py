@@ -12,8 +12,8 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from mcuformer import atomic
-from mcuformer.errors import UserError
+from common import atomic
+from common.errors import UserError
 
 
 def config_key(config) -> str:
@@ -87,7 +87,7 @@ def cached_scores(fitness, configs, cache: FitnessCache, progress: bool = False,
 
 def validation_split(data, val_limit: int = 0) -> tuple:
     """(x_val, y_val): the supernet trainer's validation split of the training set."""
-    from mcuformer import datasets
+    from common import datasets
     _, _, x_val, y_val = datasets.train_val_split(data.x_train, data.y_train)
     if val_limit:
         x_val, y_val = x_val[:val_limit], y_val[:val_limit]

@@ -4,7 +4,7 @@ from __future__ import annotations
 import io
 from pathlib import Path
 
-from mcuformer import atomic
+from common import atomic
 
 
 def dominates(a: dict, b: dict) -> bool:

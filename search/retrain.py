@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from mcuformer.errors import UserError
+from common.errors import UserError
 
 
 def _short_name(variable) -> str:

@@ -24,12 +24,12 @@ import numpy as np
 from tqdm import tqdm
 
 from keras_supernet.space import BLOCK_DIMS, FULL, DIMENSIONS, SearchSpace
-from mcuformer import atomic
-from mcuformer.errors import UserError
+from common import atomic
+from common.errors import UserError
 
 from .budget import Budget
 from .fitness import FitnessCache, cached_scores
-from .memory import Techniques, evaluate
+from memory_model.memory import Techniques, evaluate
 
 # One step of each dimension when its choices do not give a spacing.
 DEFAULT_STEPS = {"image_size": 4, "patch_size": 1, "embed_dim": 16, "depth": 1, "num_heads": 1,

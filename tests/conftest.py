@@ -4,7 +4,7 @@ import sys
 
 import pytest
 
-import mcuformer  # noqa: F401  (sets TF_USE_LEGACY_KERAS before any TensorFlow import)
+import common  # noqa: F401  (sets TF_USE_LEGACY_KERAS before any TensorFlow import)
 
 
 def run_cli(*args, env=None, timeout=600):
@@ -25,5 +25,5 @@ def assert_one_line_error(proc, *fragments):
 
 @pytest.fixture(scope="session")
 def fashion_mnist():
-    from mcuformer import datasets
+    from common import datasets
     return datasets.load_fashion_mnist()

@@ -7,13 +7,13 @@ import numpy as np
 import pytest
 from conftest import assert_one_line_error, run_cli
 
-from mcuformer.errors import UserError
-from tflm_ops.arduino_lib import compile_check, tflm_arduino_tree, write_arduino_library
+from common.errors import UserError
+from deploy.arduino_lib import compile_check, tflm_arduino_tree, write_arduino_library
 
 
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory, fashion_mnist):
-    from converter.pipeline import ConvertOptions, convert
+    from converter.convert import ConvertOptions, convert
     from keras_supernet.arch import ArchConfig
     from keras_supernet.static_vit import build_vit
 
@@ -37,7 +37,7 @@ def test_library_layout(model_dir, tmp_path, fashion_mnist):
     arena = int(re.search(r"kArenaSize = (\d+);", header).group(1))
     import json
     planned = json.loads((model_dir / "report.json").read_text())["planned_arena_bytes"]
-    from tflm_ops.app import arena_size
+    from deploy.app import arena_size
     assert arena == arena_size(planned) and arena % 16 == 0 and arena >= planned
     # the model array is byte-identical to the converter's .tflite and const (flash)
     cc = (lib / "src" / "FashionViT_model_data.cpp").read_text()
@@ -85,7 +85,7 @@ def test_cli_error_is_one_line(tmp_path):
 
 @pytest.mark.tflm
 def test_compiles_for_cortex_m7(model_dir, tmp_path):
-    from tflm_ops.tflm import find_tflm, missing_reason
+    from deploy.tflm import find_tflm, missing_reason
 
     root = find_tflm()
     if root is None:

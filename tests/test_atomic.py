@@ -1,7 +1,7 @@
 import pytest
 
-from mcuformer.atomic import atomic_dir, write_json, write_text
-from mcuformer.errors import UserError
+from common.atomic import atomic_dir, write_json, write_text
+from common.errors import UserError
 
 
 def test_write_is_atomic(tmp_path):

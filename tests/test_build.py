@@ -14,7 +14,7 @@ from tests.tflm_fixtures import arm_or_skip, builtin_int8_model, tflm_root_or_sk
 
 def _model_dir(path, planned_arena_bytes: int):
     """A model folder as `mcuformer convert` lays it out (the graph itself is not run)."""
-    from tflm_ops import app
+    from deploy import app
 
     path.mkdir()
     (path / "model.tflite").write_bytes(builtin_int8_model())
@@ -61,7 +61,7 @@ def converted(tmp_path_factory, fashion_mnist):
     """A small random-weight ViT through the real converter (no training: outputs, not accuracy, matter)."""
     import tf_keras as keras
 
-    from converter.pipeline import ConvertOptions, convert
+    from converter.convert import ConvertOptions, convert
     from keras_supernet.arch import ArchConfig
     from keras_supernet.static_vit import build_vit
 

@@ -9,13 +9,13 @@ from converter import baseline
 from converter.calibrate import calibrate
 from converter.float_model import forward, read_weights
 from converter.interpreter import load_tflite, run_tflite
-from converter.pipeline import ConvertOptions, calibrated_ranges, quantize_model
+from converter.convert import ConvertOptions, calibrated_ranges, quantize_model
 from converter.qmodel import quantize_images, run
 from converter.tflite_writer import to_flatbuffer
 from keras_supernet.arch import ArchConfig
 from keras_supernet.static_vit import build_vit
-from mcuformer.errors import UserError
-from search.memory import custom_graph_plan
+from common.errors import UserError
+from memory_model.memory import custom_graph_plan
 
 TINY = ArchConfig(image_size=28, channels=1, patch_size=7, embed_dim=48, num_classes=10, num_heads=(2, 2),
                   qkv_dim=(48, 48), mlp_hidden=(96, 96), fc1_rank=(0, 16))
@@ -265,7 +265,7 @@ def test_images_of_wrong_shape_for_the_reference(converted):
 def test_image_folder_is_resized_to_the_model_input(trained, tmp_path):
     from PIL import Image
 
-    from converter.pipeline import convert
+    from converter.convert import convert
 
     rng = np.random.default_rng(0)
     for split in ("train", "test"):

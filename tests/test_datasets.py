@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 from conftest import assert_one_line_error
 
-from mcuformer import datasets
-from mcuformer.errors import UserError
+from common import datasets
+from common.errors import UserError
 
 
 def test_fashion_mnist_is_real(fashion_mnist):

@@ -5,7 +5,7 @@ import json
 import pytest
 
 from mcuformer.demo import DemoSettings, run_demo
-from mcuformer.errors import UserError
+from common.errors import UserError
 
 MICRO = DemoSettings(supernet_epochs=1, train_limit=1024, val_limit=256, population=4, generations=1,
                      parents=2, mutations=1, crossovers=1, finetune_epochs=1, calib=32, eval_images=200,

@@ -1,7 +1,7 @@
 """C++ kernels (tflm_ops/src) vs the numpy reference (tflm_ops/reference.py): zero LSB difference.
 
 The host test driver tflm_ops/test/kernel_test.cc is built through the TFLM
-Makefile (tflm_ops/build.py) and runs each case through Init/Prepare/Eval;
+Makefile (deploy/tflm_make.py) and runs each case through Init/Prepare/Eval;
 cases are random SPEC-valid ops, small random-weight ViTs on real
 Fashion-MNIST images, and malformed ops that Prepare must reject.
 """
@@ -26,8 +26,8 @@ SANITIZE = ["-fsanitize=address,undefined", "-fno-sanitize-recover=all", "-fno-o
 
 
 def _build(name: str, flags=()) -> Path:
-    from tflm_ops import build
-    return build.build_program(tflm_root_or_skip(), build.HOST, name, app_sources=[ROOT / "tflm_ops/test/kernel_test.cc"],
+    from deploy import tflm_make
+    return tflm_make.build_program(tflm_root_or_skip(), tflm_make.HOST, name, app_sources=[ROOT / "tflm_ops/test/kernel_test.cc"],
                                cppflags=flags, kernel_cppflags=flags, ldflags=flags)
 
 
@@ -291,9 +291,9 @@ def test_cmsis_nn_kernels_bit_exact_on_cortex_m7(fashion_mnist, tmp_path):
     for case in cases[-2:]:
         case.in_place = True
     kc.write_cases(tmp_path / "cases.bin", cases)
-    from tflm_ops.test import cortex_m
+    from deploy import cortex_m_kernels
     root = tflm_root_or_skip()
     arm_or_skip()
-    results, _ = cortex_m.run_driver(cortex_m.build_driver(root, (tmp_path / "cases.bin").read_bytes()))
+    results, _ = cortex_m_kernels.run_driver(cortex_m_kernels.build_driver(root, (tmp_path / "cases.bin").read_bytes()))
     (tmp_path / "results.bin").write_bytes(results)
     assert_bit_exact(cases, kc.read_results(tmp_path / "results.bin"))

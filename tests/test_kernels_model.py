@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from converter.interpreter import run_tflite
-from converter.pipeline import ConvertOptions, quantize_model
+from converter.convert import ConvertOptions, quantize_model
 from converter.qmodel import quantize_images
 from converter.tflite_writer import to_flatbuffer
 from keras_supernet.arch import ArchConfig
@@ -44,7 +44,7 @@ def _converted(name, fashion_mnist, tmp_path):
 
 @pytest.mark.parametrize("name", sorted(CONFIGS))
 def test_custom_op_model_in_tflm_equals_reference(name, fashion_mnist, tmp_path):
-    from tflm_ops.host import run_host
+    from deploy.host import run_host
     root = tflm_root_or_skip()
     path = _converted(name, fashion_mnist, tmp_path)
     images = quantize_images(np.asarray(fashion_mnist.x_test[:24], np.float64) / 255.0)
@@ -58,7 +58,7 @@ def test_custom_op_model_in_tflm_equals_reference(name, fashion_mnist, tmp_path)
 @pytest.mark.slow
 def test_custom_op_model_on_cortex_m7_equals_reference(fashion_mnist, tmp_path):
     """The CMSIS-NN kernels in the example app under QEMU mps2-an500 (Cortex-M7)."""
-    from tflm_ops import app, qemu
+    from deploy import app, qemu
     root = tflm_root_or_skip()
     arm_or_skip()
     path = _converted("mean-mixed-rank", fashion_mnist, tmp_path)

@@ -5,8 +5,8 @@ import time
 import pytest
 
 from keras_supernet import arch
-from search.greedy_planner import Buffer, any_overlap, maximum_memory_size, plan_offsets, tensor_lifetimes
-from search.memory import (CODE_FLASH_BYTES, FB_FIXED, FB_PER_CONSTANT, FB_PER_OP, Techniques, activation_bytes, constant_tensors, custom_graph_plan, evaluate,
+from memory_model.greedy_planner import Buffer, any_overlap, maximum_memory_size, plan_offsets, tensor_lifetimes
+from memory_model.memory import (CODE_FLASH_BYTES, FB_FIXED, FB_PER_CONSTANT, FB_PER_OP, Techniques, activation_bytes, constant_tensors, custom_graph_plan, evaluate,
                            head_bytes, model_flash_bytes, scratch_bytes)
 
 
@@ -160,7 +160,7 @@ def test_evaluate_is_fast_enough_for_search():
 def test_custom_op_persistent_bytes_follow_the_spec():
     import re
     from pathlib import Path
-    from search.tflm_tail import CUSTOM_OPDATA_BYTES
+    from memory_model.tflm_tail import CUSTOM_OPDATA_BYTES
     spec = (Path(__file__).resolve().parent.parent / "tflm_ops" / "SPEC.md").read_text()
     table = dict(re.findall(r"\| `(MCUF_[A-Z_]+)` \| (\d+) \| \d+ \|", spec))
     assert {k: int(v) for k, v in table.items()} == CUSTOM_OPDATA_BYTES

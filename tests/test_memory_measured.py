@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 
 from keras_supernet.arch import ArchConfig
-from search.memory import custom_graph_plan, model_flash_bytes, scratch_bytes
-from search.tflite_graph import plan_graph, read_tflite
+from memory_model.memory import custom_graph_plan, model_flash_bytes, scratch_bytes
+from memory_model.tflite_graph import plan_graph, read_tflite
 
 CONFIGS = {
     "mean_depth2": ArchConfig(image_size=28, channels=1, patch_size=4, embed_dim=64, num_classes=10,
@@ -60,7 +60,7 @@ def test_builtin_graph_is_larger_on_host_than_on_cortex_m(builtin_model):
 @pytest.mark.parametrize("name", sorted(CONFIGS))
 def test_written_custom_model_has_the_predicted_size_and_plan(name):
     from converter.float_model import read_weights
-    from converter.pipeline import quantize_model
+    from converter.convert import quantize_model
     from converter.tflite_writer import to_flatbuffer
 
     config = CONFIGS[name]
@@ -82,7 +82,7 @@ def test_written_custom_model_has_the_predicted_size_and_plan(name):
 
 def test_analytic_builtin_graph_matches_the_converted_one(builtin_model):
     """'All techniques off' without building a model: same head, arena within 1%."""
-    from search.builtin_graph import builtin_arena, builtin_graph
+    from memory_model.builtin_graph import builtin_arena, builtin_graph
     config, tflite = builtin_model
     real, analytic = read_tflite(tflite), builtin_graph(config)
     assert [op.op for op in analytic.operators] == [op.op for op in real.operators]
@@ -94,7 +94,7 @@ def test_analytic_builtin_graph_matches_the_converted_one(builtin_model):
 
 
 def test_techniques_off_costs_more_sram_than_on(builtin_model):
-    from search.memory import Techniques, evaluate
+    from memory_model.memory import Techniques, evaluate
     config, _ = builtin_model
     off, on = evaluate(config, Techniques.off()), evaluate(config, Techniques())
     assert off.sram > on.sram and off.flash == on.flash and off.macs == on.macs
@@ -107,10 +107,10 @@ def test_predicted_arena_equals_tflm_host_runner(name, tmp_path):
     """The custom-op model in a stock MicroInterpreter (x86_64 build of the pinned TFLM):
     the prediction is exact; the builtin baseline's is within 2%."""
     from converter.baseline import convert_builtin
-    from converter.pipeline import quantize_model
+    from converter.convert import quantize_model
     from converter.tflite_writer import to_flatbuffer
     from tests.tflm_fixtures import tflm_root_or_skip
-    from tflm_ops.host import run_host
+    from deploy.host import run_host
 
     root = tflm_root_or_skip()
     config = CONFIGS[name]
@@ -133,12 +133,12 @@ def test_cortex_m7_arena_and_flash_match_the_prediction(tmp_path):
     """The custom-op model in the QEMU Cortex-M7 twin (32-bit, CMSIS-NN build): the arena
     is predicted exactly; the STM32F746 image is the model plus CODE_FLASH_BYTES. The
     builtin baseline (CMSIS-NN kernels there, reference kernels in the model) within 2%."""
-    from converter.pipeline import quantize_model
+    from converter.convert import quantize_model
     from converter.tflite_writer import to_flatbuffer
-    from mcuformer.boards import load_board
-    from search.memory import CODE_FLASH_BYTES
+    from common.boards import load_board
+    from memory_model.memory import CODE_FLASH_BYTES
     from tests.tflm_fixtures import arm_or_skip, tflm_root_or_skip
-    from tflm_ops import app, qemu
+    from deploy import app, qemu
 
     root = tflm_root_or_skip()
     arm_or_skip()

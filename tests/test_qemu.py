@@ -11,7 +11,7 @@ pytestmark = [pytest.mark.tflm, pytest.mark.slow]
 
 
 def test_qemu_twin_matches_host_and_counts_instructions(tmp_path, fashion_mnist):
-    from tflm_ops import app, host, qemu
+    from deploy import app, host, qemu
 
     root = tflm_root_or_skip()
     arm_or_skip()

@@ -1,11 +1,11 @@
-"""Host runner (tflm_ops/runner/host_runner.cc, built through the TFLM Makefile)
+"""Host runner (deploy/runner/host_runner.cc, built through the TFLM Makefile)
 against the tflite-micro wheel's interpreter on a builtin int8 graph."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from mcuformer.errors import UserError
+from common.errors import UserError
 from tests.tflm_fixtures import builtin_int8_model, int8_images, tflm_root_or_skip
 
 pytestmark = pytest.mark.tflm
@@ -20,7 +20,7 @@ def builtin_model(tmp_path_factory):
 
 def test_host_runner_matches_tflm_wheel(builtin_model, fashion_mnist):
     from tflite_micro.python.tflite_micro import runtime
-    from tflm_ops.host import run_host
+    from deploy.host import run_host
 
     root = tflm_root_or_skip()
     images = int8_images(fashion_mnist, 16)
@@ -39,7 +39,7 @@ def test_host_runner_matches_tflm_wheel(builtin_model, fashion_mnist):
 
 
 def test_host_runner_rejects_wrong_input_size(builtin_model):
-    from tflm_ops.host import run_host
+    from deploy.host import run_host
 
     root = tflm_root_or_skip()
     with pytest.raises(UserError, match="multiple of the input tensor size"):
@@ -47,7 +47,7 @@ def test_host_runner_rejects_wrong_input_size(builtin_model):
 
 
 def test_host_runner_reports_a_too_small_arena(builtin_model):
-    from tflm_ops.host import run_host
+    from deploy.host import run_host
 
     root = tflm_root_or_skip()
     with pytest.raises(UserError, match="AllocateTensors failed"):

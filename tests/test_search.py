@@ -6,12 +6,12 @@ import pytest
 
 from keras_supernet.arch import ArchConfig
 from keras_supernet.space import SearchSpace
-from mcuformer.errors import UserError
-from mcuformer.units import format_bytes
+from common.errors import UserError
+from common.units import format_bytes
 from search.budget import Budget, smallest_achievable, uniform_subnets
 from search.evolution import EvolutionSettings, Search
 from search.fitness import FitnessCache, config_key
-from search.memory import evaluate
+from memory_model.memory import evaluate
 from search.pareto import dominates
 
 SPACE = "configs/spaces/fmnist.yaml"

@@ -41,7 +41,7 @@ def test_search_cli_finds_a_feasible_subnet_and_its_fitness_is_real(supernet_dir
     assert best["cost"]["sram"] <= 64 * 1024 and best["cost"]["flash"] <= 1 << 20
     # the recorded fitness is the inherited-weight validation top-1 of that subnet
     from keras_supernet.train import evaluate_subnet, load_supernet
-    from mcuformer import datasets
+    from common import datasets
     _, _, x_val, y_val = datasets.train_val_split(fashion_mnist.x_train, fashion_mnist.y_train)
     supernet = load_supernet(supernet_dir)
     assert evaluate_subnet(supernet, ArchConfig.from_dict(best["config"]), x_val[:120], y_val[:120]) == \

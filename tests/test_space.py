@@ -4,7 +4,7 @@ import pytest
 
 from keras_supernet.arch import ArchConfig
 from keras_supernet.space import DIMENSIONS, FULL, SearchSpace, rank_for
-from mcuformer.errors import UserError
+from common.errors import UserError
 
 FMNIST = "configs/spaces/fmnist.yaml"
 IMAGENET = "configs/spaces/mcuformer_imagenet.yaml"

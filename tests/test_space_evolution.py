@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from keras_supernet.space import FULL, SearchSpace
-from mcuformer.errors import UserError
+from common.errors import UserError
 from search.budget import Budget
 from search.space_evolution import SpaceEvolution, et_error, evolve_once, fit_slope, move, score_space
 from search.fitness import FitnessCache
@@ -107,7 +107,7 @@ def test_choices_no_feasible_subnet_can_use_are_dropped(space, tmp_path):
     fitness = WideIsBetter()
     cache = FitnessCache(tmp_path / "c.json", fitness.identity)
     from search.budget import smallest_achievable
-    from search.memory import evaluate
+    from memory_model.memory import evaluate
     low = smallest_achievable(space)["sram"]
     tight = Budget(sram=low + 256, flash=100 << 20)
     scores = score_space(space, tight, fitness, cache, samples=2, rng=np.random.default_rng(0), progress=False)

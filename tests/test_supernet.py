@@ -8,7 +8,7 @@ from keras_supernet import static_vit
 from keras_supernet.space import SearchSpace
 from keras_supernet.super_layers import svd_factors
 from keras_supernet.supernet import Supernet, export_subnet
-from mcuformer.errors import UserError
+from common.errors import UserError
 from test_space import IMAGENET, tiny
 
 

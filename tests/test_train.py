@@ -11,7 +11,7 @@ from keras_supernet import static_vit
 from keras_supernet.space import SearchSpace
 from keras_supernet.supernet import export_subnet
 from keras_supernet.train import SupernetTrainer, TrainSettings, evaluate_subnet, load_supernet
-from mcuformer.errors import UserError
+from common.errors import UserError
 
 TINY = {"name": "tiny_fmnist", "channels": 1, "num_classes": 10, "head_dim": 8, "image_size": [28],
         "patch_size": [7, 14], "embed_dim": [16, 24], "depth": [1, 2], "num_heads": [1, 2],
@@ -177,7 +177,7 @@ import mcuformer
 import tensorflow as tf
 cpu = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
-from mcuformer import datasets
+from common import datasets
 from keras_supernet.space import SearchSpace
 from keras_supernet.train import SupernetTrainer, TrainSettings
 space, settings = json.loads(sys.argv[2]), json.loads(sys.argv[3])
@@ -227,7 +227,7 @@ def test_resolution_choices_train_and_evaluate(fashion_mnist, tmp_path):
 
 def test_finetune_resumes_exactly(fashion_mnist, tmp_path):
     from keras_supernet.finetune import finetune_subnet
-    from keras_supernet.pipeline import split_data
+    from keras_supernet.batches import split_data
     from keras_supernet.supernet import Supernet
 
     space = SearchSpace.from_dict(TINY)

@@ -1,8 +1,8 @@
 import pytest
 
-from mcuformer.boards import available_boards, load_board
-from mcuformer.errors import UserError
-from mcuformer.units import format_bytes, parse_bytes
+from common.boards import available_boards, load_board
+from common.errors import UserError
+from common.units import format_bytes, parse_bytes
 
 
 @pytest.mark.parametrize("text,expected", [

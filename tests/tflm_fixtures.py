@@ -8,7 +8,7 @@ import pytest
 
 
 def tflm_root_or_skip():
-    from tflm_ops import tflm
+    from deploy import tflm
     root = tflm.find_tflm()
     if root is None:
         pytest.skip(tflm.missing_reason())

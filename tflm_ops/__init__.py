@@ -1,2 +1,2 @@
-"""The custom-op contract (SPEC.md), its numpy reference, and the TFLM C++ kernels."""
-import mcuformer  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
+"""The custom-op contract (SPEC.md), its numpy integer reference, and the TFLM C++ kernels (src/)."""
+import common  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)

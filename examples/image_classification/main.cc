@@ -4,7 +4,7 @@
 // images. Prints, per image, the label, the int8 scores and (on a board) the
 // DWT cycles of Invoke(), then arena_used_bytes(). Build: `mcuformer build`.
 //
-// `mcuformer build` generates the rest (tflm_ops/app.py): test_images.cc and
+// `mcuformer build` generates the rest (deploy/app.py): test_images.cc and
 // arena.cc, which defines the arena (planned_arena_bytes rounded up to 16,
 // 16-byte aligned). -DMCUF_WITH_BUILTINS also registers builtin ops, to run
 // a builtin-op baseline.
@@ -16,8 +16,8 @@
 #include "tensorflow/lite/micro/micro_interpreter.h"
 #include "tensorflow/lite/schema/schema_generated.h"
 #include "test_images.h"
-#include "tflm_ops/make/platform/platform.h"
-#include "tflm_ops/runner/op_resolver.h"
+#include "deploy/make/platform/platform.h"
+#include "deploy/runner/op_resolver.h"
 
 extern uint8_t g_arena[];  // arena.cc
 extern const size_t g_arena_bytes;

@@ -1,7 +1,7 @@
 """Write an Arduino-style library (library.properties, src/ with the kernels,
 the model array and a Classifier API, examples/<Name>Classify/*.ino) for a
 model converted by `mcuformer convert`. Use it next to TFLM's Arduino library."""
-from .common import add_data
+from .arguments import add_data
 
 
 def add_arguments(parser) -> None:
@@ -14,7 +14,7 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
-    from tflm_ops.arduino_lib import write_arduino_library
+    from deploy.arduino_lib import write_arduino_library
 
     out = write_arduino_library(args.model_dir, args.out, name=args.name, data=args.data,
                                 num_images=args.images, force=args.force)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 
-from .common import add_data
+from .arguments import add_data
 
 
 def add_arguments(parser) -> None:
@@ -25,8 +25,8 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
-    from mcuformer.boards import load_board
-    from tflm_ops.deploy import build_for_board
+    from common.boards import load_board
+    from deploy.board_build import build_for_board
 
     board = load_board(args.board)
     result = build_for_board(args.model_dir, board, out=args.out, images=args.images, data=args.data,

@@ -2,7 +2,7 @@
 project's fused custom ops, its C array, the builtin-op baseline and a report."""
 from __future__ import annotations
 
-from .common import add_data, add_out
+from .arguments import add_data, add_out
 
 
 def add_arguments(parser) -> None:
@@ -24,7 +24,7 @@ def add_arguments(parser) -> None:
 def run(args) -> int:
     from pathlib import Path
 
-    from mcuformer.errors import UserError
+    from common.errors import UserError
 
     # checked before TensorFlow loads, so these errors are instant
     if Path(args.out).exists() and not args.force:
@@ -37,7 +37,7 @@ def run(args) -> int:
         raise UserError(f"--calib must be at least 1, got {args.calib}")
     if not 50.0 < args.percentile <= 100.0:
         raise UserError(f"--percentile must be in (50, 100], got {args.percentile}")
-    from converter.pipeline import ConvertOptions, convert
+    from converter.convert import ConvertOptions, convert
 
     options = ConvertOptions(calib=args.calib, method=args.method, percentile=args.percentile,
                              eval_images=args.eval, baseline=not args.no_baseline, qat_epochs=args.qat)

@@ -4,7 +4,7 @@ SRAM/flash budget, fine-tune the winner, convert it to int8 with the custom ops,
 verify it in the Python reference and in TFLM (host, and QEMU Cortex-M7 where
 the ARM toolchain and a TFLM tree are present), and write OUT/summary.json and
 OUT/pareto.png. Run it again to resume after an interruption."""
-from .common import add_budget, add_data
+from .arguments import add_budget, add_data
 
 
 def add_arguments(parser) -> None:
@@ -18,7 +18,7 @@ def add_arguments(parser) -> None:
 
 def run(args) -> int:
     from mcuformer.demo import run_demo
-    from mcuformer.units import format_bytes
+    from common.units import format_bytes
 
     summary = run_demo(args.out, full=args.full, board=args.board, sram=args.sram, flash=args.flash,
                        data=args.data, qemu=False if args.no_qemu else None, force=args.force)

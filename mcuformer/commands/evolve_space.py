@@ -9,9 +9,9 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from mcuformer.errors import UserError
+from common.errors import UserError
 
-from .common import add_budget, add_data, add_out
+from .arguments import add_budget, add_data, add_out
 
 
 def add_arguments(parser) -> None:
@@ -32,7 +32,7 @@ def add_arguments(parser) -> None:
 
 def run(args) -> int:
     from keras_supernet.run_folder import trained_space
-    from mcuformer import datasets
+    from common import datasets
     from search.budget import Budget, check_feasible
     from search.space_evolution import SpaceEvolution
 

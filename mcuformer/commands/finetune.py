@@ -11,9 +11,9 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from mcuformer.errors import UserError
+from common.errors import UserError
 
-from .common import add_data
+from .arguments import add_data
 
 
 def add_arguments(parser) -> None:
@@ -38,7 +38,7 @@ def add_arguments(parser) -> None:
 
 
 def load_arch(path):
-    from mcuformer.configfile import load_mapping
+    from common.configfile import load_mapping
     from keras_supernet.arch import ArchConfig
 
     data = load_mapping(path, "architecture")
@@ -57,7 +57,7 @@ def save_keras_atomic(model, out: Path) -> None:
 
 
 def run(args) -> int:
-    from mcuformer import datasets
+    from common import datasets
     from keras_supernet.run_folder import finetune_settings, trained_space
 
     out = Path(args.out)
@@ -76,7 +76,7 @@ def run(args) -> int:
                         f"num_classes {arch.num_classes}")
 
     from keras_supernet.finetune import clear_backup, evaluate_model, finetune_subnet   # TensorFlow loads now
-    from keras_supernet.pipeline import split_data
+    from keras_supernet.batches import split_data
     from keras_supernet.supernet import export_subnet
     from keras_supernet.train import load_supernet, quiet_tensorflow
 

@@ -11,9 +11,9 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from mcuformer.errors import UserError
+from common.errors import UserError
 
-from .common import add_budget, add_data, add_out
+from .arguments import add_budget, add_data, add_out
 
 
 def add_arguments(parser) -> None:
@@ -41,12 +41,12 @@ def add_arguments(parser) -> None:
 
 def run(args) -> int:
     from keras_supernet.run_folder import trained_space
-    from mcuformer import datasets
+    from common import datasets
     from search.budget import Budget, check_feasible
     from search.evolution import EvolutionSettings, Search
     from search.evolution import CACHE_FILE
     from search.fitness import FitnessCache, SupernetFitness, supernet_fitness_identity
-    from search.memory import Techniques
+    from memory_model.memory import Techniques
 
     budget = Budget.from_args(args.board, args.sram, args.flash, args.max_macs)
     techniques = (Techniques.off() if args.no_operator_integration

@@ -5,9 +5,9 @@ continue after an interruption. TensorBoard logs go to OUT/logs.
 """
 from __future__ import annotations
 
-from mcuformer.errors import UserError
+from common.errors import UserError
 
-from .common import add_data, add_out
+from .arguments import add_data, add_out
 
 
 def add_arguments(parser) -> None:
@@ -50,7 +50,7 @@ def make_strategy(name: str):
 
 
 def run(args) -> int:
-    from mcuformer import datasets
+    from common import datasets
     from keras_supernet.run_folder import TrainSettings, prepare_run_folder
     from keras_supernet.space import SearchSpace
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 
-from .common import add_data
+from .arguments import add_data
 
 
 def add_arguments(parser) -> None:
@@ -23,7 +23,7 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
-    from tflm_ops.verify import verify
+    from deploy.verify import verify
 
     result = verify(args.model_dir, images=args.images, data=args.data, use_qemu=args.qemu)
     if args.json:

@@ -26,7 +26,7 @@
 #include "tflm_ops/src/mcuf_fixedpoint.h"
 #include "tflm_ops/src/mcuf_ops.h"
 #ifdef MCUF_EMBEDDED_CASES
-#include "tflm_ops/make/platform/platform.h"
+#include "deploy/make/platform/platform.h"
 #endif
 
 namespace {

@@ -1,0 +1,185 @@
+"""The example app (examples/image_classification) built for a platform.
+
+Platforms: `host` (linux x86_64), `qemu-m7` (the QEMU `mps2-an500` twin of a
+Cortex-M7 board: same sources, semihosting output, its memory map) and a
+board (`stm32f746`: ITM output, DWT cycles, the board's linker script).
+"""
+from __future__ import annotations
+
+import math
+import re
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from common.atomic import write_text
+from common.errors import UserError
+
+from . import tflm_make
+
+EXAMPLE_DIR = tflm_make.PROJECT_ROOT / "examples" / "image_classification"
+PLATFORM_DIR = tflm_make.MAKE_DIR / "platform"
+LINKER_SCRIPTS = {"qemu-m7": "mps2_an500.ld", "stm32f746": "stm32f746.ld"}
+PLATFORM_SOURCES = {"host": "host.cc", "qemu-m7": "semihosting.cc", "stm32f746": "stm32f746.cc"}
+
+
+@dataclass(frozen=True)
+class AppSpec:
+    model_array_cc: Path        # model_data.cc (the converter's, or one written for a .tflite)
+    arena_bytes: int            # static arena size, a multiple of 16
+    images: np.ndarray          # int8 [N, ...] embedded test images
+    labels: np.ndarray          # [N]
+    with_builtins: bool = False  # also register builtin ops (builtin-op baselines)
+
+
+ARENA_MARGIN = 1.02             # the memory model's stated tolerance is 2%
+PLANNING_RESERVE = 1024         # see arena_size
+
+
+def arena_size(planned_bytes: int) -> int:
+    """The static arena for a planned arena, rounded up to 16.
+
+    Adds the memory model's 2% tolerance, and at least PLANNING_RESERVE bytes:
+    during AllocateTensors TFLM keeps its memory planner's per-buffer records
+    and every tensor's AllocationInfo in the not yet planned head, so a small
+    model (head smaller than those records) needs more than arena_used_bytes()
+    (measured: a 2-block E32 model used 4,272 B on the host but needed 4,912 B).
+    """
+    planned = int(planned_bytes)
+    return (max(math.ceil(planned * ARENA_MARGIN), planned + PLANNING_RESERVE) + 15) // 16 * 16
+
+
+def _int_rows(values, per_line: int = 28) -> str:
+    items = [str(int(v)) for v in np.ravel(values)]
+    return ",\n".join("    " + ", ".join(items[i:i + per_line]) for i in range(0, len(items), per_line))
+
+
+def _test_images_cc(images: np.ndarray, labels: np.ndarray) -> str:
+    images = np.ascontiguousarray(images, np.int8).reshape(len(images), -1)
+    return (f'#include "test_images.h"\n\n'
+            f"const int kNumTestImages = {len(images)};\n"
+            f"const int kTestImageBytes = {images.shape[1]};\n"
+            f"alignas(16) const int8_t g_test_images[] = {{\n{_int_rows(images)}\n}};\n"
+            f"const int8_t g_test_labels[] = {{\n{_int_rows(labels)}\n}};\n")
+
+
+def model_array_cc(tflite_path: Path, dest_dir: Path) -> Path:
+    """model_data.cc/.h, as the converter writes them, for a .tflite that has none
+    (the builtin-op baseline)."""
+    from converter.convert import c_array
+
+    header, body = c_array(Path(tflite_path).read_bytes())
+    write_text(dest_dir / "model_data.h", header)
+    return write_text(dest_dir / "model_data.cc", body)
+
+
+def target_for(platform: str, board=None) -> tflm_make.Target:
+    if platform == "host":
+        return tflm_make.HOST
+    if board is not None and board.target_arch:
+        return tflm_make.cortex_m_target(board.target_arch, board.fpu)
+    return tflm_make.cortex_m_target()
+
+
+def _write_if_changed(path: Path, text: str) -> Path:
+    """Keeps the file (and its mtime, so make skips it) when the text is the same."""
+    if not path.exists() or path.read_text() != text:
+        write_text(path, text)
+    return path
+
+
+def build_app(root: Path, platform: str, spec: AppSpec, out: Path, board=None) -> Path:
+    """Build the example app for `platform`; the program is written to `out`.
+
+    Model-specific code (model_data.cc, test_images.cc, arena.cc) is generated
+    into one folder per platform, so the app's other objects are reused across models.
+    """
+    if platform not in PLATFORM_SOURCES:
+        raise UserError(f"unknown platform {platform!r}; one of {', '.join(PLATFORM_SOURCES)}")
+    if spec.arena_bytes % 16:
+        raise UserError(f"arena of {spec.arena_bytes} B is not a multiple of 16")
+    target = target_for(platform, board)
+    name = f"image_classification-{platform}" + ("-builtins" if spec.with_builtins else "")
+    gen_dir = tflm_make.build_root(root) / "mcuformer" / target.key / "gen" / name
+    model_cc = Path(spec.model_array_cc)
+    sources = [EXAMPLE_DIR / "main.cc", tflm_make.RUNNER_DIR / "op_resolver.cc",
+               PLATFORM_DIR / PLATFORM_SOURCES[platform], PLATFORM_DIR / "markers.c"]
+    ldflags = []
+    if target.cross:
+        sources.append(tflm_make.MAKE_DIR / "startup_cortex_m.c")
+        ldflags = [f"-L{tflm_make.MAKE_DIR}", f"-T{LINKER_SCRIPTS[platform]}", "-nostartfiles",
+                   "--specs=nano.specs", "--specs=nosys.specs", "-Wl,--gc-sections",
+                   f"-Wl,-Map={Path(out).with_suffix('.map')}"]
+    cppflags = [f"-I{EXAMPLE_DIR}", f"-I{gen_dir}"] + (["-DMCUF_WITH_BUILTINS"] if spec.with_builtins else [])
+    with tflm_make.target_lock(root, target):
+        _write_if_changed(gen_dir / "model_data.h", (model_cc.parent / "model_data.h").read_text())
+        sources += [
+            _write_if_changed(gen_dir / "model_data.cc", model_cc.read_text()),
+            _write_if_changed(gen_dir / "test_images.cc", _test_images_cc(spec.images, spec.labels)),
+            _write_if_changed(gen_dir / "arena.cc", _ARENA_CC.format(bytes=spec.arena_bytes)),
+        ]
+        try:
+            return tflm_make.build_program(root, target, name, app_sources=sources, cppflags=cppflags,
+                                       ldflags=ldflags, out=Path(out))
+        except UserError as exc:
+            overflow = re.search(r"region `(\w+)' overflowed by (\d+) bytes", str(exc))
+            if overflow:
+                raise UserError(f"the app does not fit {platform}: region {overflow.group(1)} overflowed by "
+                                f"{overflow.group(2)} bytes (arena {spec.arena_bytes} B)") from None
+            raise
+
+
+_ARENA_CC = """#include <stddef.h>
+#include <stdint.h>
+
+// The TFLM arena: the converter's planned_arena_bytes rounded up to 16, 16-byte aligned.
+alignas(16) uint8_t g_arena[{bytes}];
+extern const size_t g_arena_bytes = {bytes};
+"""
+
+
+def section_sizes(elf: Path) -> dict:
+    """.text/.data/.bss of an ARM ELF (arm-none-eabi-size, Berkeley format)."""
+    proc = subprocess.run(["arm-none-eabi-size", str(elf)], capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise UserError(f"arm-none-eabi-size failed on {elf}: {proc.stderr.strip()}")
+    text, data, bss = (int(v) for v in proc.stdout.splitlines()[1].split()[:3])
+    return {"text": text, "data": data, "bss": bss, "flash": text + data, "ram": data + bss}
+
+
+@dataclass
+class AppOutput:
+    outputs: np.ndarray         # int8 [N, K] scores, as printed
+    labels: np.ndarray          # predicted labels
+    expected: np.ndarray        # embedded labels
+    arena_used_bytes: int
+    cycles: list | None         # DWT cycles per Invoke (a real board only)
+
+
+_IMAGE_LINE = re.compile(r"^image (\d+) label (-?\d+) expected (-?\d+) scores((?: -?\d+)+)(?: cycles (\d+))?$")
+
+
+def parse_output(text: str) -> AppOutput:
+    """The example app's printout -> numbers (see examples/image_classification/main.cc)."""
+    rows, labels, expected, cycles = [], [], [], []
+    arena = None
+    for line in text.splitlines():
+        line = line.strip()
+        if line.startswith("error:") or line.startswith("fault:"):
+            raise UserError(f"the example app stopped: {line.split(':', 1)[1].strip()}")
+        match = _IMAGE_LINE.match(line)
+        if match:
+            labels.append(int(match.group(2)))
+            expected.append(int(match.group(3)))
+            rows.append([int(v) for v in match.group(4).split()])
+            if match.group(5):
+                cycles.append(int(match.group(5)))
+        elif line.startswith("arena_used_bytes "):
+            arena = int(line.split()[1])
+    if arena is None or not rows:
+        tail = " | ".join(text.strip().splitlines()[-3:])
+        raise UserError(f"the example app did not finish (last output: {tail or 'none'})")
+    return AppOutput(np.asarray(rows, np.int8), np.asarray(labels), np.asarray(expected), arena,
+                     cycles or None)

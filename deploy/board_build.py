@@ -1,0 +1,84 @@
+"""`mcuformer build`: the example app for a board, its QEMU twin and the host.
+
+Budgets are checked before anything compiles: the planned arena (the memory
+model's 32-bit prediction, rounded up to 16) against the board's SRAM and the
+model flatbuffer (weights) against its flash.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from common.atomic import atomic_dir, write_json
+from common.errors import UserError
+
+from . import app, host, qemu, tflm
+from .model_dir import ModelDir, read_model_dir, test_images
+
+QEMU_MACHINES = {"cortex-m7": ("qemu-m7", "mps2-an500")}
+
+
+def check_budget(model: ModelDir, board) -> int:
+    """The board's static arena (app.arena_size); UserError with both numbers when it or the weights do not fit."""
+    arena = app.arena_size(model.planned_arena_bytes)
+    if arena > board.sram:
+        raise UserError(f"the planned arena ({model.planned_arena_bytes} B, {arena} B with the 2% margin) exceeds "
+                        f"{board.name}'s SRAM ({board.sram} B); "
+                        f"search again under this board's budget")
+    if model.flash_bytes > board.flash:
+        raise UserError(f"the model's weights ({model.flash_bytes} B flatbuffer) exceed {board.name}'s flash "
+                        f"({board.flash} B); search again under this board's budget")
+    return arena
+
+
+def build_for_board(model_dir, board, out=None, images: int = 4, data: str = "fashion_mnist",
+                    run_host: bool = False, run_qemu: bool = False) -> dict:
+    """Build (and optionally run) the app; writes OUT/build.json and returns it."""
+    model = read_model_dir(model_dir)
+    arena = check_budget(model, board)
+    if board.name not in app.LINKER_SCRIPTS:
+        raise UserError(f"no startup/linker support for board {board.name} yet (supported: stm32f746); "
+                        f"add deploy/make/{board.name}.ld and a platform file")
+    app.target_for(board.name, board)           # names the apt packages when the toolchain is missing
+    out = Path(out) if out else model.path / "build" / board.name
+    x, y = test_images(data, images, model.input_shape)
+    root = tflm.ensure_tflm()
+    spec = app.AppSpec(model.model_data_cc, arena, x, y)
+    twin = QEMU_MACHINES.get(board.core)
+    result = {"board": board.name, "model_dir": str(model.path), "planned_arena_bytes": model.planned_arena_bytes,
+              "arena_bytes": arena, "board_sram_bytes": board.sram, "board_flash_bytes": board.flash,
+              "model_flash_bytes": model.flash_bytes, "images": images}
+    with atomic_dir(out, force=True) as tmp:
+        elf = app.build_app(root, board.name, spec, tmp / f"app_{board.name}.elf", board=board)
+        result["sections"] = app.section_sizes(elf)
+        result["elf"] = str(out / elf.name)
+        if twin:
+            platform, machine = twin
+            twin_elf = app.build_app(root, platform, spec, tmp / "app_qemu.elf", board=board)
+            result["qemu_elf"] = str(out / twin_elf.name)
+            if run_qemu:
+                output, instructions = qemu.run_qemu(twin_elf, machine)
+                result["qemu"] = _summary(output.outputs, y, output.arena_used_bytes, machine=machine,
+                                          instructions_per_inference=instructions)
+        elif run_qemu:
+            result["qemu"] = {"skipped": f"no QEMU twin for a {board.core} board (only cortex-m7: mps2-an500)"}
+        if run_host:
+            # x86_64 TFLM structs are larger: the host app gets the 64-bit plan
+            planned_host = model.report.get("planned_arena_bytes_host", 2 * model.planned_arena_bytes)
+            host_spec = app.AppSpec(model.model_data_cc, app.arena_size(planned_host), x, y)
+            host_elf = app.build_app(root, "host", host_spec, tmp / "app_host")
+            result["host_app"] = str(out / host_elf.name)
+            on_host = host.run_host(root, model.tflite, x)
+            result["host"] = _summary(on_host.outputs, y, on_host.arena_used_bytes)
+        if "qemu" in result and "host" in result and "outputs" in result["qemu"]:
+            result["qemu_equals_host"] = result["qemu"]["outputs"] == result["host"]["outputs"]
+        write_json(tmp / "build.json", result)
+    return result
+
+
+def _summary(outputs, labels, arena_used_bytes, **extra) -> dict:
+    outputs = np.asarray(outputs, np.int8)
+    return {"arena_used_bytes": int(arena_used_bytes),
+            "accuracy": float(np.mean(outputs.argmax(axis=1) == labels)),
+            "outputs": outputs.tolist(), **extra}

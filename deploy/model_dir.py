@@ -1,0 +1,84 @@
+"""A converted model folder (`mcuformer convert --out MODEL_DIR`), read for deployment."""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from common.errors import UserError
+
+NEEDED = ("model.tflite", "model_data.cc", "model_data.h", "report.json")
+
+
+@dataclass
+class ModelDir:
+    path: Path
+    report: dict
+    input_shape: tuple      # (H, W, C)
+    num_classes: int
+
+    @property
+    def tflite(self) -> Path:
+        return self.path / "model.tflite"
+
+    @property
+    def model_data_cc(self) -> Path:
+        return self.path / "model_data.cc"
+
+    @property
+    def planned_arena_bytes(self) -> int:
+        return int(self.report["planned_arena_bytes"])
+
+    @property
+    def flash_bytes(self) -> int:
+        """The model flatbuffer (weights included), which stays in flash."""
+        return self.tflite.stat().st_size
+
+
+def tflite_io(path: Path) -> tuple:
+    """(input shape HWC, number of classes) read from a .tflite's first subgraph."""
+    # the tflite-micro wheel's copy of the schema: no TensorFlow import
+    from tflite_micro.tensorflow.lite.micro.python import schema_py_generated as schema
+
+    try:
+        graph = schema.Model.GetRootAs(Path(path).read_bytes(), 0).Subgraphs(0)
+        image = graph.Tensors(graph.Inputs(0)).ShapeAsNumpy().tolist()
+        logits = graph.Tensors(graph.Outputs(0)).ShapeAsNumpy().tolist()
+    except Exception:  # a corrupt flatbuffer fails in many ways
+        raise UserError(f"{path} is not a valid .tflite model; convert the model again") from None
+    if len(image) != 4 or len(logits) != 2:
+        raise UserError(f"{path}: expected an image input [1,H,W,C] and logits [1,K], got {image} and {logits}")
+    return tuple(image[1:]), int(logits[1])
+
+
+def read_model_dir(path) -> ModelDir:
+    path = Path(path)
+    missing = [name for name in NEEDED if not (path / name).is_file()]
+    if missing:
+        raise UserError(f"{path} is not a converted model folder (missing {', '.join(missing)}); "
+                        f"run `mcuformer convert SUBNET --out {path}` first")
+    try:
+        report = json.loads((path / "report.json").read_text())
+    except json.JSONDecodeError as exc:
+        raise UserError(f"{path / 'report.json'} is not valid JSON ({exc}); convert the model again") from None
+    if not isinstance(report.get("planned_arena_bytes"), int):
+        raise UserError(f"{path / 'report.json'} has no planned_arena_bytes; convert the model again")
+    shape, classes = tflite_io(path / "model.tflite")
+    return ModelDir(path, report, shape, classes)
+
+
+def test_images(source: str, count: int, input_shape: tuple):
+    """(int8 images [N, H, W, C] = pixel - 128, labels) from the data set's test split."""
+    import numpy as np
+
+    from common import datasets
+
+    data = datasets.load(source)
+    if count < 1 or count > len(data.x_test):
+        raise UserError(f"--images must be between 1 and {len(data.x_test)}")
+    images = data.x_test[:count]
+    if images.ndim == 3:
+        images = images[..., None]
+    if tuple(images.shape[1:]) != tuple(input_shape):
+        raise UserError(f"the data's images are {images.shape[1:]}, the model takes {tuple(input_shape)}")
+    return (images.astype(np.int16) - 128).astype(np.int8), np.asarray(data.y_test[:count])

@@ -1,0 +1,363 @@
+"""The one memory model: TFLM arena (head + tail), flash and MACs of a subnet.
+
+The converter writes `custom_graph_plan(config, techniques).tensor_offsets`
+into the model's `OfflineMemoryAllocation` metadata (one offset per activation
+tensor in SPEC.md section 3 order, then -1 for every constant tensor):
+
+    from .memory import Techniques, custom_graph_plan
+    plan = custom_graph_plan(config)                     # all techniques on
+    offsets = plan.tensor_offsets                        # [image, tokens_0, ..., tokens_2d, logits]
+    plan.head_bytes, plan.scratch_offsets, plan.tail_bytes(pointer_size=4)
+
+The plan is what TFLM's GreedyMemoryPlanner computes for that graph with those
+offline offsets (the scratch buffers are planned online around them), so the
+predicted head equals TFLM's planned bytes exactly.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+
+from .greedy_planner import Buffer, align_up, maximum_memory_size, plan_offsets
+from . import tflm_tail
+
+
+@dataclass(frozen=True)
+class Techniques:
+    """MCUFormer's scheduling techniques, each switchable.
+
+    operator_integration: fused custom ops (attention row by row, MLP per token);
+        off = the plain TFLM builtin-op graph of TFLiteConverter (then the other
+        two must be off too: builtin graphs have no offline in-place plan).
+    patch_decomposition: the patch embedding writes its tokens over the image.
+    token_overwrite: every block writes its output over its input tokens.
+    """
+    operator_integration: bool = True
+    patch_decomposition: bool = True
+    token_overwrite: bool = True
+
+    def __post_init__(self):
+        if not self.operator_integration and (self.patch_decomposition or self.token_overwrite):
+            raise ValueError("patch_decomposition and token_overwrite need operator_integration "
+                             "(the builtin-op graph has no in-place plan); use Techniques.off()")
+
+    @classmethod
+    def off(cls) -> "Techniques":
+        return cls(False, False, False)
+
+    def describe(self) -> str:
+        on = [n for n in ("operator_integration", "patch_decomposition", "token_overwrite") if getattr(self, n)]
+        return "+".join(on) if on else "off (builtin ops)"
+
+
+def _align4(n: int) -> int:
+    return (n + 3) & ~3
+
+
+def _segments_bytes(sizes) -> int:
+    """Total bytes of a scratch area of int8/int32 segments laid out ALIGN4 (SPEC section 0)."""
+    end = 0
+    for size in sizes:
+        if size:
+            end = _align4(end) + size
+    return end
+
+
+def custom_op_names(config) -> list:
+    names = ["MCUF_PATCH_EMBED"]
+    for _ in range(config.depth):
+        names += ["MCUF_ATTENTION", "MCUF_MLP"]
+    return names + ["MCUF_HEAD"]
+
+
+def scratch_bytes(config) -> list:
+    """Bytes each custom op requests with RequestScratchBufferInArena (SPEC section 2), op order."""
+    t, e = config.num_tokens, config.embed_dim
+    sizes = [_segments_bytes([config.grid * e, config.patch_dim])]
+    for i in range(config.depth):
+        d = config.qkv_dim[i]
+        attn_rank = max(config.qkv_rank[i], config.proj_rank[i])
+        sizes.append(_segments_bytes([t * d, t * d, e, attn_rank, d, d, 4 * t]))
+        mlp_rank = max(config.fc1_rank[i], config.fc2_rank[i])
+        sizes.append(_segments_bytes([e, mlp_rank, config.mlp_hidden[i]]))
+    sizes.append(_segments_bytes([e, 4 * e, e]))
+    return sizes
+
+
+def activation_names(config) -> list:
+    return ["image"] + [f"tokens_{k}" for k in range(2 * config.depth + 1)] + ["logits"]
+
+
+def activation_bytes(config) -> list:
+    tokens = config.num_tokens * config.embed_dim
+    return ([config.image_size * config.image_size * config.channels]
+            + [tokens] * (2 * config.depth + 1) + [config.num_classes])
+
+
+@dataclass
+class ArenaPlan:
+    """A TFLM arena plan of the custom-op graph."""
+    tensor_names: list
+    tensor_offsets: list          # offline offsets written by the converter, activation order
+    tensor_bytes: list
+    scratch_bytes: list           # requested bytes, op order
+    scratch_offsets: list         # where TFLM's planner puts them
+    head_bytes: int               # GreedyMemoryPlanner::GetMaximumMemorySize
+    config: object
+    techniques: Techniques
+
+    def tail_bytes(self, pointer_size: int = 4) -> int:
+        """TFLM's persistent (tail) allocations for this graph (4 = Cortex-M, 8 = x86_64 host)."""
+        return tflm_tail.custom_graph_tail(self.config, pointer_size)
+
+    def arena_bytes(self, pointer_size: int = 4) -> int:
+        """arena_used_bytes(): head + tail."""
+        return self.head_bytes + self.tail_bytes(pointer_size)
+
+
+def _activation_lifetimes(depth: int) -> list:
+    """(first, last) scope of image, tokens_0..tokens_2d, logits: op k runs in scope k+1."""
+    n_ops = 2 * depth + 2
+    lifetimes = [(0, 1)]                                   # image: subgraph input, read by op 0
+    lifetimes += [(k + 1, k + 2) for k in range(2 * depth + 1)]
+    lifetimes.append((n_ops, n_ops))                       # logits: output of the last op
+    return lifetimes
+
+
+def _shared_groups(depth: int, techniques: Techniques) -> list:
+    """Group id of each activation tensor; tensors of one group share one offset."""
+    groups = [0, 0 if techniques.patch_decomposition else 1]
+    next_id = groups[1] + 1
+    for _ in range(2 * depth):
+        if techniques.token_overwrite:
+            groups.append(groups[-1])
+        else:
+            groups.append(next_id)
+            next_id += 1
+    groups.append(next_id)                                 # logits never aliases
+    return groups
+
+
+def custom_graph_plan(config, techniques: Techniques = Techniques()) -> ArenaPlan:
+    """The arena plan of the custom-op graph (SPEC sections 2-3) of `config`.
+
+    Activation offsets: tensors that share memory under the techniques are
+    merged (size = the largest, lifetime = the union) and the merged buffers are
+    planned by TFLM's greedy planner; then TFLM's own procedure places every
+    op's scratch buffer online around these offline offsets.
+    """
+    if not techniques.operator_integration:
+        raise ValueError("the custom-op graph always integrates operators; "
+                         "use builtin_graph_plan for the builtin-op graph")
+    sizes = activation_bytes(config)
+    lifetimes = _activation_lifetimes(config.depth)
+    groups = _shared_groups(config.depth, techniques)
+    n_groups = groups[-1] + 1
+    group_size = [0] * n_groups
+    group_first = [1 << 30] * n_groups
+    group_last = [-1] * n_groups
+    for g, size, (first, last) in zip(groups, sizes, lifetimes):
+        group_size[g] = max(group_size[g], align_up(size))
+        group_first[g] = min(group_first[g], first)
+        group_last[g] = max(group_last[g], last)
+    group_offsets = plan_offsets([Buffer(group_size[g], group_first[g], group_last[g]) for g in range(n_groups)])
+    tensor_offsets = [group_offsets[g] for g in groups]
+
+    scratch = scratch_bytes(config)
+    buffers = [Buffer(align_up(size), first, last, offset, name)
+               for size, (first, last), offset, name in
+               zip(sizes, lifetimes, tensor_offsets, activation_names(config))]
+    buffers += [Buffer(align_up(size), op + 1, op + 1, name=f"scratch_{op}") for op, size in enumerate(scratch)]
+    offsets = plan_offsets(buffers)
+    n_act = len(sizes)
+    return ArenaPlan(tensor_names=activation_names(config), tensor_offsets=tensor_offsets,
+                     tensor_bytes=sizes, scratch_bytes=scratch, scratch_offsets=offsets[n_act:],
+                     head_bytes=maximum_memory_size(buffers, offsets), config=config, techniques=techniques)
+
+
+# ---- the fast path used by search: same plan, no Buffer objects ---------------------
+
+def _first_fit(size: int, placed: list) -> int:
+    """TFLM's gap search for one online buffer among `placed` (offset, size) live with it."""
+    candidate = 0
+    for offset, other in sorted(placed):
+        if offset - candidate >= size:
+            break
+        candidate = max(candidate, offset + other)
+    return candidate
+
+
+def head_bytes(config, techniques: Techniques = Techniques()) -> int:
+    """`custom_graph_plan(config, techniques).head_bytes`, computed ~20x faster.
+
+    Scratch buffers live only during their op and never overlap each other in
+    time, so TFLM places each one by first fit among the offline tensors live
+    in that scope; tests check equality with the full planner.
+    """
+    depth = config.depth
+    image = align_up(config.image_size * config.image_size * config.channels)
+    tokens = align_up(config.num_tokens * config.embed_dim)
+    logits = align_up(config.num_classes)
+    n_ops = 2 * depth + 2
+    offsets = _group_offsets(config, techniques, image, tokens, logits)
+    image_at, token_at, logits_at = offsets[0], offsets[1:-1], offsets[-1]
+    scratch = scratch_bytes(config)
+    peak = max(image_at + image, logits_at + logits, max(o for o in token_at) + tokens)
+    for op in range(n_ops):
+        scope = op + 1
+        live = []
+        if scope <= 1:
+            live.append((image_at, image))
+        for k in (scope - 2, scope - 1):
+            if 0 <= k <= 2 * depth:
+                live.append((token_at[k], tokens))
+        if scope == n_ops:
+            live.append((logits_at, logits))
+        size = align_up(scratch[op])
+        peak = max(peak, _first_fit(size, live) + size)
+    return peak
+
+
+def _group_offsets(config, techniques, image, tokens, logits) -> list:
+    """Offsets of image, tokens_0..tokens_2d, logits from the greedy plan of the shared groups."""
+    depth = config.depth
+    if techniques.patch_decomposition and techniques.token_overwrite:
+        # Two online groups, {image, tokens_*} over every scope and logits in the last:
+        # the greedy planner puts the larger at 0 (logits first on a tie) and the other after it.
+        shared = max(image, tokens)
+        shared_at, logits_at = (0, shared) if logits < shared else (logits, 0)
+        return [shared_at] * (2 * depth + 2) + [logits_at]
+    lifetimes = _activation_lifetimes(depth)
+    groups = _shared_groups(depth, techniques)
+    sizes = [image] + [tokens] * (2 * depth + 1) + [logits]
+    n = groups[-1] + 1
+    size, first, last = [0] * n, [1 << 30] * n, [-1] * n
+    for g, s, (f, l) in zip(groups, sizes, lifetimes):
+        size[g], first[g], last[g] = max(size[g], s), min(first[g], f), max(last[g], l)
+    offsets = plan_offsets([Buffer(size[g], first[g], last[g]) for g in range(n)])
+    return [offsets[g] for g in groups]
+
+
+# ---- flash -------------------------------------------------------------------------------
+
+# TFLM + CMSIS-NN + the custom kernels + the example app on the STM32F746 build
+# (.text + .data with --gc-sections, minus the model array and test images): the same
+# 54,600 B for two different models, measured with benchmarks/probe/measure_code_flash.py
+# (arm-none-eabi-gcc 12.2, TFLM 90b983c). Custom ops only; a builtin-op build is larger.
+CODE_FLASH_BYTES = 54_600
+
+# Flatbuffer overhead of the converter's writer (converter/tflite_writer.py) beyond the
+# 16-aligned constant data: per constant tensor, per op (with its output activation
+# tensor, options and offline-plan entry) and per model. Fitted by least squares on 9
+# written models with `benchmarks/probe/fit_flash.py` (residuals <= 58 B, under 0.1%);
+# tests/test_memory_measured.py re-checks freshly written models.
+FB_PER_CONSTANT = 91
+FB_PER_OP = 337
+FB_FIXED = 378
+FB_BUFFER_ALIGNMENT = 16
+
+
+def constant_tensors(config) -> list:
+    """(bytes, quantization channels) of every constant tensor of the custom-op graph,
+    in SPEC order: int8 weights, int32 biases, int32 [n, 2] requant tables, int32 [E, 3]
+    LayerNorm tables, int8 position embedding, class token and GELU LUTs."""
+    e = config.embed_dim
+
+    def linear(n_in, n_out, rank):
+        if rank == 0:
+            return [(n_out * n_in, n_out), (4 * n_out, 0), (8 * n_out, 0)]
+        return [(rank * n_in, rank), (4 * rank, 0), (8 * rank, 0),
+                (n_out * rank, n_out), (4 * n_out, 0), (8 * n_out, 0)]
+
+    out = [(e * config.patch_dim, e), (4 * e, 0), (8 * e, 0), (config.num_tokens * e, 0)]
+    if config.pool == "cls":
+        out.append((e, 0))
+    for i in range(config.depth):
+        out.append((12 * e, 0))
+        out += linear(*config.linear_shape(i, "qkv"), config.qkv_rank[i])
+        out += linear(*config.linear_shape(i, "proj"), config.proj_rank[i])
+        out.append((12 * e, 0))
+        out += linear(*config.linear_shape(i, "fc1"), config.fc1_rank[i])
+        out.append((256, 0))
+        out += linear(*config.linear_shape(i, "fc2"), config.fc2_rank[i])
+    out.append((12 * e, 0))
+    return out + linear(e, config.num_classes, 0)
+
+
+def _align_fb(n: int) -> int:
+    return (n + FB_BUFFER_ALIGNMENT - 1) // FB_BUFFER_ALIGNMENT * FB_BUFFER_ALIGNMENT
+
+
+@lru_cache(maxsize=4096)
+def _linear_flash(n_in: int, n_out: int, rank: int) -> tuple:
+    """(aligned data bytes, tensor count) of one linear layer."""
+    if rank == 0:
+        return _align_fb(n_out * n_in) + _align_fb(4 * n_out) + _align_fb(8 * n_out), 3
+    data = sum(_align_fb(b) for b in (rank * n_in, 4 * rank, 8 * rank, n_out * rank, 4 * n_out, 8 * n_out))
+    return data, 6
+
+
+def model_flash_bytes(config) -> int:
+    """Size of the converter's model.tflite for `config` (custom-op graph); the same
+    sum as over `constant_tensors`, by layer for speed."""
+    e = config.embed_dim
+    ln = _align_fb(12 * e)
+    data = (_align_fb(e * config.patch_dim) + _align_fb(4 * e) + _align_fb(8 * e)
+            + _align_fb(config.num_tokens * e) + ln)
+    count = 5
+    if config.pool == "cls":
+        data, count = data + _align_fb(e), count + 1
+    head = _linear_flash(e, config.num_classes, 0)
+    data, count = data + head[0], count + head[1]
+    for i in range(config.depth):
+        q, m = config.qkv_dim[i], config.mlp_hidden[i]
+        data += 2 * ln + 256
+        count += 3
+        for shape in ((e, 3 * q, config.qkv_rank[i]), (q, e, config.proj_rank[i]),
+                      (e, m, config.fc1_rank[i]), (m, e, config.fc2_rank[i])):
+            d, n = _linear_flash(*shape)
+            data, count = data + d, count + n
+    return data + FB_PER_CONSTANT * count + FB_PER_OP * (2 * config.depth + 2) + FB_FIXED
+
+
+# ---- compute ---------------------------------------------------------------------------
+
+def latency_proxy(config, macs: int | None = None) -> float:
+    """Relative latency: MACs plus the per-element work of LayerNorm, softmax, GELU and
+    requantization (one MAC-equivalent each). Compare subnets with it, never as time."""
+    t, e = config.num_tokens, config.embed_dim
+    elementwise = t * e * (2 * config.depth + 1) * 2                          # LN in, residual out
+    for i in range(config.depth):
+        elementwise += config.num_heads[i] * t * t + t * config.mlp_hidden[i]   # softmax rows, GELU
+    return float((config.macs() if macs is None else macs) + elementwise)
+
+
+# ---- everything search needs, per subnet --------------------------------------------------
+
+@dataclass(frozen=True)
+class Cost:
+    sram: int            # TFLM arena bytes (head + tail) on the 32-bit Cortex-M build
+    flash: int           # model flatbuffer + code
+    macs: int
+    latency: float
+    head: int
+    tail: int
+    model_bytes: int
+
+    def to_dict(self) -> dict:
+        return {"sram": self.sram, "flash": self.flash, "macs": self.macs, "latency_proxy": self.latency,
+                "arena_head": self.head, "arena_tail": self.tail, "model_bytes": self.model_bytes}
+
+
+def evaluate(config, techniques: Techniques = Techniques(), pointer_size: int = 4) -> Cost:
+    """SRAM, flash, MACs and latency proxy of a subnet deployed by this project."""
+    if techniques.operator_integration:
+        head = head_bytes(config, techniques)
+        tail = tflm_tail.custom_graph_tail(config, pointer_size)
+    else:
+        from .builtin_graph import builtin_arena
+        head, tail = builtin_arena(config, pointer_size)
+    model = model_flash_bytes(config)
+    macs = config.macs()
+    return Cost(sram=head + tail, flash=model + CODE_FLASH_BYTES, macs=macs,
+                latency=latency_proxy(config, macs), head=head, tail=tail, model_bytes=model)

@@ -1,4 +1,0 @@
-#include "tflm_ops/make/platform/platform.h"
-
-__attribute__((noinline)) void mcuf_invoke_begin(void) { __asm__ volatile("" ::: "memory"); }
-__attribute__((noinline)) void mcuf_invoke_end(void) { __asm__ volatile("" ::: "memory"); }
