@@ -5,12 +5,12 @@ VENV := .venv
 BIN := $(VENV)/bin
 APT_PACKAGES := dataset-fashion-mnist gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm
 
-.PHONY: demo test setup apt clean tflm
+.PHONY: demo test setup apt clean tflm tflm-or-skip
 
-demo: setup
+demo: setup tflm-or-skip
 	$(BIN)/mcuformer demo
 
-test: setup
+test: setup tflm-or-skip
 	$(BIN)/python -m pytest -q
 
 setup: apt $(VENV)/.installed
@@ -19,6 +19,10 @@ setup: apt $(VENV)/.installed
 # for the host and Cortex-M7; the TFLM tests skip without them.
 tflm: setup
 	$(BIN)/python -m deploy.tflm_make
+
+# The same, for `make test` and `make demo`: where the tree cannot be had, one line says what skips.
+tflm-or-skip: setup
+	@$(BIN)/python -m deploy.tflm_make --or-skip
 
 apt:
 	@bash scripts/apt_install.sh $(APT_PACKAGES)

@@ -65,8 +65,12 @@ def ensure_tflm() -> Path:
     print(f"cloning {TFLM_URL} at {PINNED_COMMIT[:9]} into {dest} (once)", flush=True)
     steps = (["git", "clone", "--filter=blob:none", "--no-checkout", TFLM_URL, str(tmp)],
              ["git", "-C", str(tmp), "checkout", "--quiet", PINNED_COMMIT])
+    env = dict(os.environ, GIT_TERMINAL_PROMPT="0")
     for step in steps:
-        proc = subprocess.run(step, capture_output=True, text=True)
+        try:
+            proc = subprocess.run(step, capture_output=True, text=True, env=env, timeout=1800)
+        except subprocess.TimeoutExpired:
+            proc = subprocess.CompletedProcess(step, 1, "", "timed out after 30 min")
         if proc.returncode != 0:
             shutil.rmtree(tmp, ignore_errors=True)
             last = (proc.stderr.strip().splitlines() or ["failed"])[-1]

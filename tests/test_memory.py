@@ -1,6 +1,5 @@
 """The memory model: TFLM planner port, the custom-op graph plan and its techniques."""
 import random
-import time
 
 import pytest
 
@@ -145,16 +144,13 @@ def test_tail_counts_every_tensor_and_op():
     assert custom_graph_plan(config).tail_bytes(8) > custom_graph_plan(config).tail_bytes(4)
 
 
-def test_evaluate_is_fast_enough_for_search():
+def test_evaluate_prices_a_subnet_with_the_full_planner_and_the_flash_model():
+    """`evaluate` (the search's fast path) against the full planner and the per-tensor flash sum."""
     rng = random.Random(3)
-    configs = [_random_config(rng) for _ in range(2000)]
-    start = time.perf_counter()
-    costs = [evaluate(c) for c in configs]
-    rate = len(configs) / (time.perf_counter() - start)
-    assert rate > 3000, f"{rate:.0f} evaluations/s"       # >10k/s measured in benchmarks/search_fmnist.py
-    c = costs[0]
-    assert c.sram == c.head + c.tail and c.flash == c.model_bytes + CODE_FLASH_BYTES
-    assert c.macs == configs[0].macs()
+    for config in [_random_config(rng) for _ in range(100)]:
+        cost = evaluate(config)
+        assert cost.sram == custom_graph_plan(config).arena_bytes(pointer_size=4)
+        assert cost.flash - CODE_FLASH_BYTES == model_flash_bytes(config)
 
 
 def test_custom_op_persistent_bytes_follow_the_spec():
