@@ -1,6 +1,6 @@
 import pytest
 
-from common.atomic import atomic_dir, write_json, write_text
+from common.atomic import atomic_dir, atomic_path, write_json, write_text
 from common.errors import UserError
 
 
@@ -46,3 +46,31 @@ def test_atomic_dir(tmp_path):
     with atomic_dir(out, force=True) as tmp:
         (tmp / "g").write_text("2")
     assert sorted(p.name for p in out.iterdir()) == ["g"]
+
+
+@pytest.mark.parametrize("umask, file_mode, dir_mode", [(0o022, 0o644, 0o755), (0o027, 0o640, 0o750)])
+def test_outputs_get_the_users_umask(tmp_path, umask, file_mode, dir_mode):
+    import os
+    import stat
+
+    old = os.umask(umask)
+    try:
+        write_text(tmp_path / "a.txt", "x")
+        with atomic_dir(tmp_path / "out") as tmp:
+            (tmp / "f").write_text("1")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "a.txt").stat().st_mode) == file_mode
+    assert stat.S_IMODE((tmp_path / "out").stat().st_mode) == dir_mode
+    assert stat.S_IMODE((tmp_path / "out" / "f").stat().st_mode) == file_mode
+
+
+def test_a_failed_output_leaves_no_parent_folders_it_created(tmp_path):
+    with pytest.raises(RuntimeError):
+        with atomic_dir(tmp_path / "model" / "build" / "board") as tmp:
+            (tmp / "half").write_text("1")
+            raise RuntimeError("compiler failed")
+    with pytest.raises(RuntimeError):
+        with atomic_path(tmp_path / "a" / "b.json"):
+            raise RuntimeError("interrupted")
+    assert list(tmp_path.iterdir()) == []
