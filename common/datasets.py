@@ -22,6 +22,7 @@ FASHION_MNIST_CLASSES = ["t-shirt/top", "trouser", "pullover", "dress", "coat",
                          "sandal", "shirt", "sneaker", "bag", "ankle boot"]
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".ppm", ".pgm", ".tif", ".tiff"}
 DEFAULT_SOURCE = "fashion_mnist"
+NAMED_SOURCES = (DEFAULT_SOURCE, "fashion-mnist")
 
 
 @dataclass
@@ -42,17 +43,40 @@ class Dataset:
         return tuple(self.x_train.shape[1:])
 
 
+def check_source(source: str) -> None:
+    """The quick check of a data source (before any command's heavy work): it exists."""
+    if source in NAMED_SOURCES:
+        _fashion_mnist_root()
+        return
+    path = Path(source)
+    if path.suffix == ".npz":
+        if not path.is_file():
+            raise UserError(f".npz file {path} does not exist")
+    elif not path.is_dir():
+        raise UserError(f"data source {source!r} is neither 'fashion_mnist', an existing image folder "
+                        f"nor a .npz file")
+
+
 def load(source: str = DEFAULT_SOURCE, image_size: tuple | None = None) -> Dataset:
     """Load by name (`fashion_mnist`), image-folder path or .npz path."""
-    if source in (DEFAULT_SOURCE, "fashion-mnist"):
+    check_source(source)
+    if source in NAMED_SOURCES:
         return load_fashion_mnist()
     path = Path(source)
     if path.suffix == ".npz":
         return load_npz(path)
-    if path.is_dir():
-        return load_image_folder(path, image_size=image_size)
-    raise UserError(f"data source {source!r} is neither 'fashion_mnist', an existing image folder "
-                    f"nor a .npz file")
+    return load_image_folder(path, image_size=image_size)
+
+
+def _why(exc: Exception, corrupt: str = "corrupt or truncated") -> str:
+    """What went wrong reading a file, in words (not the exception's raw payload)."""
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror.lower()
+    if isinstance(exc, EOFError):
+        return "truncated"
+    if type(exc).__name__ == "UnidentifiedImageError":
+        return "not an image format Pillow can read"
+    return corrupt
 
 
 # --- Fashion-MNIST (IDX) -------------------------------------------------
@@ -63,7 +87,7 @@ def _read_idx(path: Path, expect_ndim: int) -> np.ndarray:
         with opener(path, "rb") as f:
             raw = f.read()
     except (OSError, EOFError) as exc:
-        raise UserError(f"IDX file {path} cannot be read ({exc}); reinstall it "
+        raise UserError(f"IDX file {path} cannot be read ({_why(exc, 'corrupt or not gzip')}); reinstall it "
                         f"(apt-get install --reinstall dataset-fashion-mnist)") from None
     if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] != 0x08:
         raise UserError(f"IDX file {path} is malformed: bad magic number (expected unsigned-byte IDX)")
@@ -88,11 +112,16 @@ def _find(root: Path, stem: str) -> Path:
                     f"`apt-get install dataset-fashion-mnist` (or pass --data PATH to an image folder or .npz)")
 
 
-def load_fashion_mnist(root: str | None = None) -> Dataset:
+def _fashion_mnist_root(root: str | None = None) -> Path:
     root = Path(root or os.environ.get("MCUFORMER_FASHION_MNIST_DIR", FASHION_MNIST_DIR))
     if not root.is_dir():
         raise UserError(f"Fashion-MNIST not found at {root}: install it with "
                         f"`apt-get install dataset-fashion-mnist` (or pass --data PATH to an image folder or .npz)")
+    return root
+
+
+def load_fashion_mnist(root: str | None = None) -> Dataset:
+    root = _fashion_mnist_root(root)
     parts = {}
     for split, prefix in (("train", "train"), ("test", "t10k")):
         x = _read_idx(_find(root, f"{prefix}-images-idx3-ubyte"), 3)
@@ -127,7 +156,8 @@ def load_npz(path: str | Path) -> Dataset:
         with np.load(path, allow_pickle=False) as z:
             arrays = {k: z[k] for k in z.files}
     except Exception as exc:  # zipfile/format errors come in many types
-        raise UserError(f".npz file {path} cannot be read: {exc}") from None
+        raise UserError(f".npz file {path} cannot be read ({_why(exc, 'not a numpy .npz archive')}); "
+                        f"write it with numpy.savez") from None
     needed = ["x_train", "y_train", "x_test", "y_test"]
     missing = [k for k in needed if k not in arrays]
     if missing:
@@ -154,26 +184,33 @@ def _class_dirs(root: Path) -> list[Path]:
     return sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
 
 
-def _read_split(root: Path, class_names: list, size, mode) -> tuple:
+GRAY_MODES = {"L", "1", "I;16", "I"}
+
+
+def _read_image(file: Path) -> np.ndarray:
+    """One image file as uint8 HWC at its own size: 1 channel if grayscale, else 3."""
     from PIL import Image, UnidentifiedImageError
 
+    try:
+        with Image.open(file) as im:
+            if im.mode not in ("L", "RGB"):
+                im = im.convert("L" if im.mode in GRAY_MODES else "RGB")
+            arr = np.asarray(im, np.uint8)
+    except (UnidentifiedImageError, OSError) as exc:
+        raise UserError(f"image {file} cannot be read ({_why(exc)}); remove or replace it") from None
+    return arr if arr.ndim == 3 else arr[..., None]
+
+
+def _read_split(root: Path, class_names: list, size, channels: int) -> tuple:
     images, labels = [], []
     for label, name in enumerate(class_names):
         folder = root / name
         files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES) if folder.is_dir() else []
         for file in files:
-            try:
-                with Image.open(file) as im:
-                    im = im.convert(mode)
-                    if im.size != (size[1], size[0]):
-                        im = im.resize((size[1], size[0]), Image.BILINEAR)
-                    arr = np.asarray(im, np.uint8)
-            except (UnidentifiedImageError, OSError) as exc:
-                raise UserError(f"image {file} cannot be read ({exc}); remove or replace it") from None
-            images.append(arr if arr.ndim == 3 else arr[..., None])
+            images.append(resize(_read_image(file)[None], size[0], size[1], channels)[0])
             labels.append(label)
     if not images:
-        return np.zeros((0, size[0], size[1], 1 if mode == "L" else 3), np.uint8), np.zeros(0, np.int64)
+        return np.zeros((0, size[0], size[1], channels), np.uint8), np.zeros(0, np.int64)
     return np.stack(images), np.asarray(labels, np.int64)
 
 
@@ -181,8 +218,9 @@ def load_image_folder(root: str | Path, image_size: tuple | None = None, test_fr
     """`root/<class>/*.png`, or `root/train/<class>/...` + `root/test/<class>/...`.
 
     Without train/test folders a deterministic, stratified `test_fraction` of
-    each class becomes the test split. Images are resized to `image_size`
-    (H, W), default the first image's size; all-grayscale folders stay 1-channel.
+    each class becomes the test split. Images are resized (`resize`) to
+    `image_size` (H, W), default the first image's size; all-grayscale
+    folders stay 1-channel.
     """
     from PIL import Image, UnidentifiedImageError
 
@@ -207,14 +245,14 @@ def load_image_folder(root: str | Path, image_size: tuple | None = None, test_fr
                 modes.add(im.mode)
                 sizes.append((im.size[1], im.size[0]))
         except (UnidentifiedImageError, OSError) as exc:
-            raise UserError(f"image {file} cannot be read ({exc}); remove or replace it") from None
-    mode = "L" if modes <= {"L", "1", "I;16", "I"} else "RGB"
+            raise UserError(f"image {file} cannot be read ({_why(exc)}); remove or replace it") from None
+    channels = 1 if modes <= GRAY_MODES else 3
     size = tuple(image_size) if image_size else sizes[0]
     if has_splits:
-        x_tr, y_tr = _read_split(split_dirs[0], class_names, size, mode)
-        x_te, y_te = _read_split(split_dirs[1], class_names, size, mode)
+        x_tr, y_tr = _read_split(split_dirs[0], class_names, size, channels)
+        x_te, y_te = _read_split(split_dirs[1], class_names, size, channels)
     else:
-        x, y = _read_split(root, class_names, size, mode)
+        x, y = _read_split(root, class_names, size, channels)
         test_idx = _stratified_tail(y, test_fraction, seed=1234)
         mask = np.zeros(len(y), bool)
         mask[test_idx] = True
@@ -281,6 +319,12 @@ def resize(x: np.ndarray, height: int, width: int, channels: int) -> np.ndarray:
         return np.repeat(out, 3, axis=-1)
     luma = out.astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)
     return np.clip(np.round(luma), 0, 255).astype(np.uint8)[..., None]
+
+
+def resized(data: Dataset, height: int, width: int, channels: int) -> Dataset:
+    """Both splits resized (`resize`) to a model's input."""
+    return Dataset(data.name, resize(data.x_train, height, width, channels), data.y_train,
+                   resize(data.x_test, height, width, channels), data.y_test, data.class_names)
 
 
 def to_float(x: np.ndarray) -> np.ndarray:

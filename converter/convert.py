@@ -105,7 +105,7 @@ def convert(model_path, out, dataset, options: ConvertOptions = ConvertOptions()
     """Convert the saved static ViT at `model_path` into the folder `out`; returns the report.
 
     `dataset`: a `common.datasets.Dataset`, or a `--data` source string
-    (loaded here, image folders resized to the model's input).
+    (loaded here); its images are resized to the model's input.
     """
     from keras_supernet.static_vit import arch_from_model, load_vit
     from common import datasets
@@ -120,7 +120,8 @@ def convert(model_path, out, dataset, options: ConvertOptions = ConvertOptions()
             from None
     arch = arch_from_model(model)
     if isinstance(dataset, str):
-        dataset = datasets.load(dataset, image_size=(arch.image_size, arch.image_size))
+        dataset = datasets.load(dataset)
+    dataset = datasets.resized(dataset, arch.image_size, arch.image_size, arch.channels)
     pick = np.random.default_rng(options.seed).permutation(len(dataset.x_train))[:options.calib]
     calib = cal.check_images(arch, dataset.x_train[pick].astype(np.float64) / 255.0)
     with tqdm(total=6, desc="convert", unit="step", disable=not progress) as steps:

@@ -52,15 +52,17 @@ def tflite_io(path: Path) -> tuple:
 
 
 def read_model_dir(path) -> ModelDir:
-    path = Path(path)
+    path = Path(path).absolute()
     missing = [name for name in NEEDED if not (path / name).is_file()]
     if missing:
         raise UserError(f"{path} is not a converted model folder (missing {', '.join(missing)}); "
                         f"run `mcuformer convert SUBNET --out {path}` first")
     try:
         report = json.loads((path / "report.json").read_text())
-    except json.JSONDecodeError as exc:
-        raise UserError(f"{path / 'report.json'} is not valid JSON ({exc}); convert the model again") from None
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise UserError(f"{path / 'report.json'} is not valid JSON; convert the model again") from None
+    if not isinstance(report, dict):
+        raise UserError(f"{path / 'report.json'} is not a convert report (a JSON object); convert the model again")
     if not isinstance(report.get("planned_arena_bytes"), int):
         raise UserError(f"{path / 'report.json'} has no planned_arena_bytes; convert the model again")
     shape, classes = tflite_io(path / "model.tflite")
@@ -68,7 +70,8 @@ def read_model_dir(path) -> ModelDir:
 
 
 def test_images(source: str, count: int, input_shape: tuple):
-    """(int8 images [N, H, W, C] = pixel - 128, labels) from the data set's test split."""
+    """(int8 images [N, H, W, C] = pixel - 128, labels) from the data set's test split,
+    resized to the model's input as every command does (`datasets.resize`)."""
     import numpy as np
 
     from common import datasets
@@ -76,9 +79,6 @@ def test_images(source: str, count: int, input_shape: tuple):
     data = datasets.load(source)
     if count < 1 or count > len(data.x_test):
         raise UserError(f"--images must be between 1 and {len(data.x_test)}")
-    images = data.x_test[:count]
-    if images.ndim == 3:
-        images = images[..., None]
-    if tuple(images.shape[1:]) != tuple(input_shape):
-        raise UserError(f"the data's images are {images.shape[1:]}, the model takes {tuple(input_shape)}")
-    return (images.astype(np.int16) - 128).astype(np.int8), np.asarray(data.y_test[:count])
+    height, width, channels = input_shape
+    images = datasets.resize(data.x_test[:count], height, width, channels)
+    return datasets.to_int8(images), np.asarray(data.y_test[:count])

@@ -124,3 +124,23 @@ def test_verify_without_a_tflm_tree_runs_the_reference_and_says_why(converted, t
     assert result["planned_arena_bytes"] == json.loads((converted / "report.json").read_text())["planned_arena_bytes"]
     proc = run_cli("verify", str(converted), "--images", "8", "--qemu", env=env)
     assert_one_line_error(proc, "--qemu needs TFLM", "TFLM_ROOT")
+
+def test_verify_resizes_an_rgb_folder_for_a_grayscale_model(converted, tmp_path):
+    """32x32 RGB images for a 28x28x1 model: resized as train/search/finetune/convert do (not refused)."""
+    from PIL import Image
+
+    from deploy.model_dir import test_images
+
+    colours = {"a": (200, 100, 50), "b": (10, 20, 30)}
+    for split in ("train", "test"):
+        for name, colour in colours.items():
+            (tmp_path / "rgb" / split / name).mkdir(parents=True)
+            Image.fromarray(np.full((32, 32, 3), colour, np.uint8)).save(tmp_path / "rgb" / split / name / "0.png")
+    env = {"MCUFORMER_CACHE": str(tmp_path / "empty-cache"), "TFLM_ROOT": ""}
+    proc = run_cli("verify", str(converted), "--data", str(tmp_path / "rgb"), "--images", "2", "--json", env=env)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert json.loads(proc.stdout)["images"] == 2
+    images, labels = test_images(str(tmp_path / "rgb"), 2, (28, 28, 1))
+    luma = [round(0.299 * r + 0.587 * g + 0.114 * b) - 128 for r, g, b in colours.values()]    # ITU-R 601
+    assert images.shape == (2, 28, 28, 1) and labels.tolist() == [0, 1]
+    assert np.all(images[0] == luma[0]) and np.all(images[1] == luma[1])

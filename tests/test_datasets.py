@@ -148,3 +148,54 @@ def test_npz(tmp_path):
     (tmp_path / "corrupt.npz").write_bytes(b"PK\x03\x04 truncated")
     with pytest.raises(UserError, match="cannot be read"):
         datasets.load(str(tmp_path / "corrupt.npz"))
+
+
+def _constant_folder(root, colours: dict, size=(32, 32), mode="RGB"):
+    from PIL import Image
+    for name, colour in colours.items():
+        (root / name).mkdir(parents=True)
+        for k in range(5):
+            shape = (*size, 3) if mode == "RGB" else size
+            Image.fromarray(np.full(shape, colour, np.uint8), mode).save(root / name / f"{k}.png")
+
+
+def test_image_folders_resize_through_the_one_resize_function(tmp_path):
+    # constant colours: bilinear resampling keeps them, RGB -> 1 channel is the ITU-R 601 luma (by hand)
+    _constant_folder(tmp_path / "rgb", {"a": (200, 100, 50), "b": (10, 20, 30)})
+    ds = datasets.resized(datasets.load(str(tmp_path / "rgb")), 28, 28, 1)
+    assert ds.x_train.shape[1:] == (28, 28, 1) and ds.x_test.shape[1:] == (28, 28, 1)
+    luma = {0: round(0.299 * 200 + 0.587 * 100 + 0.114 * 50), 1: round(0.299 * 10 + 0.587 * 20 + 0.114 * 30)}
+    for x, y in ((ds.x_train, ds.y_train), (ds.x_test, ds.y_test)):
+        for image, label in zip(x, y):
+            assert np.all(image == luma[int(label)])
+    _constant_folder(tmp_path / "gray", {"a": 77, "b": 150}, size=(20, 20), mode="L")
+    ds = datasets.load_image_folder(tmp_path / "gray", image_size=(32, 32))
+    ds = datasets.resized(ds, 32, 32, 3)
+    assert ds.x_train.shape[1:] == (32, 32, 3)
+    assert all(np.all(image == (77 if label == 0 else 150)) for image, label in zip(ds.x_train, ds.y_train))
+
+
+def test_a_folder_of_mixed_sizes_and_modes_is_read_like_resize_does(tmp_path):
+    from PIL import Image
+    rng = np.random.default_rng(3)
+    big = rng.integers(0, 256, (40, 36, 3), dtype=np.uint8)
+    small = rng.integers(0, 256, (20, 24), dtype=np.uint8)
+    for name, (pixels, mode) in {"a": (big, "RGB"), "b": (small, "L")}.items():
+        (tmp_path / "d" / "train" / name).mkdir(parents=True)
+        (tmp_path / "d" / "test" / name).mkdir(parents=True)
+        for split in ("train", "test"):
+            Image.fromarray(pixels, mode).save(tmp_path / "d" / split / name / "0.png")
+    ds = datasets.load_image_folder(tmp_path / "d", image_size=(28, 28))
+    assert np.array_equal(ds.x_train[0], datasets.resize(big[None], 28, 28, 3)[0])
+    assert np.array_equal(ds.x_train[1], datasets.resize(small[None, ..., None], 28, 28, 3)[0])
+    assert np.array_equal(ds.x_train[1][..., 0], ds.x_train[1][..., 2])        # gray stays gray in RGB
+
+
+def test_unreadable_data_files_say_what_is_wrong_in_words(tmp_path):
+    (tmp_path / "d.npz").write_bytes(b"not a zip")
+    with pytest.raises(UserError, match=r"cannot be read \(not a numpy .npz archive\); write it with numpy.savez"):
+        datasets.load(str(tmp_path / "d.npz"))
+    _image_folder(tmp_path / "bad", per_class=2)
+    (tmp_path / "bad" / "cat" / "0.png").write_bytes(b"\x89PNG garbage")
+    with pytest.raises(UserError, match=r"0.png cannot be read \(not an image format Pillow can read\)"):
+        datasets.load(str(tmp_path / "bad"))
