@@ -66,10 +66,16 @@ def finetune_settings(**changes) -> TrainSettings:
 
 def read_run(out) -> dict:
     out = Path(out)
+    if not (out / "run.json").is_file():
+        raise UserError(f"{out} is not a supernet training folder (no run.json); "
+                        f"pass the --out of `mcuformer train-supernet`")
     try:
-        return json.loads((out / "run.json").read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise UserError(f"{out} is not a supernet training folder (run.json unreadable: {exc})") from None
+        run = json.loads((out / "run.json").read_text())
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError):
+        raise UserError(f"{out / 'run.json'} is unreadable or not valid JSON; train the supernet again") from None
+    if not isinstance(run, dict):
+        raise UserError(f"{out / 'run.json'} is not a supernet training record; train the supernet again")
+    return run
 
 
 def check_same_space(run: dict, space: SearchSpace, out: Path) -> None:

@@ -1,8 +1,9 @@
 """`mcuformer` console script: one subcommand per stage of the pipeline.
 
-Each subcommand lives in `mcuformer/commands/<name>.py` with two functions,
-`add_arguments(parser)` and `run(args)`; heavy imports (TensorFlow) happen
-inside `run`, so `mcuformer --help` stays instant.
+Each subcommand lives in `mcuformer/commands/<name>.py` with `add_arguments(parser)`,
+`check(args)` and `run(args)`. `check` does the quick checks (paths, budgets,
+settings, the output folder) without TensorFlow; only then does TensorFlow load
+and `run` do the work, so a bad argument is reported at once.
 """
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from . import __version__
 from common.errors import UserError
 
 # Subcommands that never load TensorFlow (they start faster without it).
-WITHOUT_TENSORFLOW = {"build", "arduino-lib"}
+WITHOUT_TENSORFLOW = {"build", "arduino-lib", "report"}
 
 COMMANDS = {
     "train-supernet": ("train_supernet", "train the weight-sharing ViT supernet"),
@@ -23,6 +24,7 @@ COMMANDS = {
     "finetune": ("finetune", "fine-tune (optionally QAT) a searched subnet"),
     "convert": ("convert", "int8-quantize a subnet and write the TFLM flatbuffer"),
     "verify": ("verify", "run a converted model in the Python reference / TFLM and compare"),
+    "report": ("report", "per-op arena, flash, MACs and instruction estimate of a converted model"),
     "build": ("build", "build the TFLM example app for the host or a board"),
     "arduino-lib": ("arduino_lib", "write an Arduino-style library for a converted model"),
     "demo": ("demo", "the whole pipeline on Fashion-MNIST at tiny settings"),
@@ -39,7 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
         mod = importlib.import_module(f".commands.{module}", __package__)
         p = sub.add_parser(name, help=help_text, description=(mod.__doc__ or help_text).strip())
         mod.add_arguments(p)
-        p.set_defaults(_run=mod.run)
+        p.set_defaults(_check=mod.check, _run=mod.run)
     return parser
 
 
@@ -51,6 +53,7 @@ def main(argv=None) -> int:
         return 2
 
     def command():
+        args._check(args)
         if args.command not in WITHOUT_TENSORFLOW:
             from common.tf_quiet import import_tensorflow_quietly
             import_tensorflow_quietly()

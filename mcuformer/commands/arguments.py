@@ -1,26 +1,96 @@
-"""Arguments shared by several subcommands, so they read the same everywhere."""
+"""Arguments shared by several subcommands, so they read the same everywhere.
+
+Path arguments are made absolute when parsed (`path_arg`): builds run make
+inside the TFLM tree, so a path relative to the user's folder would name
+another file there. The `check_*` helpers are the quick checks every command
+runs before TensorFlow loads (see `mcuformer.cli`).
+"""
 from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
 
 from common.errors import UserError
 
+CONFIG_SUFFIXES = (".yaml", ".yml", ".json")
+
+
+def path_arg(text: str) -> str:
+    """argparse type of a path: absolute, against the folder the command was started in."""
+    if not text:
+        raise argparse.ArgumentTypeError("an empty path")
+    return os.path.abspath(os.path.expanduser(text))
+
+
+def data_arg(text: str) -> str:
+    """--data: a data set's name stays a name, anything else is a path."""
+    from common.datasets import NAMED_SOURCES
+
+    return text if text in NAMED_SOURCES else path_arg(text)
+
+
+def board_arg(text: str) -> str:
+    """--board: a profile name stays a name, a board file is a path."""
+    return path_arg(text) if text.endswith(CONFIG_SUFFIXES) or os.sep in text else text
+
 
 def add_data(parser) -> None:
-    parser.add_argument("--data", default="fashion_mnist",
+    parser.add_argument("--data", default="fashion_mnist", type=data_arg,
                         help="'fashion_mnist' (Debian's dataset-fashion-mnist), an image folder "
                              "(one sub-folder per class) or a .npz with x_train/y_train/x_test/y_test")
 
 
 def add_budget(parser) -> None:
-    parser.add_argument("--board", help="board profile name (configs/boards) or path to a board .yaml")
+    parser.add_argument("--board", type=board_arg, help="board profile name (configs/boards) or path to a board .yaml")
     parser.add_argument("--sram", help="SRAM budget, e.g. 320KB, 320KiB or 327680 (overrides the board)")
     parser.add_argument("--flash", help="flash budget, e.g. 1MB (overrides the board)")
 
 
-def add_out(parser, default: str | None = None, force: bool = True) -> None:
-    parser.add_argument("--out", default=default, required=default is None, help="output folder")
+def add_out(parser, default: str | None = None, force: bool = True, what: str = "output folder") -> None:
+    parser.add_argument("--out", default=default, required=default is None, type=path_arg, help=what)
     if force:
         parser.add_argument("--force", action="store_true", help="replace an existing output")
 
 
-def not_yet(command: str, issue: int):
-    raise UserError(f"`mcuformer {command}` is not available in this version yet (tracked in issue #{issue})")
+def check_input(path, what: str, folder: bool = False) -> Path:
+    """An input file (or folder) that exists and can be read; else one line naming it."""
+    path = Path(path)
+    kind = "folder" if folder else "file"
+    if not path.exists():
+        raise UserError(f"{what} {path} does not exist")
+    if path.is_dir() != folder:
+        raise UserError(f"{what} {path} is not a {kind}")
+    if not os.access(path, os.R_OK | (os.X_OK if folder else 0)):
+        raise UserError(f"{what} {path} cannot be read (permissions); make it readable")
+    return path
+
+
+def check_out(path, force: bool | None = None, folder: bool = True) -> Path:
+    """An output that can be written: its nearest existing folder is writable, an existing
+    output is of the right kind, and (`force` False) refused without --force."""
+    path = Path(path)
+    if path.exists():
+        if force is False:
+            raise UserError(f"output {path} already exists; pass --force to replace it")
+        if folder and not path.is_dir():
+            raise UserError(f"output {path} exists and is not a folder; pass another --out")
+        if not folder and path.is_dir():
+            raise UserError(f"output {path} is a folder; pass a file name")
+    existing = next(p for p in (path, *path.parents) if p.exists())
+    if not existing.is_dir():
+        raise UserError(f"cannot write {path}: {existing} is a file, not a folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise UserError(f"cannot write {path}: folder {existing} is not writable")
+    return path
+
+
+def check_data(source: str) -> None:
+    from common import datasets
+
+    datasets.check_source(source)
+
+
+def check_at_least(value, minimum, flag: str) -> None:
+    if value < minimum:
+        raise UserError(f"{flag} must be at least {minimum}, got {value}")

@@ -10,18 +10,32 @@ from __future__ import annotations
 
 import json
 
-from .arguments import add_data
+from .arguments import add_data, board_arg, check_at_least, check_data, check_out, path_arg
 
 
 def add_arguments(parser) -> None:
-    parser.add_argument("model_dir", metavar="MODEL_DIR", help="a folder written by `mcuformer convert`")
-    parser.add_argument("--board", default="stm32f746", help="board profile (configs/boards) (default stm32f746)")
-    parser.add_argument("--out", help="output folder (default MODEL_DIR/build/BOARD)")
+    parser.add_argument("model_dir", metavar="MODEL_DIR", type=path_arg, help="a folder written by `mcuformer convert`")
+    parser.add_argument("--board", default="stm32f746", type=board_arg,
+                        help="board profile (configs/boards) or a board .yaml (default stm32f746)")
+    parser.add_argument("--out", type=path_arg, help="output folder (default MODEL_DIR/build/BOARD)")
     parser.add_argument("--images", type=int, default=4, help="test images embedded in the app (default 4)")
     add_data(parser)
     parser.add_argument("--qemu", action="store_true", help="run the QEMU twin and count instructions")
     parser.add_argument("--host", action="store_true", help="also build the app for the host and run the model there")
     parser.add_argument("--json", action="store_true", help="print build.json instead of a summary")
+
+
+def check(args) -> None:
+    from pathlib import Path
+
+    from common.boards import load_board
+    from deploy.model_dir import read_model_dir
+
+    board = load_board(args.board)
+    read_model_dir(args.model_dir)
+    check_out(args.out or Path(args.model_dir) / "build" / board.name)
+    check_at_least(args.images, 1, "--images")
+    check_data(args.data)
 
 
 def run(args) -> int:

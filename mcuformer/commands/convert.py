@@ -2,11 +2,12 @@
 project's fused custom ops, its C array, the builtin-op baseline and a report."""
 from __future__ import annotations
 
-from .arguments import add_data, add_out
+from .arguments import add_data, add_out, check_at_least, check_data, check_out, path_arg
 
 
 def add_arguments(parser) -> None:
-    parser.add_argument("subnet", metavar="SUBNET", help="saved static ViT (.keras) from export/finetune")
+    parser.add_argument("subnet", metavar="SUBNET", type=path_arg,
+                        help="saved static ViT (.keras) from export/finetune")
     add_out(parser)
     add_data(parser)
     parser.add_argument("--calib", type=int, default=300, help="calibration images from the training split")
@@ -21,22 +22,23 @@ def add_arguments(parser) -> None:
     parser.add_argument("--no-baseline", action="store_true", help="skip the TFLiteConverter builtin baseline")
 
 
-def run(args) -> int:
-    from pathlib import Path
-
+def check(args) -> None:
     from common.errors import UserError
+    from keras_supernet.saved_format import check_loadable
 
-    # checked before TensorFlow loads, so these errors are instant
-    if Path(args.out).exists() and not args.force:
-        raise UserError(f"output folder {args.out} already exists; pass --force to replace it")
-    if not Path(args.subnet).exists():
-        raise UserError(f"subnet {args.subnet} does not exist; pass a saved static ViT (.keras)")
+    check_loadable(args.subnet)
+    check_out(args.out, force=args.force)
+    check_data(args.data)
     if args.qat < 0:
         raise UserError(f"--qat takes a number of epochs >= 1, got {args.qat}")
-    if args.calib < 1:
-        raise UserError(f"--calib must be at least 1, got {args.calib}")
+    check_at_least(args.calib, 1, "--calib")
+    if args.eval is not None:
+        check_at_least(args.eval, 0, "--eval")
     if not 50.0 < args.percentile <= 100.0:
         raise UserError(f"--percentile must be in (50, 100], got {args.percentile}")
+
+
+def run(args) -> int:
     from converter.convert import ConvertOptions, convert
 
     options = ConvertOptions(calib=args.calib, method=args.method, percentile=args.percentile,

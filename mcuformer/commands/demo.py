@@ -4,16 +4,25 @@ SRAM/flash budget, fine-tune the winner, convert it to int8 with the custom ops,
 verify it in the Python reference and in TFLM (host, and QEMU Cortex-M7 where
 the ARM toolchain and a TFLM tree are present), and write OUT/summary.json and
 OUT/pareto.png. Run it again to resume after an interruption."""
-from .arguments import add_budget, add_data
+from .arguments import add_budget, add_data, check_data, check_out, path_arg
 
 
 def add_arguments(parser) -> None:
-    parser.add_argument("--out", default="out/demo", help="output folder (default out/demo)")
+    parser.add_argument("--out", default="out/demo", type=path_arg, help="output folder (default out/demo)")
     parser.add_argument("--full", action="store_true", help="the real-size run (hours on a CPU)")
     parser.add_argument("--force", action="store_true", help="start over, deleting OUT")
     parser.add_argument("--no-qemu", action="store_true", help="skip the emulated Cortex-M7 run")
     add_budget(parser)
     add_data(parser)
+
+
+def check(args) -> None:
+    from search.budget import Budget
+
+    if args.board or args.sram or args.flash:
+        Budget.from_args(board=args.board, sram=args.sram, flash=args.flash)
+    check_out(args.out)
+    check_data(args.data)
 
 
 def run(args) -> int:

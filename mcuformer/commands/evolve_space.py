@@ -9,13 +9,12 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from common.errors import UserError
-
-from .arguments import add_budget, add_data, add_out
+from .arguments import add_budget, add_data, add_out, check_at_least, check_data, check_out, path_arg
 
 
 def add_arguments(parser) -> None:
-    parser.add_argument("--supernet", required=True, help="supernet training folder of the starting space")
+    parser.add_argument("--supernet", required=True, type=path_arg,
+                        help="supernet training folder of the starting space")
     add_budget(parser)
     parser.add_argument("--max-macs", type=int, help="optional cap on multiply-accumulates per inference")
     add_out(parser)
@@ -30,17 +29,31 @@ def add_arguments(parser) -> None:
     parser.add_argument("--seed", type=int, default=0)
 
 
-def run(args) -> int:
+def _budget_and_space(args):
     from keras_supernet.run_folder import trained_space
-    from common import datasets
     from search.budget import Budget, check_feasible
-    from search.space_evolution import SpaceEvolution
 
     budget = Budget.from_args(args.board, args.sram, args.flash, args.max_macs)
     space = trained_space(args.supernet)
     check_feasible(space, budget)
-    if args.retrain_epochs < 1:
-        raise UserError(f"--retrain-epochs must be at least 1, got {args.retrain_epochs}")
+    return budget, space
+
+
+def check(args) -> None:
+    _budget_and_space(args)
+    check_at_least(args.retrain_epochs, 1, "--retrain-epochs")
+    check_at_least(args.rounds, 1, "--rounds")
+    check_at_least(args.samples, 1, "--samples")
+    check_at_least(args.val_limit, 0, "--val-limit")
+    check_out(args.out)
+    check_data(args.data)
+
+
+def run(args) -> int:
+    from common import datasets
+    from search.space_evolution import SpaceEvolution
+
+    budget, space = _budget_and_space(args)
     out = Path(args.out)
     if args.force and out.exists():
         shutil.rmtree(out)

@@ -13,13 +13,15 @@ from pathlib import Path
 
 from common.errors import UserError
 
-from .arguments import add_data
+from .arguments import add_data, check_at_least, check_data, check_out, path_arg
 
 
 def add_arguments(parser) -> None:
-    parser.add_argument("--supernet", required=True, help="supernet training folder (mcuformer train-supernet --out)")
-    parser.add_argument("--arch", required=True, help="subnet architecture (.json/.yaml ArchConfig, e.g. from search)")
-    parser.add_argument("--out", required=True, help="output model file (.keras)")
+    parser.add_argument("--supernet", required=True, type=path_arg,
+                        help="supernet training folder (mcuformer train-supernet --out)")
+    parser.add_argument("--arch", required=True, type=path_arg,
+                        help="subnet architecture (.json/.yaml ArchConfig, e.g. from search)")
+    parser.add_argument("--out", required=True, type=path_arg, help="output model file (.keras)")
     parser.add_argument("--force", action="store_true", help="replace an existing output")
     add_data(parser)
     from keras_supernet.run_folder import finetune_settings    # no TensorFlow: the defaults live there
@@ -56,26 +58,39 @@ def save_keras_atomic(model, out: Path) -> None:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def run(args) -> int:
-    from common import datasets
+def _arch_and_settings(args):
     from keras_supernet.run_folder import finetune_settings, trained_space
 
-    out = Path(args.out)
-    if out.suffix != ".keras":
-        raise UserError(f"--out {out}: the model file must end in .keras")
-    if out.exists() and not args.force:
-        raise UserError(f"output {out} already exists; pass --force to replace it")
     arch = load_arch(args.arch)
     trained_space(args.supernet).check(arch)
     settings = finetune_settings(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                                  weight_decay=args.weight_decay, warmup_epochs=args.warmup_epochs,
                                  label_smoothing=args.label_smoothing, augment=args.augment, seed=args.seed)
+    return arch, settings
+
+
+def check(args) -> None:
+    out = Path(args.out)
+    if out.suffix != ".keras":
+        raise UserError(f"--out {out}: the model file must end in .keras")
+    check_out(out, force=args.force, folder=False)
+    _arch_and_settings(args)
+    check_at_least(args.train_limit, 0, "--train-limit")
+    check_at_least(args.val_limit, 0, "--val-limit")
+    check_data(args.data)
+
+
+def run(args) -> int:
+    from common import datasets
+
+    out = Path(args.out)
+    arch, settings = _arch_and_settings(args)
     data = datasets.load(args.data)
     if data.num_classes != arch.num_classes:
         raise UserError(f"dataset {data.name!r} has {data.num_classes} classes but the subnet has "
                         f"num_classes {arch.num_classes}")
 
-    from keras_supernet.finetune import clear_backup, evaluate_model, finetune_subnet   # TensorFlow loads now
+    from keras_supernet.finetune import clear_backup, evaluate_model, finetune_subnet
     from keras_supernet.batches import split_data
     from keras_supernet.supernet import export_subnet
     from keras_supernet.train import load_supernet, quiet_tensorflow

@@ -13,11 +13,12 @@ from pathlib import Path
 
 from common.errors import UserError
 
-from .arguments import add_budget, add_data, add_out
+from .arguments import add_budget, add_data, add_out, check_at_least, check_data, check_out, path_arg
 
 
 def add_arguments(parser) -> None:
-    parser.add_argument("--supernet", required=True, help="supernet training folder (mcuformer train-supernet --out)")
+    parser.add_argument("--supernet", required=True, type=path_arg,
+                        help="supernet training folder (mcuformer train-supernet --out)")
     add_budget(parser)
     parser.add_argument("--max-macs", type=int, help="optional cap on multiply-accumulates per inference")
     add_out(parser)
@@ -39,34 +40,46 @@ def add_arguments(parser) -> None:
     parser.add_argument("--no-token-overwrite", action="store_true", help="plan memory without token overwriting")
 
 
-def run(args) -> int:
+def _plan(args):
+    """Budget, memory-plan techniques, space and settings, checked (no TensorFlow)."""
     from keras_supernet.run_folder import trained_space
-    from common import datasets
-    from search.budget import Budget, check_feasible
-    from search.evolution import EvolutionSettings, Search
-    from search.evolution import CACHE_FILE
-    from search.fitness import FitnessCache, SupernetFitness, supernet_fitness_identity
     from memory_model.memory import Techniques
+    from search.budget import Budget, check_feasible
+    from search.evolution import EvolutionSettings
 
     budget = Budget.from_args(args.board, args.sram, args.flash, args.max_macs)
     techniques = (Techniques.off() if args.no_operator_integration
                   else Techniques(True, not args.no_patch_decomposition, not args.no_token_overwrite))
     space = trained_space(args.supernet)
-    check_feasible(space, budget, techniques)            # before loading TensorFlow
+    check_feasible(space, budget, techniques)
     settings = EvolutionSettings(population=args.population, generations=args.generations, parents=args.parents,
                                  mutations=args.mutations, crossovers=args.crossovers,
                                  mutation_prob=args.mutation_prob, global_mutation_prob=args.global_mutation_prob,
                                  seed=args.seed)
+    return budget, techniques, space, settings
+
+
+def check(args) -> None:
+    _plan(args)
+    check_at_least(args.val_limit, 0, "--val-limit")
+    check_out(args.out)
+    check_data(args.data)
+
+
+def run(args) -> int:
+    from common import datasets
+    from search.evolution import CACHE_FILE, Search
+    from search.fitness import FitnessCache, SupernetFitness, supernet_fitness_identity
+
+    budget, techniques, space, settings = _plan(args)
     out = Path(args.out)
     if args.force and out.exists():
         shutil.rmtree(out)
-    elif out.exists() and not out.is_dir():
-        raise UserError(f"--out {out} exists and is not a folder")
     data = datasets.load(args.data)
     if data.num_classes != space.num_classes:
         raise UserError(f"dataset {data.name!r} has {data.num_classes} classes but the supernet's space has "
                         f"{space.num_classes}")
-    FitnessCache(out / CACHE_FILE, supernet_fitness_identity(args.supernet, data, args.val_limit))  # before TF
+    FitnessCache(out / CACHE_FILE, supernet_fitness_identity(args.supernet, data, args.val_limit))
     fitness = SupernetFitness(args.supernet, data, val_limit=args.val_limit, space=space)
     print(f"searching space {space.name!r} under {budget.describe()}, memory plan: {techniques.describe()}")
     result = Search(space, budget, fitness, out, settings, techniques).run()

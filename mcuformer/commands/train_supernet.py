@@ -7,14 +7,14 @@ from __future__ import annotations
 
 from common.errors import UserError
 
-from .arguments import add_data, add_out
+from .arguments import add_data, add_out, check_at_least, check_data, check_out, path_arg
 
 
 def add_arguments(parser) -> None:
     from keras_supernet.run_folder import TrainSettings    # no TensorFlow: the defaults live there
 
     d = TrainSettings()
-    parser.add_argument("--space", required=True, help="search space file, e.g. configs/spaces/fmnist.yaml")
+    parser.add_argument("--space", required=True, type=path_arg, help="search space file, e.g. configs/spaces/fmnist.yaml")
     add_out(parser)
     parser.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
     add_data(parser)
@@ -49,9 +49,8 @@ def make_strategy(name: str):
     return tf.distribute.get_strategy()
 
 
-def run(args) -> int:
-    from common import datasets
-    from keras_supernet.run_folder import TrainSettings, prepare_run_folder
+def _space_and_settings(args):
+    from keras_supernet.run_folder import TrainSettings
     from keras_supernet.space import SearchSpace
 
     space = SearchSpace.load(args.space)
@@ -60,13 +59,29 @@ def run(args) -> int:
         warmup_epochs=args.warmup_epochs, label_smoothing=args.label_smoothing, sampling=args.sampling,
         num_random=args.num_random, distill=args.distill, augment=args.augment, clipnorm=args.clipnorm,
         train_limit=args.train_limit, val_limit=args.val_limit, seed=args.seed)
+    return space, settings
+
+
+def check(args) -> None:
+    from keras_supernet.run_folder import prepare_run_folder
+
+    space, settings = _space_and_settings(args)
+    for flag in ("train_limit", "val_limit", "num_random"):
+        check_at_least(getattr(args, flag), 0, "--" + flag.replace("_", "-"))
+    check_out(args.out)
+    check_data(args.data)
+    prepare_run_folder(args.out, space, settings, args.resume, args.force, "", check_only=True)
+
+
+def run(args) -> int:
+    from common import datasets
+
+    space, settings = _space_and_settings(args)
     data = datasets.load(args.data)
     if data.num_classes != space.num_classes:
         raise UserError(f"dataset {data.name!r} has {data.num_classes} classes but space {space.name!r} "
                         f"has num_classes {space.num_classes}")
-    prepare_run_folder(args.out, space, settings, args.resume, args.force, data.name, check_only=True)
-
-    from keras_supernet.train import SupernetTrainer, quiet_tensorflow   # TensorFlow loads only now
+    from keras_supernet.train import SupernetTrainer, quiet_tensorflow
 
     quiet_tensorflow()
     trainer = SupernetTrainer(space, settings, args.out, data, strategy=make_strategy(args.strategy),

@@ -11,15 +11,24 @@ from __future__ import annotations
 
 import json
 
-from .arguments import add_data
+from .arguments import add_data, check_at_least, check_data, path_arg
 
 
 def add_arguments(parser) -> None:
-    parser.add_argument("model_dir", metavar="MODEL_DIR", help="a folder written by `mcuformer convert`")
+    parser.add_argument("model_dir", metavar="MODEL_DIR", type=path_arg,
+                        help="a folder written by `mcuformer convert`")
     parser.add_argument("--images", type=int, default=100, help="test images to run (default 100)")
     add_data(parser)
     parser.add_argument("--qemu", action="store_true", help="also run TFLM under QEMU Cortex-M7 (mps2-an500)")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
+
+
+def check(args) -> None:
+    from deploy.model_dir import read_model_dir
+
+    read_model_dir(args.model_dir)
+    check_at_least(args.images, 1, "--images")
+    check_data(args.data)
 
 
 def run(args) -> int:
