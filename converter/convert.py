@@ -95,6 +95,11 @@ def _report(arch, qmodel, plan, tflite: bytes) -> dict:
         "planned_head_bytes": plan.head_bytes,
         "planned_arena_bytes": plan.arena_bytes(pointer_size=4),
         "planned_arena_bytes_host": plan.arena_bytes(pointer_size=8),
+        "required_arena_bytes": plan.required_arena_bytes(pointer_size=4),
+        "required_arena_bytes_host": plan.required_arena_bytes(pointer_size=8),
+        "arena_note": "planned_*: TFLM's arena_used_bytes() after AllocateTensors; required_*: the smallest "
+                      "arena AllocateTensors succeeds with (allocate this); no suffix: 32-bit Cortex-M build, "
+                      "_host: x86_64 host build",
         "flash_bytes": len(tflite),
         "flash_note": "model flatbuffer only (kernel code not included)",
     }

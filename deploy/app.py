@@ -6,7 +6,6 @@ board (`stm32f746`: ITM output, DWT cycles, the board's linker script).
 """
 from __future__ import annotations
 
-import math
 import re
 import subprocess
 from dataclasses import dataclass
@@ -28,27 +27,17 @@ PLATFORM_SOURCES = {"host": "host.cc", "qemu-m7": "semihosting.cc", "stm32f746":
 @dataclass(frozen=True)
 class AppSpec:
     model_array_cc: Path        # model_data.cc (the converter's, or one written for a .tflite)
-    arena_bytes: int            # static arena size, a multiple of 16
+    arena_bytes: int            # static arena size (16-byte aligned start); arena_size() for a model
     images: np.ndarray          # int8 [N, ...] embedded test images
     labels: np.ndarray          # [N]
     with_builtins: bool = False  # also register builtin ops (builtin-op baselines)
 
 
-ARENA_MARGIN = 1.02             # the memory model's stated tolerance is 2%
-PLANNING_RESERVE = 1024         # see arena_size
-
-
-def arena_size(planned_bytes: int) -> int:
-    """The static arena for a planned arena, rounded up to 16.
-
-    Adds the memory model's 2% tolerance, and at least PLANNING_RESERVE bytes:
-    during AllocateTensors TFLM keeps its memory planner's per-buffer records
-    and every tensor's AllocationInfo in the not yet planned head, so a small
-    model (head smaller than those records) needs more than arena_used_bytes()
-    (measured: a 2-block E32 model used 4,272 B on the host but needed 4,912 B).
-    """
-    planned = int(planned_bytes)
-    return (max(math.ceil(planned * ARENA_MARGIN), planned + PLANNING_RESERVE) + 15) // 16 * 16
+def arena_size(required_bytes: int) -> int:
+    """The static arena for a model: its required arena (report.json `required_arena_bytes`,
+    the smallest arena TFLM's AllocateTensors succeeds with) rounded up to 16, which is
+    also the smallest multiple of 16 that works."""
+    return (int(required_bytes) + 15) // 16 * 16
 
 
 def _int_rows(values, per_line: int = 28) -> str:
@@ -98,8 +87,8 @@ def build_app(root: Path, platform: str, spec: AppSpec, out: Path, board=None) -
     """
     if platform not in PLATFORM_SOURCES:
         raise UserError(f"unknown platform {platform!r}; one of {', '.join(PLATFORM_SOURCES)}")
-    if spec.arena_bytes % 16:
-        raise UserError(f"arena of {spec.arena_bytes} B is not a multiple of 16")
+    if spec.arena_bytes < 1:
+        raise UserError(f"arena of {spec.arena_bytes} B: give at least the model's required_arena_bytes")
     target = target_for(platform, board)
     name = f"image_classification-{platform}" + ("-builtins" if spec.with_builtins else "")
     gen_dir = tflm_make.build_root(root) / "mcuformer" / target.key / "gen" / name
@@ -134,7 +123,7 @@ def build_app(root: Path, platform: str, spec: AppSpec, out: Path, board=None) -
 _ARENA_CC = """#include <stddef.h>
 #include <stdint.h>
 
-// The TFLM arena: the converter's planned_arena_bytes rounded up to 16, 16-byte aligned.
+// The TFLM arena, 16-byte aligned (`mcuformer build`: the model's required_arena_bytes rounded up to 16).
 alignas(16) uint8_t g_arena[{bytes}];
 extern const size_t g_arena_bytes = {bytes};
 """

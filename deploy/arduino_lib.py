@@ -80,7 +80,7 @@ def write_arduino_library(model_dir, out, name: str = "MCUFormerModel", data: st
     model = read_model_dir(model_dir)
     (h, w, c), num_classes = model.input_shape, model.num_classes
     array_sym, length_sym = _model_symbols((model_dir / "model_data.h").read_text())
-    arena = arena_size(model.planned_arena_bytes)
+    arena = arena_size(model.required_arena_bytes)
 
     ds = datasets.load(data)
     images = datasets.to_int8(datasets.resize(ds.x_test[:num_images], h, w, c))

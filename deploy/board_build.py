@@ -1,8 +1,8 @@
 """`mcuformer build`: the example app for a board, its QEMU twin and the host.
 
-Budgets are checked before anything compiles: the planned arena (the memory
-model's 32-bit prediction, rounded up to 16) against the board's SRAM and the
-model flatbuffer (weights) against its flash.
+Budgets are checked before anything compiles: the static arena (the memory
+model's 32-bit required arena, rounded up to 16) against the board's SRAM and
+the model flatbuffer (weights) against its flash.
 """
 from __future__ import annotations
 
@@ -21,9 +21,9 @@ QEMU_MACHINES = {"cortex-m7": ("qemu-m7", "mps2-an500")}
 
 def check_budget(model: ModelDir, board) -> int:
     """The board's static arena (app.arena_size); UserError with both numbers when it or the weights do not fit."""
-    arena = app.arena_size(model.planned_arena_bytes)
+    arena = app.arena_size(model.required_arena_bytes)
     if arena > board.sram:
-        raise UserError(f"the planned arena ({model.planned_arena_bytes} B, {arena} B with the 2% margin) exceeds "
+        raise UserError(f"the model's arena ({model.required_arena_bytes} B required, a {arena} B array) exceeds "
                         f"{board.name}'s SRAM ({board.sram} B); "
                         f"search again under this board's budget")
     if model.flash_bytes > board.flash:
@@ -47,7 +47,8 @@ def build_for_board(model_dir, board, out=None, images: int = 4, data: str = "fa
     spec = app.AppSpec(model.model_data_cc, arena, x, y)
     twin = QEMU_MACHINES.get(board.core)
     result = {"board": board.name, "model_dir": str(model.path), "planned_arena_bytes": model.planned_arena_bytes,
-              "arena_bytes": arena, "board_sram_bytes": board.sram, "board_flash_bytes": board.flash,
+              "required_arena_bytes": model.required_arena_bytes, "arena_bytes": arena,
+              "board_sram_bytes": board.sram, "board_flash_bytes": board.flash,
               "model_flash_bytes": model.flash_bytes, "images": images}
     with atomic_dir(out, force=True) as tmp:
         elf = app.build_app(root, board.name, spec, tmp / f"app_{board.name}.elf", board=board)
@@ -64,12 +65,11 @@ def build_for_board(model_dir, board, out=None, images: int = 4, data: str = "fa
         elif run_qemu:
             result["qemu"] = {"skipped": f"no QEMU twin for a {board.core} board (only cortex-m7: mps2-an500)"}
         if run_host:
-            # x86_64 TFLM structs are larger: the host app gets the 64-bit plan
-            planned_host = model.report.get("planned_arena_bytes_host", 2 * model.planned_arena_bytes)
-            host_spec = app.AppSpec(model.model_data_cc, app.arena_size(planned_host), x, y)
-            host_elf = app.build_app(root, "host", host_spec, tmp / "app_host")
+            # x86_64 TFLM structs are larger: the host app gets the 64-bit required arena
+            host_arena = app.arena_size(model.required_arena_bytes_host)
+            host_elf = app.build_app(root, "host", app.AppSpec(model.model_data_cc, host_arena, x, y), tmp / "app_host")
             result["host_app"] = str(out / host_elf.name)
-            on_host = host.run_host(root, model.tflite, x)
+            on_host = host.run_host(root, model.tflite, x, arena_bytes=host_arena)
             result["host"] = _summary(on_host.outputs, y, on_host.arena_used_bytes)
         if "qemu" in result and "host" in result and "outputs" in result["qemu"]:
             result["qemu_equals_host"] = result["qemu"]["outputs"] == result["host"]["outputs"]

@@ -27,7 +27,28 @@ class ModelDir:
 
     @property
     def planned_arena_bytes(self) -> int:
+        """The 32-bit (Cortex-M) arena_used_bytes() after AllocateTensors."""
         return int(self.report["planned_arena_bytes"])
+
+    def _arena(self, key: str) -> int:
+        if not isinstance(self.report.get(key), int):
+            raise UserError(f"{self.path / 'report.json'} has no {key}; convert the model again")
+        return self.report[key]
+
+    @property
+    def planned_arena_bytes_host(self) -> int:
+        """The x86_64 host build's arena_used_bytes()."""
+        return self._arena("planned_arena_bytes_host")
+
+    @property
+    def required_arena_bytes(self) -> int:
+        """The smallest 32-bit (Cortex-M) arena AllocateTensors succeeds with: the one to allocate."""
+        return self._arena("required_arena_bytes")
+
+    @property
+    def required_arena_bytes_host(self) -> int:
+        """The same for the x86_64 host build (pointer-sized structs are larger)."""
+        return self._arena("required_arena_bytes_host")
 
     @property
     def flash_bytes(self) -> int:

@@ -12,6 +12,12 @@ tensor in SPEC.md section 3 order, then -1 for every constant tensor):
 The plan is what TFLM's GreedyMemoryPlanner computes for that graph with those
 offline offsets (the scratch buffers are planned online around them), so the
 predicted head equals TFLM's planned bytes exactly.
+
+Two arena numbers, both exact: `plan.arena_bytes()` is TFLM's arena_used_bytes()
+after AllocateTensors (head + tail); `plan.required_arena_bytes()` is the
+smallest arena AllocateTensors succeeds with (tflm_required_arena.py), larger
+when TFLM's planning-time bookkeeping outgrows the planned head. Arenas are
+sized, and budgets checked, with the required one.
 """
 from __future__ import annotations
 
@@ -19,7 +25,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 from .greedy_planner import Buffer, align_up, maximum_memory_size, plan_offsets
-from . import tflm_tail
+from . import tflm_required_arena, tflm_tail
 
 
 @dataclass(frozen=True)
@@ -113,6 +119,10 @@ class ArenaPlan:
     def arena_bytes(self, pointer_size: int = 4) -> int:
         """arena_used_bytes(): head + tail."""
         return self.head_bytes + self.tail_bytes(pointer_size)
+
+    def required_arena_bytes(self, pointer_size: int = 4) -> int:
+        """The smallest arena (16-aligned start) AllocateTensors and Invoke succeed with."""
+        return tflm_required_arena.custom_graph_required(self.config, self.head_bytes, pointer_size)
 
 
 def _activation_lifetimes(depth: int) -> list:
@@ -334,19 +344,30 @@ def latency_proxy(config, macs: int | None = None) -> float:
 
 # ---- everything search needs, per subnet --------------------------------------------------
 
+def required_arena_bytes(config, techniques: Techniques = Techniques(), pointer_size: int = 4) -> int:
+    """The smallest TFLM arena the deployed subnet runs with (4 = Cortex-M, 8 = x86_64 host).
+
+    Builtin-op graphs (techniques off): arena_used_bytes (head + tail) only, a lower
+    bound, since the builtin kernels' Prepare-time allocations are not modelled.
+    """
+    return evaluate(config, techniques, pointer_size).sram
+
+
 @dataclass(frozen=True)
 class Cost:
-    sram: int            # TFLM arena bytes (head + tail) on the 32-bit Cortex-M build
+    sram: int            # the arena the deployed subnet needs: required_arena_bytes (32-bit Cortex-M build)
     flash: int           # model flatbuffer + code
     macs: int
     latency: float
     head: int
     tail: int
     model_bytes: int
+    arena_used: int      # TFLM's arena_used_bytes() after AllocateTensors: head + tail
 
     def to_dict(self) -> dict:
         return {"sram": self.sram, "flash": self.flash, "macs": self.macs, "latency_proxy": self.latency,
-                "arena_head": self.head, "arena_tail": self.tail, "model_bytes": self.model_bytes}
+                "arena_head": self.head, "arena_tail": self.tail, "arena_used": self.arena_used,
+                "model_bytes": self.model_bytes}
 
 
 def evaluate(config, techniques: Techniques = Techniques(), pointer_size: int = 4) -> Cost:
@@ -354,10 +375,12 @@ def evaluate(config, techniques: Techniques = Techniques(), pointer_size: int = 
     if techniques.operator_integration:
         head = head_bytes(config, techniques)
         tail = tflm_tail.custom_graph_tail(config, pointer_size)
+        required = tflm_required_arena.custom_graph_required(config, head, pointer_size)
     else:
         from .builtin_graph import builtin_arena
         head, tail = builtin_arena(config, pointer_size)
+        required = head + tail
     model = model_flash_bytes(config)
     macs = config.macs()
-    return Cost(sram=head + tail, flash=model + CODE_FLASH_BYTES, macs=macs,
-                latency=latency_proxy(config, macs), head=head, tail=tail, model_bytes=model)
+    return Cost(sram=required, flash=model + CODE_FLASH_BYTES, macs=macs, latency=latency_proxy(config, macs),
+                head=head, tail=tail, model_bytes=model, arena_used=head + tail)

@@ -46,6 +46,9 @@ STRUCTS = {
         "GreedyMemoryPlanner": (72, 8),
         "RecordingSingleArenaBufferAllocator": (104, 8),
         "RecordingMicroAllocator": (248, 8),
+        "AllocationInfo": (32, 8),
+        "ScratchBufferRequest": (16, 8),
+        "size_t": (8, 8),
     },
     4: {
         "OpDataFullyConnected": (48, 4),
@@ -86,5 +89,8 @@ STRUCTS = {
         "GreedyMemoryPlanner": (44, 4),
         "RecordingSingleArenaBufferAllocator": (52, 4),
         "RecordingMicroAllocator": (124, 4),
+        "AllocationInfo": (24, 4),
+        "ScratchBufferRequest": (12, 4),
+        "size_t": (4, 4),
     },
 }

@@ -89,18 +89,25 @@ CUSTOM_OPDATA_BYTES = {
 }
 
 
+def _low_rank_linears(config) -> int:
+    return sum(1 for i in range(config.depth) for r in (config.qkv_rank[i], config.proj_rank[i],
+                                                          config.fc1_rank[i], config.fc2_rank[i]) if r)
+
+
+def custom_graph_constants(depth: int, low_rank_linears: int, pool: str) -> int:
+    """Constant tensors of the custom-op graph (memory.constant_tensors, counted)."""
+    return 4 + (pool == "cls") + depth * (1 + 1 + 1 + 4 * 3) + 3 * low_rank_linears + 4
+
+
 def custom_graph_tail(config, pointer_size: int = 4) -> int:
-    low_rank = sum(1 for i in range(config.depth) for r in (config.qkv_rank[i], config.proj_rank[i],
-                                                               config.fc1_rank[i], config.fc2_rank[i]) if r)
-    return _custom_tail(config.depth, low_rank, config.pool, pointer_size)
+    return _custom_tail(config.depth, _low_rank_linears(config), config.pool, pointer_size)
 
 
 @lru_cache(maxsize=1024)
 def _custom_tail(depth: int, low_rank_linears: int, pool: str, pointer_size: int) -> int:
     """The tail depends only on tensor and op counts: cached by them."""
     num_ops = 2 * depth + 2
-    constants = 4 + (pool == "cls") + depth * (1 + 1 + 1 + 4 * 3) + 3 * low_rank_linears + 4
-    num_tensors = (2 * depth + 3) + constants
+    num_tensors = (2 * depth + 3) + custom_graph_constants(depth, low_rank_linears, pool)
     tail = Tail(pointer_size)
     tail.interpreter_start(num_tensors, num_ops)
     ops = ["MCUF_PATCH_EMBED"] + ["MCUF_ATTENTION", "MCUF_MLP"] * depth + ["MCUF_HEAD"]

@@ -149,7 +149,9 @@ def test_evaluate_prices_a_subnet_with_the_full_planner_and_the_flash_model():
     rng = random.Random(3)
     for config in [_random_config(rng) for _ in range(100)]:
         cost = evaluate(config)
-        assert cost.sram == custom_graph_plan(config).arena_bytes(pointer_size=4)
+        plan = custom_graph_plan(config)
+        assert cost.sram == plan.required_arena_bytes(pointer_size=4)
+        assert cost.arena_used == plan.arena_bytes(pointer_size=4) == cost.head + cost.tail
         assert cost.flash - CODE_FLASH_BYTES == model_flash_bytes(config)
 
 

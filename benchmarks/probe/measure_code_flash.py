@@ -37,7 +37,7 @@ def main():
             model = Path(tmp) / "model.tflite"
             model.write_bytes(to_flatbuffer(qmodel))
             test = np.zeros((1, config.image_size, config.image_size, config.channels), np.int8)
-            arena = app.arena_size(custom_graph_plan(config).arena_bytes(4))
+            arena = app.arena_size(custom_graph_plan(config).required_arena_bytes(4))
             spec = app.AppSpec(app.model_array_cc(model, Path(tmp)), arena, test, np.zeros(1, int))
             elf = app.build_app(root, "stm32f746", spec, Path(tmp) / "app.elf", board=load_board("stm32f746"))
             sizes = app.section_sizes(elf)

@@ -13,6 +13,7 @@
 #include "tensorflow/lite/micro/kernels/reduce.h"
 #include "tensorflow/lite/micro/kernels/sub.h"
 #include "tensorflow/lite/micro/memory_planner/greedy_memory_planner.h"
+#include "tensorflow/lite/micro/micro_allocation_info.h"
 #include "tensorflow/lite/micro/micro_allocator.h"
 #include "tensorflow/lite/micro/recording_micro_allocator.h"
 
@@ -24,6 +25,7 @@ struct OpDataAbsRsqrt {
   TfLiteQuantizationType input_quantization_type; TfLiteType input_type;
 };
 struct ConcatenationOpData { ConcatenationParams params; };
+using ScratchBufferRequest = internal::ScratchBufferRequest;
 }  // namespace tflite
 using namespace tflite;
 
@@ -37,7 +39,8 @@ using namespace tflite;
   X(TfLiteBatchMatMulParams) X(TfLiteEvalTensor) X(TfLiteTensor) X(NodeAndRegistration) \
   X(ScratchBufferHandle) X(TfLiteAffineQuantization) X(SubgraphAllocations) \
   X(SingleArenaBufferAllocator) X(MicroAllocator) X(GreedyMemoryPlanner) \
-  X(RecordingSingleArenaBufferAllocator) X(RecordingMicroAllocator)
+  X(RecordingSingleArenaBufferAllocator) X(RecordingMicroAllocator) \
+  X(AllocationInfo) X(ScratchBufferRequest) X(size_t)
 
 // Read from the object's .rodata (magic, then size/align pairs), so no target run is needed.
 #define PAIR(T) sizeof(T), alignof(T),

@@ -5,7 +5,7 @@
 // DWT cycles of Invoke(), then arena_used_bytes(). Build: `mcuformer build`.
 //
 // `mcuformer build` generates the rest (deploy/app.py): test_images.cc and
-// arena.cc, which defines the arena (planned_arena_bytes rounded up to 16,
+// arena.cc, which defines the arena (required_arena_bytes rounded up to 16,
 // 16-byte aligned). -DMCUF_WITH_BUILTINS also registers builtin ops, to run
 // a builtin-op baseline.
 #include <stdint.h>
