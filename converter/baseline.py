@@ -21,9 +21,45 @@ from common.errors import UserError
 ARENA_PROBE_BYTES = 64 << 20
 
 
+# MLP activations TFLM's builtin kernels run. It has no GELU (nor ERF) kernel, so the baseline
+# of a model whose MLP uses the erf or tanh GELU (an imported tf_keras ViT) runs
+# x * sigmoid(1.702 x) (LOGISTIC, MUL) in its place: same tensors, same arena role.
+BUILTIN_ACTIVATIONS = ("gelu_sigmoid", "relu", "swish")
+
+
+def builtin_substitutes(model) -> dict:
+    """{MLP layer name: its activation} of the layers the baseline runs as x * sigmoid(1.702 x)."""
+    return {l.name: l.activation for l in model.layers
+            if type(l).__name__ == "MlpBlock" and l.activation not in BUILTIN_ACTIVATIONS}
+
+
+def _builtin_runnable(model):
+    substitutes = builtin_substitutes(model)
+    if not substitutes:
+        return model
+    import tf_keras as keras
+
+    from keras_supernet.static_vit import CUSTOM_OBJECTS
+
+    clone = keras.Model.from_config(_substituted_config(model.get_config(), substitutes),
+                                    custom_objects=CUSTOM_OBJECTS)
+    clone.set_weights(model.get_weights())
+    return clone
+
+
+def _substituted_config(config, substitutes) -> dict:
+    for layer in config["layers"]:
+        if layer["config"].get("name") in substitutes:
+            layer["config"]["activation"] = "gelu_sigmoid"
+    return config
+
+
 def convert_builtin(model, calib_images, samples: int = 100) -> bytes:
-    """int8 builtin-op flatbuffer of a static ViT; `calib_images` are float pixels / 255."""
+    """int8 builtin-op flatbuffer of a static ViT; `calib_images` are float pixels / 255
+    (an activation TFLM cannot run is replaced, see BUILTIN_ACTIVATIONS)."""
     import tensorflow as tf
+
+    model = _builtin_runnable(model)
 
     shape = (1,) + tuple(model.input_shape[1:])
     fn = tf.function(lambda images: model(images, training=False),

@@ -41,6 +41,9 @@ class ConvertOptions:
     seed: int = 0
     qat_epochs: int = 0                  # 0 = post-training quantization only
     qat_images: int = 20000
+    custom_objects: str | None = None    # a stock tf_keras ViT's .py file of custom layers
+    rank: int = 0                        # factorise each block linear to this rank (low_rank.py)
+    rank_ratio: float = 0.0              # ... or to keep about this share of its weights
 
 
 def calibrated_ranges(arch, weights, calib_images, options: ConvertOptions, progress=True) -> dict:
@@ -112,17 +115,15 @@ def convert(model_path, out, dataset, options: ConvertOptions = ConvertOptions()
     `dataset`: a `common.datasets.Dataset`, or a `--data` source string
     (loaded here); its images are resized to the model's input.
     """
-    from keras_supernet.static_vit import arch_from_model, load_vit
+    from keras_supernet.static_vit import arch_from_model
     from common import datasets
+
+    from .model_source import load_static
 
     out = Path(out)
     if out.exists() and not force:
         raise UserError(f"output folder {out} already exists; pass --force to replace it")
-    try:
-        model = load_vit(model_path)
-    except (OSError, ValueError, TypeError) as exc:
-        raise UserError(f"cannot load {model_path} as a saved static ViT (.keras): {str(exc).splitlines()[0]}") \
-            from None
+    model, source = load_static(model_path, options.custom_objects, options.rank, options.rank_ratio)
     arch = arch_from_model(model)
     if isinstance(dataset, str):
         dataset = datasets.load(dataset)
@@ -130,10 +131,10 @@ def convert(model_path, out, dataset, options: ConvertOptions = ConvertOptions()
     pick = np.random.default_rng(options.seed).permutation(len(dataset.x_train))[:options.calib]
     calib = cal.check_images(arch, dataset.x_train[pick].astype(np.float64) / 255.0)
     with tqdm(total=6, desc="convert", unit="step", disable=not progress) as steps:
-        return _convert_steps(model, calib, out, dataset, options, force, progress, steps)
+        return _convert_steps(model, calib, out, dataset, options, force, progress, steps, source)
 
 
-def _convert_steps(model, calib, out, dataset, options, force, progress, steps) -> dict:
+def _convert_steps(model, calib, out, dataset, options, force, progress, steps, source) -> dict:
     learned, before_qat = None, None
     if options.qat_epochs:
         from . import qat
@@ -182,6 +183,7 @@ def _convert_steps(model, calib, out, dataset, options, force, progress, steps) 
                                   "learned_ranges": sorted(learned or {})}
         report["float_accuracy"] = report["accuracy"]["float"]
         report["int8_accuracy"] = report["accuracy"]["int8_reference"]
+        report.update(source.report(x_test / 255.0, y_test, calib, report["float_accuracy"], len(tflite)))
         steps.update()
         (tmp / "report.json").write_text(json.dumps(report, indent=2) + "\n")
         steps.update()

@@ -8,6 +8,8 @@ uses to record activation ranges.
 """
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from keras_supernet import functional as F
@@ -29,7 +31,9 @@ def _linear(layer, name) -> dict:
 
 
 def _norm(layer) -> tuple:
-    return layer.norm_gamma.numpy().astype(np.float64), layer.norm_beta.numpy().astype(np.float64)
+    """(gamma, beta, epsilon) of a static layer's LayerNorm."""
+    return (layer.norm_gamma.numpy().astype(np.float64), layer.norm_beta.numpy().astype(np.float64),
+            getattr(layer, "norm_epsilon", F.LN_EPSILON))
 
 
 def read_weights(model) -> tuple:
@@ -49,7 +53,8 @@ def read_weights(model) -> tuple:
         attn, mlp = model.get_layer(f"block{i}_attn"), model.get_layer(f"block{i}_mlp")
         weights[f"block{i}_attn"] = {"norm": _norm(attn), "qkv": _linear(attn, "qkv"),
                                      "proj": _linear(attn, "proj")}
-        weights[f"block{i}_mlp"] = {"norm": _norm(mlp), "fc1": _linear(mlp, "fc1"), "fc2": _linear(mlp, "fc2")}
+        weights[f"block{i}_mlp"] = {"norm": _norm(mlp), "fc1": _linear(mlp, "fc1"), "fc2": _linear(mlp, "fc2"),
+                                    "activation": getattr(mlp, "activation", "gelu_sigmoid")}
     head = model.get_layer("head")
     weights["head"] = {"norm": _norm(head), "fc": _linear(head, "fc")}
     return arch, weights
@@ -62,15 +67,27 @@ def dense_kernel(lin: dict) -> np.ndarray:
 
 # ---- float forward ------------------------------------------------------------------
 
-def _layer_norm(x, gamma, beta):
+def _layer_norm(x, gamma, beta, eps=F.LN_EPSILON):
     mean = x.mean(-1, keepdims=True)
     c = x - mean
-    return c / np.sqrt((c * c).mean(-1, keepdims=True) + F.LN_EPSILON) * gamma + beta
+    return c / np.sqrt((c * c).mean(-1, keepdims=True) + eps) * gamma + beta
 
 
 def gelu(x):
     """functional.gelu_sigmoid in numpy: x * sigmoid(1.702 x)."""
     return x / (1.0 + np.exp(-F.GELU_SIGMOID_ALPHA * x))
+
+
+_erf = np.vectorize(math.erf, otypes=[np.float64])
+
+# functional.ACTIVATIONS in numpy (float64)
+ACTIVATIONS = {
+    "gelu_sigmoid": gelu,
+    "gelu": lambda x: 0.5 * x * (1.0 + _erf(x / np.sqrt(2.0))),
+    "gelu_tanh": lambda x: 0.5 * x * (1.0 + np.tanh(np.sqrt(2.0 / np.pi) * (x + 0.044715 * x ** 3))),
+    "relu": lambda x: np.maximum(x, 0.0),
+    "swish": lambda x: x / (1.0 + np.exp(-x)),
+}
 
 
 def _apply_linear(x, lin, tap, prefix):
@@ -121,7 +138,7 @@ def forward(arch, weights, images, tap=_noop) -> np.ndarray:
         tap(f"{pre}.h", h)
         act = _apply_linear(h, m["fc1"], tap, f"{pre}.fc1")
         tap(f"{pre}.a", act)
-        g = gelu(act)
+        g = ACTIVATIONS[m.get("activation", "gelu_sigmoid")](act)
         tap(f"{pre}.g", g)
         x = x + _apply_linear(g, m["fc2"], tap, f"{pre}.fc2")
         tap(f"tokens_{2 * i + 2}", x)

@@ -17,7 +17,7 @@ from common.errors import UserError
 from tflm_ops.fixedpoint import INT32_MAX, INT32_MIN, quantize_multiplier
 
 from .calibrate import QParams, qparams
-from .float_model import gelu
+from .float_model import ACTIVATIONS
 from .qmodel import Op, QModel, Tensor
 
 INPUT_QPARAMS = QParams(1.0 / 255.0, -128)
@@ -99,13 +99,13 @@ class _Builder:
 
     def layer_norm(self, name, norm, s_x, h: QParams) -> tuple:
         """(ln tensor index, ln_eps) of SPEC 1.2."""
-        gamma, beta = norm
+        gamma, beta, epsilon = (*norm, F.LN_EPSILON)[:3]
         e = len(gamma)
         n_bound = np.full(e, int(2 * math.sqrt(e) * (1 << 16)) + 2)     # |d| / den < 2 sqrt(E)
         mult = _requant_table(gamma / (h.scale * 65536.0), n_bound, f"{name} LayerNorm")
         b = _int32(beta / h.scale)
         ln = np.concatenate([mult, b[:, None]], axis=1)
-        eps = int(np.clip(_round(e * e * F.LN_EPSILON / (s_x * s_x)), 0, LN_EPS_MAX))
+        eps = int(np.clip(_round(e * e * epsilon / (s_x * s_x)), 0, LN_EPS_MAX))
         return self.const(f"{name}/ln", ln, np.int32), eps
 
     # ---- ops --------------------------------------------------------------------------
@@ -165,7 +165,8 @@ class _Builder:
         ln, eps = self.layer_norm(pre, w["norm"], s_x, h)
         l_fc1, fc1_t_zp = self.linear(f"{pre}/fc1", w["fc1"], h.scale, h.zero_point, act.scale)
         levels = np.arange(256) - 128
-        lut = np.clip(g.zero_point + _round(gelu(act.scale * (levels - act.zero_point)) / g.scale), -128, 127)
+        act_fn = ACTIVATIONS[w.get("activation", "gelu_sigmoid")]
+        lut = np.clip(g.zero_point + _round(act_fn(act.scale * (levels - act.zero_point)) / g.scale), -128, 127)
         lut_t = self.const(f"{pre}/gelu_lut", lut, np.int8)
         l_fc2, fc2_t_zp = self.linear(f"{pre}/fc2", w["fc2"], g.scale, g.zero_point, self.tensors[y].scale[0])
         res_mult, res_shift = self._residual(x, y, pre)

@@ -21,6 +21,22 @@ def gelu_sigmoid(x):
     return x * tf.sigmoid(GELU_SIGMOID_ALPHA * x)
 
 
+def gelu_erf(x):
+    """GELU with erf (tf_keras' `gelu`, approximate=False)."""
+    return 0.5 * x * (1.0 + tf.math.erf(x / math.sqrt(2.0)))
+
+
+def gelu_tanh(x):
+    """GELU's tanh approximation (tf_keras' `gelu` with approximate=True)."""
+    return 0.5 * x * (1.0 + tf.tanh(math.sqrt(2.0 / math.pi) * (x + 0.044715 * x * x * x)))
+
+
+# The MLP activations by name. The int8 MLP tabulates whichever one a block uses in its
+# 256-entry LUT (SPEC 1.4), so each runs exactly up to int8 rounding.
+ACTIVATIONS = {"gelu_sigmoid": gelu_sigmoid, "gelu": gelu_erf, "gelu_tanh": gelu_tanh, "relu": tf.nn.relu,
+               "swish": tf.nn.silu}
+
+
 def layer_norm(x, gamma, beta, eps: float = LN_EPSILON):
     """LayerNorm over the last axis, statistics over the channels present only."""
     mean = tf.reduce_mean(x, axis=-1, keepdims=True)
@@ -78,9 +94,9 @@ def attention(x, heads: int, norm, qkv, proj):
     return x + linear(context, **proj)
 
 
-def mlp(x, norm, fc1, fc2):
-    """Pre-norm MLP with residual: x + fc2(gelu(fc1(LN(x))))."""
-    return x + linear(gelu_sigmoid(linear(layer_norm(x, *norm), **fc1)), **fc2)
+def mlp(x, norm, fc1, fc2, activation: str = "gelu_sigmoid"):
+    """Pre-norm MLP with residual: x + fc2(act(fc1(LN(x)))), act one of ACTIVATIONS."""
+    return x + linear(ACTIVATIONS[activation](linear(layer_norm(x, *norm), **fc1)), **fc2)
 
 
 def classifier(x, norm, fc, pool: str):

@@ -20,7 +20,18 @@ from .arch import ArchConfig
 
 
 class _ViTLayer(keras.layers.Layer):
-    """Shared helpers: LayerNorm weights and (low-rank) linear weights by name."""
+    """Shared helpers: LayerNorm weights and (low-rank) linear weights by name.
+
+    `norm_epsilon`: the LayerNorm's epsilon (the supernet's is functional.LN_EPSILON;
+    an imported model keeps its own, which the converter folds into `ln_eps`).
+    """
+
+    def __init__(self, norm_epsilon: float = F.LN_EPSILON, **kwargs):
+        super().__init__(**kwargs)
+        self.norm_epsilon = float(norm_epsilon)
+
+    def get_config(self):
+        return {**super().get_config(), "norm_epsilon": self.norm_epsilon}
 
     def _add_norm(self, dim):
         self.norm_gamma = self.add_weight(name="norm_gamma", shape=(dim,), initializer="ones")
@@ -44,7 +55,7 @@ class _ViTLayer(keras.layers.Layer):
 
     @property
     def norm(self):
-        return (self.norm_gamma, self.norm_beta)
+        return (self.norm_gamma, self.norm_beta, self.norm_epsilon)
 
 
 class PatchEmbed(keras.layers.Layer):
@@ -90,9 +101,12 @@ class AttentionBlock(_ViTLayer):
 
 
 class MlpBlock(_ViTLayer):
-    def __init__(self, hidden: int, fc1_rank: int = 0, fc2_rank: int = 0, **kwargs):
+    def __init__(self, hidden: int, fc1_rank: int = 0, fc2_rank: int = 0, activation: str = "gelu_sigmoid",
+                 **kwargs):
         super().__init__(**kwargs)
-        self.hidden, self.fc1_rank, self.fc2_rank = hidden, fc1_rank, fc2_rank
+        if activation not in F.ACTIVATIONS:
+            raise ValueError(f"activation {activation!r} is not one of {', '.join(F.ACTIVATIONS)}")
+        self.hidden, self.fc1_rank, self.fc2_rank, self.activation = hidden, fc1_rank, fc2_rank, activation
 
     def build(self, input_shape):
         e = input_shape[-1]
@@ -101,11 +115,11 @@ class MlpBlock(_ViTLayer):
         self._add_linear("fc2", self.hidden, e, self.fc2_rank)
 
     def call(self, x):
-        return F.mlp(x, self.norm, self.linear_args("fc1"), self.linear_args("fc2"))
+        return F.mlp(x, self.norm, self.linear_args("fc1"), self.linear_args("fc2"), self.activation)
 
     def get_config(self):
         return {**super().get_config(), "hidden": self.hidden, "fc1_rank": self.fc1_rank,
-                "fc2_rank": self.fc2_rank}
+                "fc2_rank": self.fc2_rank, "activation": self.activation}
 
 
 class ClassifierHead(_ViTLayer):
@@ -128,15 +142,21 @@ class ClassifierHead(_ViTLayer):
 CUSTOM_OBJECTS = {cls.__name__: cls for cls in (PatchEmbed, AttentionBlock, MlpBlock, ClassifierHead)}
 
 
-def build_vit(config: ArchConfig, name: str = "vit") -> keras.Model:
-    """A static ViT for `config` (fresh weights). Input: float pixels / 255."""
+def build_vit(config: ArchConfig, name: str = "vit", layer_options: dict | None = None) -> keras.Model:
+    """A static ViT for `config` (fresh weights). Input: float pixels / 255.
+
+    `layer_options`: extra constructor arguments by layer name, e.g. an imported
+    model's `{"block0_mlp": {"activation": "gelu", "norm_epsilon": 1e-3}}`.
+    """
+    extra = layer_options or {}
     inputs = keras.Input((config.image_size, config.image_size, config.channels), name="image")
     x = PatchEmbed(config.patch_size, config.embed_dim, use_cls=config.pool == "cls", name="patch_embed")(inputs)
     for i in range(config.depth):
         x = AttentionBlock(config.num_heads[i], config.qkv_dim[i], config.qkv_rank[i], config.proj_rank[i],
-                           name=f"block{i}_attn")(x)
-        x = MlpBlock(config.mlp_hidden[i], config.fc1_rank[i], config.fc2_rank[i], name=f"block{i}_mlp")(x)
-    outputs = ClassifierHead(config.num_classes, config.pool, name="head")(x)
+                           name=f"block{i}_attn", **extra.get(f"block{i}_attn", {}))(x)
+        x = MlpBlock(config.mlp_hidden[i], config.fc1_rank[i], config.fc2_rank[i], name=f"block{i}_mlp",
+                     **extra.get(f"block{i}_mlp", {}))(x)
+    outputs = ClassifierHead(config.num_classes, config.pool, name="head", **extra.get("head", {}))(x)
     model = keras.Model(inputs, outputs, name=name)
     model.arch_config = config
     return model

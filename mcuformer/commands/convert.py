@@ -2,7 +2,7 @@
 project's fused custom ops, its C array, the builtin-op baseline and a report."""
 from __future__ import annotations
 
-from .arguments import add_data, add_out, check_at_least, check_data, check_out, path_arg
+from .arguments import add_data, add_out, check_at_least, check_data, check_input, check_out, path_arg
 
 
 def add_arguments(parser) -> None:
@@ -20,6 +20,13 @@ def add_arguments(parser) -> None:
                         help="quantization-aware fine-tuning first (tensorflow-model-optimization), "
                              "EPOCHS epochs (default 1) on the training split")
     parser.add_argument("--no-baseline", action="store_true", help="skip the TFLiteConverter builtin baseline")
+    parser.add_argument("--custom-objects", type=path_arg, metavar="FILE.py",
+                        help="a stock tf_keras ViT's Python file defining its custom layers (class token, "
+                             "position embedding); imported before loading")
+    parser.add_argument("--rank", type=int, default=0, metavar="R",
+                        help="factorise each block linear to rank R by truncated SVD (where that saves weights)")
+    parser.add_argument("--rank-ratio", type=float, default=0.0, metavar="F",
+                        help="factorise each block linear keeping about F (0 < F < 1) of its weights")
 
 
 def check(args) -> None:
@@ -36,15 +43,39 @@ def check(args) -> None:
         check_at_least(args.eval, 0, "--eval")
     if not 50.0 < args.percentile <= 100.0:
         raise UserError(f"--percentile must be in (50, 100], got {args.percentile}")
+    _check_byo(args)
+
+
+def _check_byo(args) -> None:
+    from common.errors import UserError
+
+    if args.custom_objects is not None and not args.custom_objects.endswith(".py"):
+        raise UserError(f"--custom-objects takes a Python file (.py), got {args.custom_objects}")
+    if args.custom_objects is not None:
+        check_input(args.custom_objects, "--custom-objects file")
+    if args.rank < 0 or not 0.0 <= args.rank_ratio < 1.0 or (args.rank and args.rank_ratio):
+        raise UserError(f"pass --rank R (R >= 1) or --rank-ratio F (0 < F < 1), not both; "
+                        f"got --rank {args.rank} --rank-ratio {args.rank_ratio}")
 
 
 def run(args) -> int:
     from converter.convert import ConvertOptions, convert
 
     options = ConvertOptions(calib=args.calib, method=args.method, percentile=args.percentile,
-                             eval_images=args.eval, baseline=not args.no_baseline, qat_epochs=args.qat)
+                             eval_images=args.eval, baseline=not args.no_baseline, qat_epochs=args.qat,
+                             custom_objects=args.custom_objects, rank=args.rank, rank_ratio=args.rank_ratio)
     report = convert(args.subnet, args.out, args.data, options, force=args.force)
     acc = report["accuracy"]
     print(f"wrote {args.out}: flash {report['flash_bytes']} B, planned arena {report['planned_arena_bytes']} B, "
           f"accuracy float {acc['float']:.4f} / int8 {acc['int8_reference']:.4f} on {acc['test_images']} images")
+    if "import" in report:
+        imp = report["import"]
+        print(f"imported a stock tf_keras ViT: activations {', '.join(sorted(set(imp['activations'])))}, "
+              f"{imp['pooling']} pooling; its own float accuracy {imp['source_float_accuracy']:.4f}, "
+              f"max |logit difference| after mapping {imp['max_abs_logit_difference']:.2g}")
+    if "low_rank" in report:
+        low = report["low_rank"]
+        print(f"low rank: predicted model flash {low['flash_bytes_full_rank_predicted']} -> "
+              f"{low['flash_bytes_predicted']} B, float accuracy {low['float_accuracy_full_rank']:.4f} -> "
+              f"{low['float_accuracy']:.4f}")
     return 0
