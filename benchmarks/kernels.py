@@ -15,7 +15,6 @@ Writes benchmarks/results/kernels.json (atomically).
 from __future__ import annotations
 
 import sys
-import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -24,7 +23,6 @@ import numpy as np  # noqa: E402
 
 from common import atomic  # noqa: E402
 from mcuformer.cli import run_guarded  # noqa: E402
-from common.errors import UserError  # noqa: E402
 
 T, E, HEADS, HIDDEN, IMAGE, PATCH = 145, 192, 3, 768, 240, 20
 
@@ -58,18 +56,9 @@ def cases():
 def main() -> int:
     from deploy import tflm
     from deploy import cortex_m_kernels
-    from tflm_ops.test import kernel_cases as kc
     root = tflm.ensure_tflm()
     named = cases()
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "cases.bin"
-        kc.write_cases(path, [case for _, case, _ in named])
-        results, instructions = cortex_m_kernels.run_driver(cortex_m_kernels.build_driver(root, path.read_bytes()),
-                                                    count_instructions=True)
-        (Path(tmp) / "results.bin").write_bytes(results)
-        parsed = kc.read_results(Path(tmp) / "results.bin")
-    if instructions is None or len(instructions) != len(named):
-        raise UserError("QEMU's instruction-count plugin gave no counts (is a host C compiler installed?)")
+    parsed, instructions = cortex_m_kernels.measure_cases(root, [case for _, case, _ in named])
     rows = {}
     for (name, case, macs), result, count in zip(named, parsed, instructions):
         got = np.frombuffer(result.output, np.int8).reshape(case.out_shape)

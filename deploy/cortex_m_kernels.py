@@ -57,3 +57,18 @@ def run_driver(elf: Path, count_instructions: bool = False, timeout: int = 600) 
         instructions = [int(v) for v in counts.read_text().split()] if counts.exists() else None
     data = "".join(line.split()[1] for line in text.splitlines() if line.startswith("@@hex "))
     return bytes.fromhex(data), instructions
+
+
+def measure_cases(root: Path, cases) -> tuple:
+    """(parsed results, instructions per case's Eval) of kernel_cases `cases` on the Cortex-M7 under QEMU."""
+    from tflm_ops.test import kernel_cases as kc
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "cases.bin"
+        kc.write_cases(path, cases)
+        results, counts = run_driver(build_driver(root, path.read_bytes()), count_instructions=True)
+        (Path(tmp) / "results.bin").write_bytes(results)
+        parsed = kc.read_results(Path(tmp) / "results.bin")
+    if counts is None or len(counts) != len(cases):
+        raise UserError("QEMU's instruction-count plugin gave no counts (is a host C compiler installed?)")
+    return parsed, counts

@@ -148,25 +148,33 @@ def plan_graph(graph: Graph, pointer_size: int = 4, recording: bool = False, cus
     return GraphPlan(head, graph_tail(graph, pointer_size, recording, len(requests)), buffers, offsets)
 
 
-def graph_tail(graph: Graph, pointer_size: int, recording: bool, num_scratch: int) -> int:
+def graph_tail(graph: Graph, pointer_size: int, recording: bool, num_scratch: int, per_op=None) -> int:
+    """The persistent tail; `per_op` (a list, one 0 per op) receives the bytes each op allocates."""
     tail = Tail(pointer_size, recording)
     tail.interpreter_start(len(graph.tensors), len(graph.operators))
-    for op in graph.operators:                                   # PrepareNodeAndRegistrationData
+    per_op = per_op if per_op is not None else [0] * len(graph.operators)
+
+    def charged(k, allocate):
+        before = tail.used
+        allocate()
+        per_op[k] += tail.used - before
+
+    for k, op in enumerate(graph.operators):                     # PrepareNodeAndRegistrationData
         params = builtin_kernels.KERNELS.get(op.op, (None, None))[0]
         if params:
-            tail.builtin_data(params)
-    for op in graph.operators:                                   # Init: OpData
+            charged(k, lambda: tail.builtin_data(params))
+    for k, op in enumerate(graph.operators):                     # Init: OpData
         if op.op in CUSTOM_OPDATA_BYTES:
-            tail.kernel_buffer(CUSTOM_OPDATA_BYTES[op.op])
+            charged(k, lambda: tail.kernel_buffer(CUSTOM_OPDATA_BYTES[op.op]))
         elif builtin_kernels.KERNELS[op.op][1]:
             extra = builtin_kernels.WHEEL_OPDATA_EXTRA.get(op.op, 0) if recording else 0
-            tail.kernel_buffer(tail.sizes[builtin_kernels.KERNELS[op.op][1]][0] + extra)
-    for op in graph.operators:                                   # Prepare: per-channel data etc.
+            charged(k, lambda: tail.kernel_buffer(tail.sizes[builtin_kernels.KERNELS[op.op][1]][0] + extra))
+    for k, op in enumerate(graph.operators):                     # Prepare: per-channel data etc.
         if op.op not in CUSTOM_OPDATA_BYTES:
             for size in builtin_kernels.prepare_buffers(op.op, [graph.tensors[i] for i in op.inputs],
                                                         [graph.tensors[i] for i in op.outputs],
                                                         op.options, tail.sizes, wheel=recording):
-                tail.kernel_buffer(size)
+                charged(k, lambda: tail.kernel_buffer(size))
     tail.interpreter_finish(num_scratch, [len(graph.tensors[i].scales) for i in graph.inputs],
                             [len(graph.tensors[i].scales) for i in graph.outputs])
     return tail.used

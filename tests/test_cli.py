@@ -12,10 +12,10 @@ def test_help_lists_every_subcommand():
     proc = run_cli("--help")
     assert proc.returncode == 0
     for name in ["train-supernet", "evolve-space", "search", "finetune", "convert", "verify",
-                 "build", "arduino-lib", "demo"]:
+                 "report", "build", "arduino-lib", "demo"]:
         assert name in proc.stdout
     assert set(COMMANDS) == {"train-supernet", "evolve-space", "search", "finetune", "convert",
-                             "verify", "build", "arduino-lib", "demo"}
+                             "verify", "report", "build", "arduino-lib", "demo"}
 
 
 def test_console_script_is_installed():
@@ -48,6 +48,7 @@ _BAD_ARGUMENTS = [
     (["convert", "{keras3}", "--out", "o"], "Keras 3"),
     (["convert", "{keras3}", "--out", "o", "--data", "no_such_folder"], "Keras 3"),
     (["verify", "nowhere"], "not a converted model folder"),
+    (["report", "nowhere", "--board", "stm32f746"], "not a converted model folder"),
     (["build", "nowhere", "--board", "no_such_board"], "unknown board"),
     (["arduino-lib", "nowhere", "--out", "lib"], "not a converted model folder"),
     (["demo", "--sram", "-5", "--out", "d"], "--sram"),

@@ -1,0 +1,79 @@
+"""An ESTIMATE of the instructions each custom op's Eval executes on a Cortex-M7 (CMSIS-NN build).
+
+Each op's count is a sum of per-unit figures times what the kernel does (SPEC
+section 2): int8 multiply-accumulates of its linears (a low-rank qkv's first
+factor twice, as the attention kernel computes it in both phases), of the
+attention scores and context, softmax elements, LayerNorm elements, requantized
+outputs, LUT lookups, and a fixed cost per call. The figures were fitted by
+least squares to instruction counts measured under QEMU (mps2-an500, the
+project's instruction-count plugin, bit-exact checked) on the shapes in
+`benchmarks/op_instructions.py`, which wrote them with the fit's date and
+residuals to benchmarks/results/op_instructions.json; the test suite holds
+FIGURES equal to that file. A count is not a time: the latency a report
+derives from it assumes one instruction per cycle.
+"""
+from __future__ import annotations
+
+# figures per op kind: {feature: instructions per unit}; see features()
+FIGURES = {
+    "MCUF_PATCH_EMBED": {"linear_mac": 0.0, "output": 0.0, "call": 0.0},
+    "MCUF_ATTENTION": {"linear_mac": 0.0, "attention_mac": 0.0, "softmax": 0.0, "layer_norm": 0.0,
+                       "output": 0.0, "call": 0.0},
+    "MCUF_MLP": {"linear_mac": 0.0, "lut": 0.0, "layer_norm": 0.0, "output": 0.0, "call": 0.0},
+    "MCUF_HEAD": {"layer_norm": 0.0, "linear_mac": 0.0, "call": 0.0},
+}
+MEASURED = {"date": None, "source": "benchmarks/results/op_instructions.json",
+            "device": "QEMU mps2-an500 (Cortex-M7), cortex_m_generic cortex-m7+fp CMSIS-NN"}
+
+
+def _linear_macs(n_in: int, n_out: int, rank: int, rows: int, first_factor_passes: int = 1) -> int:
+    if rank == 0:
+        return rows * n_in * n_out
+    return rows * (first_factor_passes * n_in * rank + rank * n_out)
+
+
+def patch_embed_features(tokens: int, patch_dim: int, embed: int) -> dict:
+    """`tokens`: patch tokens (the class token is copied, not computed)."""
+    return {"linear_mac": tokens * patch_dim * embed, "output": tokens * embed, "call": 1}
+
+
+def attention_features(tokens: int, embed: int, heads: int, qkv_dim: int, qkv_rank: int = 0,
+                       proj_rank: int = 0) -> dict:
+    t, e, d = tokens, embed, qkv_dim
+    linear = _linear_macs(e, 3 * d, qkv_rank, t, first_factor_passes=2) + _linear_macs(d, e, proj_rank, t)
+    return {"linear_mac": linear, "attention_mac": 2 * t * t * d, "softmax": heads * t * t,
+            "layer_norm": 2 * t * e, "output": t * (3 * d + e), "call": 1}
+
+
+def mlp_features(tokens: int, embed: int, hidden: int, fc1_rank: int = 0, fc2_rank: int = 0) -> dict:
+    t, e, h = tokens, embed, hidden
+    return {"linear_mac": _linear_macs(e, h, fc1_rank, t) + _linear_macs(h, e, fc2_rank, t), "lut": t * h,
+            "layer_norm": t * e, "output": t * (h + e), "call": 1}
+
+
+def head_features(tokens: int, embed: int, classes: int, mean_pool: bool) -> dict:
+    return {"layer_norm": (tokens if mean_pool else 1) * embed, "linear_mac": embed * classes, "call": 1}
+
+
+def features(config) -> list:
+    """(op code, features) of each custom op of an ArchConfig's graph, in op order."""
+    t, e = config.num_tokens, config.embed_dim
+    out = [("MCUF_PATCH_EMBED", patch_embed_features(config.num_patches, config.patch_dim, e))]
+    for i in range(config.depth):
+        out.append(("MCUF_ATTENTION", attention_features(t, e, config.num_heads[i], config.qkv_dim[i],
+                                                         config.qkv_rank[i], config.proj_rank[i])))
+        out.append(("MCUF_MLP", mlp_features(t, e, config.mlp_hidden[i], config.fc1_rank[i], config.fc2_rank[i])))
+    out.append(("MCUF_HEAD", head_features(t, e, config.num_classes, config.pool == "mean")))
+    return out
+
+
+def instructions(op: str, feats: dict, figures: dict = None) -> int:
+    figures = (figures or FIGURES)[op]
+    return int(round(sum(figures[name] * value for name, value in feats.items())))
+
+
+def estimate(config) -> list:
+    """Estimated instructions of each custom op's Eval, op order (None before the figures are measured)."""
+    if MEASURED["date"] is None:
+        return [None] * (2 * config.depth + 2)
+    return [instructions(op, feats) for op, feats in features(config)]

@@ -1,0 +1,104 @@
+"""`mcuformer report`: the per-op table of a converted model (memory_model/per_op.py)."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tests.conftest import assert_one_line_error, run_cli
+from tests.tflm_fixtures import tflm_root_or_skip
+
+# a demo-sized ViT: 28px / patch 7 (16 tokens + class token), E48, two blocks, a low-rank fc1
+DEMO = dict(image_size=28, channels=1, patch_size=7, embed_dim=48, num_classes=10, num_heads=(2, 3),
+            qkv_dim=(48, 48), mlp_hidden=(96, 96), fc1_rank=(0, 16), pool="cls")
+
+
+def _align(n, a=16):
+    return -(-n // a) * a
+
+
+@pytest.fixture(scope="module")
+def demo_dir(tmp_path_factory, fashion_mnist):
+    """The demo-sized ViT (random weights) converted with its builtin baseline."""
+    import tf_keras as keras
+
+    from converter.convert import ConvertOptions, convert
+    from keras_supernet.arch import ArchConfig
+    from keras_supernet.static_vit import build_vit
+
+    keras.utils.set_random_seed(0)
+    folder = tmp_path_factory.mktemp("report")
+    build_vit(ArchConfig(**DEMO)).save(folder / "demo.keras")
+    convert(folder / "demo.keras", folder / "demo", fashion_mnist, ConvertOptions(calib=32, eval_images=64),
+            progress=False)
+    return folder / "demo"
+
+
+def _json(model_dir, *flags) -> dict:
+    proc = run_cli("report", str(model_dir), "--json", *flags)
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout)
+
+
+def test_table_lists_every_op_and_marks_the_estimate(demo_dir):
+    proc = run_cli("report", str(demo_dir), "--board", "stm32f746")
+    assert proc.returncode == 0, proc.stderr
+    text = proc.stdout
+    for label in ("patch_embed", "block0.attn", "block0.mlp", "block1.attn", "block1.mlp", "head", "total"):
+        assert label in text
+    assert "head in use B" in text and "persistent B" in text and "instructions (est.)" in text
+    assert "builtin baseline" in text and "fully_connected" in text
+    markdown = run_cli("report", str(demo_dir), "--markdown").stdout
+    assert "| op | activations B |" in markdown and "| block1.mlp |" in markdown
+
+
+def test_per_op_arena_adds_up_to_the_plan_and_flash_to_the_file(demo_dir):
+    from keras_supernet.arch import ArchConfig
+
+    report = _json(demo_dir)
+    saved = json.loads((demo_dir / "report.json").read_text())
+    ops, totals = report["ops"], report["totals"]
+    arch = ArchConfig(**DEMO)
+    t, e = arch.num_tokens, arch.embed_dim
+    # the head is the op that reaches highest; the tail is the ops' persistent bytes plus the interpreter's
+    assert max(o["head_in_use"] for o in ops) == totals["head_bytes"]
+    assert totals["head_bytes"] + sum(o["persistent_bytes"] for o in ops) + totals["interpreter_tail_bytes"] \
+        == saved["planned_arena_bytes"]
+    # flash: every op's constants plus the flatbuffer's own tables are the written file
+    assert sum(o["flash_bytes"] for o in ops) + totals["flatbuffer_structure_bytes"] \
+        == (demo_dir / "model.tflite").stat().st_size == saved["flash_bytes"] == totals["flash_bytes"]
+    # tokens are overwritten in place: a block's live activations are one token buffer
+    assert [o["activation_bytes"] for o in ops[1:-1]] == [_align(t * e)] * 4
+    # the image and tokens_0 share one buffer (patch decomposition)
+    assert ops[0]["activation_bytes"] == _align(max(28 * 28, t * e))
+    # SPEC 2.2's attention scratch, segments aligned to 4: K, V [T*D], h [E], q, ctx [D], a int32 [T]
+    d = 48
+    assert ops[1]["scratch_bytes"] == _align(2 * t * d + e + 2 * d + 4 * t)
+    # SPEC 2.5: every custom op's OpData (80 B after 16-alignment at most) is in its persistent bytes
+    assert all(64 <= o["persistent_bytes"] <= 112 for o in ops)
+
+
+def test_custom_op_macs_equal_the_builtin_graphs(demo_dir):
+    """The MACs of our ops (from the architecture) and of TFLiteConverter's builtin graph (from its
+    tensor shapes) count the same multiply-accumulates."""
+    report = _json(demo_dir)
+    assert report["totals"]["macs"] == report["baseline"]["macs"] > 0
+
+
+def test_board_headroom(demo_dir):
+    report = _json(demo_dir, "--board", "stm32f746")
+    board, totals = report["board"], report["totals"]
+    assert board["sram_headroom_bytes"] == 320 * 1024 - totals["arena_bytes"]
+    assert board["flash_headroom_bytes"] == 1024 * 1024 - totals["flash_bytes"] - totals["code_flash_bytes"]
+
+
+def test_not_a_model_folder_is_one_line(tmp_path):
+    assert_one_line_error(run_cli("report", str(tmp_path)), "not a converted model folder")
+
+
+@pytest.mark.tflm
+def test_measure_shows_tflm_arena_equal_to_the_host_plan(demo_dir):
+    tflm_root_or_skip()
+    report = _json(demo_dir, "--measure")
+    assert report["measured"]["arena_used_bytes"] == report["plan"]["memory_model_arena_bytes_host"]
+    assert report["plan"]["memory_model_arena_bytes"] == report["totals"]["arena_bytes"]
