@@ -167,3 +167,21 @@ def test_cli_unsupported_layer_is_one_line_and_writes_nothing(tmp_path):
     proc = run_cli("convert", str(path), "--out", str(out), "--no-baseline", "--eval", "10", "--calib", "10")
     assert_one_line_error(proc, "'bn_in_block' (BatchNormalization)")
     assert not out.exists()
+
+
+def test_readme_example_converts_and_is_quoted_verbatim():
+    import inspect
+    import sys
+
+    from converter.keras_import import import_vit
+
+    root = Path(__file__).resolve().parent.parent
+    sys.path.insert(0, str(root / "examples" / "byo_vit"))
+    try:
+        import my_vit
+    finally:
+        sys.path.remove(str(root / "examples" / "byo_vit"))
+    imported = import_vit(my_vit.build())
+    assert imported.arch.describe() == ("28px/p7 E64 depth2 heads[4, 4] qkv[64, 64] mlp[128, 128] "
+                                        "ranks[0/0/0/0,0/0/0/0] pool=mean")
+    assert inspect.getsource(my_vit.build) in (root / "README.md").read_text()
