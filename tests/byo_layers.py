@@ -27,3 +27,37 @@ class PositionEmbedding(keras.layers.Layer):
 
     def call(self, x):
         return x + self.pos
+
+
+class Patches(keras.layers.Layer):
+    """keras-io's ViT example: non-overlapping patches by tf.image.extract_patches."""
+
+    def __init__(self, patch_size, **kwargs):
+        super().__init__(**kwargs)
+        self.patch_size = patch_size
+
+    def call(self, images):
+        p = self.patch_size
+        patches = tf.image.extract_patches(images=images, sizes=[1, p, p, 1], strides=[1, p, p, 1],
+                                           rates=[1, 1, 1, 1], padding="VALID")
+        return tf.reshape(patches, [tf.shape(images)[0], -1, patches.shape[-1]])
+
+    def get_config(self):
+        return {**super().get_config(), "patch_size": self.patch_size}
+
+
+class PatchEncoder(keras.layers.Layer):
+    """keras-io's ViT example: a Dense projection plus an Embedding of the positions."""
+
+    def __init__(self, num_patches, projection_dim, **kwargs):
+        super().__init__(**kwargs)
+        self.num_patches, self.projection_dim = num_patches, projection_dim
+        self.projection = keras.layers.Dense(projection_dim)
+        self.position_embedding = keras.layers.Embedding(num_patches, projection_dim)
+
+    def call(self, patch):
+        positions = tf.expand_dims(tf.range(0, self.num_patches), axis=0)
+        return self.projection(patch) + self.position_embedding(positions)
+
+    def get_config(self):
+        return {**super().get_config(), "num_patches": self.num_patches, "projection_dim": self.projection_dim}

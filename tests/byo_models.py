@@ -7,7 +7,7 @@ import tensorflow as tf
 import tf_keras as keras
 from tf_keras import layers
 
-from tests.byo_layers import ClassTokenPosition, PositionEmbedding
+from tests.byo_layers import ClassTokenPosition, PatchEncoder, Patches, PositionEmbedding
 
 
 def _block(x, heads, key_dim, hidden, activation="gelu", eps=1e-6, dropout=0.0):
@@ -63,6 +63,23 @@ def rescaled_tanh_softmax(seed=0) -> keras.Model:
         x = x + layers.Dense(24)(layers.Dropout(0.1)(h))
     x = tf.reduce_mean(layers.LayerNormalization()(x), axis=1)
     return keras.Model(inp, layers.Dense(10, activation="softmax")(x), name="rescaled_tanh_softmax")
+
+
+def keras_io_style(seed=0) -> keras.Model:
+    """keras-io's ViT example's structure (Patches + PatchEncoder custom layers, dropout), with what the
+    converter needs instead of its two departures: a linear second MLP Dense and a pooled head."""
+    keras.utils.set_random_seed(seed)
+    inp = keras.Input((28, 28, 1))
+    x = PatchEncoder(16, 32)(Patches(7)(inp))
+    for _ in range(2):
+        h = layers.LayerNormalization(epsilon=1e-6)(x)
+        h = layers.MultiHeadAttention(num_heads=4, key_dim=32, dropout=0.1)(h, h)
+        x = layers.Add()([h, x])
+        h = layers.LayerNormalization(epsilon=1e-6)(x)
+        h = layers.Dropout(0.1)(layers.Dense(64, activation=tf.nn.gelu)(h))
+        x = layers.Add()([layers.Dropout(0.1)(layers.Dense(32)(h)), x])
+    x = layers.GlobalAveragePooling1D()(layers.LayerNormalization(epsilon=1e-6)(x))
+    return keras.Model(inp, layers.Dense(10)(layers.Dropout(0.5)(x)), name="keras_io_style")
 
 
 # raw-pixel input and probabilities out for the last one
@@ -140,10 +157,19 @@ def elu_mlp() -> keras.Model:
     return keras.Model(inp, layers.Dense(10)(x))
 
 
+def flatten_head() -> keras.Model:
+    """keras-io's head: the tokens flattened into the classifier."""
+    inp = keras.Input((28, 28, 1))
+    x = _block(_stem(inp), 2, 16, 64)
+    x = layers.Flatten(name="flat")(layers.LayerNormalization()(x))
+    return keras.Model(inp, layers.Dense(10)(x))
+
+
 REJECTED = {  # builder: (layer named in the error, its type)
     "batchnorm_in_block": (batchnorm_in_block, "bn_in_block", "BatchNormalization"),
     "conv_after_patches": (conv_after_patches, "conv_after", "Conv2D"),
     "post_norm": (post_norm, "post_mha", "MultiHeadAttention"),
     "gelu_on_both_dense": (gelu_on_both_dense, "fc2_gelu", "Dense"),
     "elu_mlp": (elu_mlp, "fc1_elu", "Dense"),
+    "flatten_head": (flatten_head, "flat", "Flatten"),
 }

@@ -138,6 +138,19 @@ def test_rank_ratio_half_drops_flash_and_reports_the_accuracy_change(trained, co
     assert err == pytest.approx(np.sqrt(np.sum(s[9:] ** 2)), rel=1e-4)
 
 
+def test_keras_io_style_model_maps_exactly():
+    """keras-io's Patches / PatchEncoder (extract_patches, Dense + Embedding) recognised by what they do;
+    qkv_dim 128 (4 heads of 32) differs from the 32 channels."""
+    from converter.keras_import import import_vit
+
+    model = bm.keras_io_style()
+    imported = import_vit(model)
+    assert imported.arch.describe() == ("28px/p7 E32 depth2 heads[4, 4] qkv[128, 128] mlp[64, 64] "
+                                        "ranks[0/0/0/0,0/0/0/0] pool=mean")
+    x = np.random.default_rng(0).random((8, 28, 28, 1)).astype(np.float32)
+    np.testing.assert_allclose(imported.model.predict(x, verbose=0), model.predict(x, verbose=0), atol=1e-4)
+
+
 @pytest.mark.parametrize("name", list(bm.REJECTED))
 def test_unsupported_pattern_is_one_line_naming_the_layer(name):
     from converter.keras_import import import_vit
