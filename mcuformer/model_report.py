@@ -2,7 +2,7 @@
 
 `build_report` gathers the numbers (memory_model.per_op on the written
 model.tflite, the board, the builtin baseline, report.json's accuracy and
-import/low-rank notes); `as_text` and `as_markdown` lay them out. No
+import/low-rank notes); `layout` lays them out (text or Markdown). No
 TensorFlow: it reads files and runs the memory model.
 """
 from __future__ import annotations
@@ -54,7 +54,8 @@ def build_report(model_dir, board=None, measured=None) -> dict:
                            "head_bytes": b.head_bytes, "tail_bytes": b.tail_bytes,
                            "interpreter_tail_bytes": b.interpreter_tail_bytes, "flash_bytes": b.file_bytes,
                            "flatbuffer_structure_bytes": b.flatbuffer_structure_bytes, "macs": b.macs,
-                           "measured_host_arena_bytes": (saved.get("baseline") or {}).get("tflm_arena_bytes_host")}
+                           "measured_host_arena_bytes": (saved.get("baseline") or {}).get("tflm_arena_bytes_host"),
+                           "activation_substitutes": (saved.get("import") or {}).get("baseline_activation_substitutes")}
     return out
 
 
@@ -158,21 +159,18 @@ def _baseline_summary(base) -> str:
     measured = base.get("measured_host_arena_bytes")
     return (f"builtin baseline (baseline_builtin.tflite, TFLiteConverter int8): arena {base['arena_bytes']:,d} B "
             f"planned for Cortex-M" + (f" (host build measured by the tflite-micro wheel: {measured:,d} B)"
-                                       if measured else "") + f", flash {base['flash_bytes']:,d} B")
+                                       if measured else "") + f", flash {base['flash_bytes']:,d} B"
+            + ("; its MLPs run x*sigmoid(1.702x) in place of GELU (TFLM has no GELU kernel)"
+               if base.get("activation_substitutes") else ""))
 
 
-def as_text(report) -> str:
-    lines = [f"{report['model_dir']}: {report['arch']}", ""] + _table(_model_rows(report), False) + [""]
-    lines += _summary(report)
+def layout(report, markdown: bool = False) -> str:
+    """The report as plain-text tables, or as Markdown."""
+    title = f"### `{report['model_dir']}`: {report['arch']}" if markdown else f"{report['model_dir']}: {report['arch']}"
+    lines = [title, ""] + _table(_model_rows(report), markdown) + [""]
+    lines += [f"- {line}" if markdown else line for line in _summary(report)]
     if "baseline" in report:
-        lines += ["", _baseline_summary(report["baseline"])] + _table(_baseline_rows(report["baseline"]), False)
-    return "\n".join(lines)
-
-
-def as_markdown(report) -> str:
-    lines = [f"### `{report['model_dir']}`: {report['arch']}", ""] + _table(_model_rows(report), True) + [""]
-    lines += [f"- {line}" for line in _summary(report)]
-    if "baseline" in report:
-        lines += ["", f"**{_baseline_summary(report['baseline'])}**", ""]
-        lines += _table(_baseline_rows(report["baseline"]), True)
+        summary = _baseline_summary(report["baseline"])
+        lines += ["", f"**{summary}**" if markdown else summary] + ([""] if markdown else [])
+        lines += _table(_baseline_rows(report["baseline"]), markdown)
     return "\n".join(lines)

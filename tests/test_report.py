@@ -47,6 +47,7 @@ def test_table_lists_every_op_and_marks_the_estimate(demo_dir):
     for label in ("patch_embed", "block0.attn", "block0.mlp", "block1.attn", "block1.mlp", "head", "total"):
         assert label in text
     assert "head in use B" in text and "persistent B" in text and "instructions (est.)" in text
+    assert "latency ESTIMATE at 216 MHz" in text and "not measured" in text
     assert "builtin baseline" in text and "fully_connected" in text
     markdown = run_cli("report", str(demo_dir), "--markdown").stdout
     assert "| op | activations B |" in markdown and "| block1.mlp |" in markdown
@@ -90,6 +91,7 @@ def test_board_headroom(demo_dir):
     board, totals = report["board"], report["totals"]
     assert board["sram_headroom_bytes"] == 320 * 1024 - totals["arena_bytes"]
     assert board["flash_headroom_bytes"] == 1024 * 1024 - totals["flash_bytes"] - totals["code_flash_bytes"]
+    assert board["latency_ms_estimate"] == pytest.approx(totals["instructions"] / 216e3)
 
 
 def test_not_a_model_folder_is_one_line(tmp_path):
@@ -102,3 +104,47 @@ def test_measure_shows_tflm_arena_equal_to_the_host_plan(demo_dir):
     report = _json(demo_dir, "--measure")
     assert report["measured"]["arena_used_bytes"] == report["plan"]["memory_model_arena_bytes_host"]
     assert report["plan"]["memory_model_arena_bytes"] == report["totals"]["arena_bytes"]
+
+
+def test_figures_are_the_benchmark_results():
+    from pathlib import Path
+
+    from memory_model import op_instructions
+
+    results = json.loads((Path(__file__).resolve().parent.parent / "benchmarks" / "results"
+                          / "op_instructions.json").read_text())
+    assert op_instructions.FIGURES == results["figures"]
+    assert op_instructions.MEASURED["date"] == results["date"]
+
+
+@pytest.mark.parametrize("shape", ["deit_tiny", "mcuformer_shape"])
+def test_instruction_estimate_within_15_percent_of_recorded_qemu_counts(shape):
+    """Whole models the figures were not fitted to (benchmarks/results/arena.json, measured under QEMU
+    by benchmarks/arena.py): the sum of the per-op estimates."""
+    from pathlib import Path
+
+    from keras_supernet import arch as A
+    from memory_model.op_instructions import estimate
+
+    recorded = json.loads((Path(__file__).resolve().parent.parent / "benchmarks" / "results"
+                           / "arena.json").read_text())["models"][shape]
+    config = getattr(A, shape)(num_classes=10)
+    assert config.describe() == recorded["arch"]
+    measured = recorded["ours"]["qemu"]["instructions_per_inference"]
+    assert sum(estimate(config)) == pytest.approx(measured, rel=0.15)
+
+
+@pytest.mark.slow
+@pytest.mark.tflm
+def test_instruction_estimate_within_15_percent_of_a_fresh_qemu_run(demo_dir):
+    """The demo model (not in the fit) on the emulated Cortex-M7: its instructions per inference."""
+    from tests.tflm_fixtures import arm_or_skip
+    from deploy.verify import verify
+
+    tflm_root_or_skip()
+    arm_or_skip()
+    result = verify(demo_dir, images=2, use_qemu=True)
+    measured = result["qemu"]["instructions_per_inference"]
+    if measured is None:
+        pytest.skip("this QEMU cannot load the instruction-count plugin")
+    assert _json(demo_dir)["totals"]["instructions"] == pytest.approx(measured, rel=0.15)

@@ -53,7 +53,7 @@ def run(args) -> int:
     from common.boards import load_board
     from deploy.model_dir import read_model_dir
 
-    from ..model_report import as_markdown, as_text, build_report
+    from ..model_report import build_report, layout
 
     model_dir = read_model_dir(args.model_dir)
     board = load_board(args.board) if args.board else None
@@ -62,5 +62,5 @@ def run(args) -> int:
     if args.json:
         print(json.dumps(report, indent=1))
     else:
-        print(as_markdown(report) if args.markdown else as_text(report))
+        print(layout(report, markdown=args.markdown))
     return 0
