@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from tests.tflm_fixtures import arm_or_skip, tflm_root_or_skip
-from tflm_ops import fixedpoint
+from tflm_ops import contract, fixedpoint
 from tflm_ops.test import kernel_cases as kc
 
 pytestmark = pytest.mark.tflm
@@ -58,6 +58,7 @@ def run_cases(binary: Path, cases, tmp_path: Path, name: str = "cases"):
 def assert_bit_exact(cases, results):
     for i, (case, result) in enumerate(zip(cases, results)):
         assert result.status == kc.STATUS_OK, (i, case.code, result.status)
+        assert kc.prepare_error(case) is None, (i, case.code, kc.prepare_error(case))
         got = np.frombuffer(result.output, np.int8).reshape(case.out_shape)
         expected = case.expected()
         diff = int(np.count_nonzero(got != expected))
@@ -161,6 +162,7 @@ def test_opdata_sizes_match_header_and_spec(kernel_test, tmp_path):
         row = re.search(rf"^\| `{case.code}` \| (\d+) \| (\d+) \|", spec, re.M)
         assert row, f"SPEC.md lacks the persistent-bytes row of {case.code}"
         assert result.persistent_bytes == declared == int(row.group(1)) == int(row.group(2))
+        assert result.persistent_bytes == contract.OPDATA_BYTES[case.code]
 
 
 # ---- Prepare rejects malformed ops -------------------------------------------------------
@@ -204,10 +206,12 @@ def test_prepare_rejects_malformed_ops_with_a_message(kernel_test, tmp_path):
     for i, (case, result, log) in enumerate(zip(cases, results, logs)):
         assert result.status == kc.STATUS_PREPARE_FAILED, (i, case.code, result.status, log)
         assert re.search(rf"^{case.code}: ", log, re.M), (i, case.code, log)
+        assert kc.prepare_error(case), (i, case.code, "tflm_ops/validity.py accepts what Prepare rejects", log)
 
 
 def test_fuzzed_options_never_crash(kernel_test, tmp_path):
-    """Random byte flips in valid FlexBuffer options: Prepare fails with a message or the op runs."""
+    """Random byte flips in valid FlexBuffer options: Prepare fails with a message or the op runs,
+    and tflm_ops/validity.py gives the same verdict."""
     from flatbuffers import flexbuffers
     rng = np.random.default_rng(5)
     cases = []
@@ -224,6 +228,8 @@ def test_fuzzed_options_never_crash(kernel_test, tmp_path):
         assert result.status in (kc.STATUS_OK, kc.STATUS_PREPARE_FAILED), log
         if result.status == kc.STATUS_PREPARE_FAILED:
             assert re.search(rf"^{case.code}: ", log, re.M), log
+        assert (result.status == kc.STATUS_PREPARE_FAILED) == (kc.prepare_error(case) is not None), (
+            case.code, log, kc.prepare_error(case))
 
 
 def test_fuzzed_tensor_shapes_rejected(kernel_test, tmp_path):
@@ -248,6 +254,7 @@ def test_fuzzed_tensor_shapes_rejected(kernel_test, tmp_path):
     for case, result, log in zip(cases, results, logs):
         assert result.status == kc.STATUS_PREPARE_FAILED, (case.code, log)
         assert re.search(rf"^{case.code}: ", log, re.M), log
+        assert kc.prepare_error(case), (case.code, log)
 
 
 def test_partial_overlap_rejected_in_eval(kernel_test, tmp_path):

@@ -6,8 +6,9 @@ function has the signature
     op(inputs, options, in_zp, out_zp) -> int8 output
 
 where `inputs` is the op's tensor list in SPEC order (numpy arrays), `options`
-the dict of its FlexBuffer options, `in_zp`/`out_zp` the zero points of its
-graph input and output. Activations carry a leading batch axis `N` where the
+the dict of its FlexBuffer options (checked with contract.py: a ValueError
+names the field the kernels' Prepare would reject), `in_zp`/`out_zp` the zero
+points of its graph input and output. Activations carry a leading batch axis `N` where the
 TFLite tensor has its `1` (image `[N, H, W, C]`, tokens `[N, T, E]`, logits
 `[N, K]`), so many images and all tokens run at once.
 
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .contract import check_options, linear_tensor_count
 from .fixedpoint import EXP2_Q15, isqrt, mbqm, mbqm_rq, sat8
 
 _EXACT_LIMIT = float(1 << 53)
@@ -39,10 +41,6 @@ def _exact_matmul(a, b) -> np.ndarray:
 
 
 # ---- 1.1 linear ---------------------------------------------------------------------
-
-def linear_tensor_count(rank: int) -> int:
-    return 6 if rank else 3
-
 
 def linear_acc(x, w, bias) -> np.ndarray:
     """acc[..., o] = bias[o] + sum_i x[..., i] * W[o, i] (int32 values in int64)."""
@@ -111,11 +109,6 @@ def residual(acc, rq, x, z_x, z_y, res_mult, res_shift) -> np.ndarray:
 
 # ---- 2. ops ------------------------------------------------------------------------
 
-def _check_version(options, name):
-    if int(options.get("version", -1)) != 1:
-        raise ValueError(f"{name}: unsupported version {options.get('version')!r} (implements 1)")
-
-
 def patches(image, patch) -> np.ndarray:
     """[N, H, W, C] -> [N, Gh*Gw, P*P*C], patch (r, c) at token r*Gw + c, (py, px, ch) order."""
     n, h, w, c = image.shape
@@ -125,7 +118,7 @@ def patches(image, patch) -> np.ndarray:
 
 
 def patch_embed(inputs, options, in_zp, out_zp) -> np.ndarray:
-    _check_version(options, "MCUF_PATCH_EMBED")
+    check_options("MCUF_PATCH_EMBED", options)
     image, w, bias, rq, pos = inputs[:5]
     has_cls = int(options["has_cls"])
     acc = linear_acc(patches(image, int(options["patch"])), w, bias)
@@ -147,7 +140,7 @@ def _block_output(features, last_linear, t_zp, x, in_zp, out_zp, options) -> np.
 
 
 def attention(inputs, options, in_zp, out_zp) -> np.ndarray:
-    _check_version(options, "MCUF_ATTENTION")
+    check_options("MCUF_ATTENTION", options)
     x, ln = inputs[0], inputs[1]
     n_qkv = linear_tensor_count(int(options["qkv_rank"]))
     l_qkv, l_proj = inputs[2:2 + n_qkv], inputs[2 + n_qkv:]
@@ -167,7 +160,7 @@ def attention(inputs, options, in_zp, out_zp) -> np.ndarray:
 
 
 def mlp(inputs, options, in_zp, out_zp) -> np.ndarray:
-    _check_version(options, "MCUF_MLP")
+    check_options("MCUF_MLP", options)
     x, ln = inputs[0], inputs[1]
     n_fc1 = linear_tensor_count(int(options["fc1_rank"]))
     l_fc1, lut, l_fc2 = inputs[2:2 + n_fc1], inputs[2 + n_fc1], inputs[3 + n_fc1:]
@@ -177,7 +170,7 @@ def mlp(inputs, options, in_zp, out_zp) -> np.ndarray:
 
 
 def head(inputs, options, in_zp, out_zp) -> np.ndarray:
-    _check_version(options, "MCUF_HEAD")
+    check_options("MCUF_HEAD", options)
     x, ln = inputs[0], inputs[1]
     z_h = int(options["ln_zp"])
     h = layer_norm(x, ln, options["ln_eps"], z_h)

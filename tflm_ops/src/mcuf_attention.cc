@@ -35,36 +35,40 @@ struct OpData {
   int32_t tokens, embed, x_zp, y_zp;
   int32_t scratch_index;
 
-  int32_t dim() const { return options.value[kQkvDim]; }
+  int32_t qkv_dim() const { return options.value[kQkvDim]; }
   int32_t qkv_rank() const { return options.value[kQkvRank]; }
   int32_t proj_rank() const { return options.value[kProjRank]; }
   int proj_first() const { return kQkv + LinearTensorCount(qkv_rank()); }
 };
 static_assert(sizeof(OpData) == kAttentionOpDataBytes, "update SPEC.md's persistent bytes");
 
+// Scratch segments (tflm_ops/contract.py), in order.
+enum { kScratchK, kScratchV, kScratchH, kScratchT, kScratchQ, kScratchCtx, kScratchA, kNumScratch };
+
+ScratchLayout<kNumScratch> ScratchOf(const OpData& d) {
+  int64_t size[kNumScratch];
+  size[kScratchK] = int64_t{d.tokens} * d.qkv_dim();
+  size[kScratchV] = int64_t{d.tokens} * d.qkv_dim();
+  size[kScratchH] = d.embed;
+  size[kScratchT] = Max(d.qkv_rank(), d.proj_rank());
+  size[kScratchQ] = d.qkv_dim();
+  size[kScratchCtx] = d.qkv_dim();
+  size[kScratchA] = int64_t{4} * d.tokens;
+  return LayoutScratch(size);
+}
+
 struct Scratch {
   int8_t *k, *v, *h, *t, *q, *ctx;
   int32_t* a;
 };
 
-// Segments K, V, h, t, q, ctx, a, each at an ALIGN4 offset; returns the total.
-int64_t ScratchLayout(const OpData& d, uint8_t* base, Scratch* s) {
-  const int64_t kv = int64_t{d.tokens} * d.dim();
-  const int32_t rank = d.qkv_rank() > d.proj_rank() ? d.qkv_rank() : d.proj_rank();
-  const int64_t sizes[] = {kv, kv, d.embed, rank, d.dim(), d.dim(), int64_t{4} * d.tokens};
-  int64_t offsets[7];
-  int64_t end = 0;
-  for (int i = 0; i < 7; ++i) {
-    offsets[i] = (end + 3) & ~int64_t{3};
-    end = offsets[i] + sizes[i];
-  }
-  if (base != nullptr) {
-    int8_t* bytes = reinterpret_cast<int8_t*>(base);
-    *s = Scratch{bytes + offsets[0], bytes + offsets[1], bytes + offsets[2], bytes + offsets[3],
-                 bytes + offsets[4], bytes + offsets[5],
-                 reinterpret_cast<int32_t*>(base + offsets[6])};
-  }
-  return end;
+Scratch ScratchPointers(const OpData& d, uint8_t* base) {
+  const ScratchLayout<kNumScratch> layout = ScratchOf(d);
+  int8_t* bytes = reinterpret_cast<int8_t*>(base);
+  const int64_t* at = layout.offset;
+  return Scratch{bytes + at[kScratchK], bytes + at[kScratchV], bytes + at[kScratchH],
+                 bytes + at[kScratchT], bytes + at[kScratchQ], bytes + at[kScratchCtx],
+                 reinterpret_cast<int32_t*>(base + at[kScratchA])};
 }
 
 void* Init(TfLiteContext* context, const char* buffer, size_t length) {
@@ -76,29 +80,24 @@ TfLiteStatus Prepare(TfLiteContext* context, TfLiteNode* node) {
   if (d == nullptr) return kTfLiteError;
   const int32_t* opt = d->options.value;
   if (!IsValidMultiplier(opt[kCtxMult], opt[kCtxShift]) ||
-      !IsValidMultiplier(opt[kResMult], opt[kResShift]) || d->dim() % opt[kHeads] != 0) {
+      !IsValidMultiplier(opt[kResMult], opt[kResShift]) || d->qkv_dim() % opt[kHeads] != 0) {
     MicroPrintf("%s: invalid ctx/res multiplier or qkv_dim %% heads != 0", kOp);
     return kTfLiteError;
   }
   if (!ExpectCounts(node, kOp, d->proj_first() + LinearTensorCount(d->proj_rank())) ||
       !ReadTokensInOut(context, node, kOp, &d->tokens, &d->embed, &d->x_zp, &d->y_zp) ||
       !ExpectLayerNorm(context, node, kOp, kLn, d->embed) ||
-      !ExpectLinear(context, node, kOp, "qkv", kQkv, d->qkv_rank(), d->embed, 3 * d->dim()) ||
-      !ExpectLinear(context, node, kOp, "proj", d->proj_first(), d->proj_rank(), d->dim(),
+      !ExpectLinear(context, node, kOp, "qkv", kQkv, d->qkv_rank(), d->embed, 3 * d->qkv_dim()) ||
+      !ExpectLinear(context, node, kOp, "proj", d->proj_first(), d->proj_rank(), d->qkv_dim(),
                     d->embed)) {
     return kTfLiteError;
   }
-  const int64_t bytes = ScratchLayout(*d, nullptr, nullptr);
-  if (bytes > kInt32Max) {
-    MicroPrintf("%s: scratch too large", kOp);
-    return kTfLiteError;
-  }
-  return RequestScratch(context, kOp, static_cast<int32_t>(bytes), &d->scratch_index);
+  return RequestScratch(context, kOp, ScratchOf(*d).bytes, &d->scratch_index);
 }
 
 // Scores a[j] = q_h . K[j]_h of one head (columns [begin, begin + n)), four keys per pass.
 void HeadScores(const OpData& d, const Scratch& s, int32_t begin, int32_t n) {
-  const int32_t dim = d.dim();
+  const int32_t dim = d.qkv_dim();
   const int8_t* q = s.q + begin;
   int32_t j = 0;
   for (; j + 3 < d.tokens; j += 4) DotS8x4(q, s.k + j * dim + begin, dim, n, &s.a[j]);
@@ -110,15 +109,15 @@ TfLiteStatus Eval(TfLiteContext* context, TfLiteNode* node) {
   const int32_t* opt = d.options.value;
   const int8_t* x = InputInt8(context, node, kX);
   int8_t* y = OutputInt8(context, node);
-  const int32_t e_dim = d.embed, dim = d.dim(), head_dim = dim / opt[kHeads];
+  const int32_t e_dim = d.embed, dim = d.qkv_dim(), head_dim = dim / opt[kHeads];
   TF_LITE_ENSURE_OK(context, CheckAliasing(kOp, x, d.tokens * e_dim, y, d.tokens * e_dim));
   const int32_t* ln = InputInt32(context, node, kLn);
   const int64_t ln_eps = d.options.wide;
   const Linear qkv = GetLinear(context, node, kQkv, d.qkv_rank(), opt[kQkvTZp], e_dim, 3 * dim);
   const Linear proj =
       GetLinear(context, node, d.proj_first(), d.proj_rank(), opt[kProjTZp], dim, e_dim);
-  Scratch s;
-  ScratchLayout(d, static_cast<uint8_t*>(context->GetScratchBuffer(context, d.scratch_index)), &s);
+  const Scratch s =
+      ScratchPointers(d, static_cast<uint8_t*>(context->GetScratchBuffer(context, d.scratch_index)));
 
   for (int32_t j = 0; j < d.tokens; ++j) {
     LayerNorm(x + j * e_dim, e_dim, ln, ln_eps, opt[kLnZp], s.h);

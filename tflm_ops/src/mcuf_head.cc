@@ -21,12 +21,19 @@ struct OpData {
   Options<kNumOptions> options;
   int32_t tokens, embed, classes, y_zp;
   int32_t scratch_index;
-
-  // Scratch: h int8 [E], sum int32 [E], pooled int8 [E] at ALIGN4 offsets.
-  int32_t sum_offset() const { return Align4(embed); }
-  int32_t pooled_offset() const { return sum_offset() + 4 * embed; }
 };
 static_assert(sizeof(OpData) == kHeadOpDataBytes, "update SPEC.md's persistent bytes");
+
+// Scratch segments (tflm_ops/contract.py), in order.
+enum { kScratchH, kScratchSum, kScratchPooled, kNumScratch };
+
+ScratchLayout<kNumScratch> ScratchOf(const OpData& d) {
+  int64_t size[kNumScratch];
+  size[kScratchH] = d.embed;
+  size[kScratchSum] = int64_t{4} * d.embed;
+  size[kScratchPooled] = d.embed;
+  return LayoutScratch(size);
+}
 
 void* Init(TfLiteContext* context, const char* buffer, size_t length) {
   return InitOpData<OpData>(context, buffer, length, kSpecs);
@@ -59,7 +66,7 @@ TfLiteStatus Prepare(TfLiteContext* context, TfLiteNode* node) {
       !ExpectLinear(context, node, kOp, "fc", kFc, 0, d->embed, d->classes)) {
     return kTfLiteError;
   }
-  return RequestScratch(context, kOp, d->pooled_offset() + d->embed, &d->scratch_index);
+  return RequestScratch(context, kOp, ScratchOf(*d).bytes, &d->scratch_index);
 }
 
 TfLiteStatus Eval(TfLiteContext* context, TfLiteNode* node) {
@@ -72,9 +79,11 @@ TfLiteStatus Eval(TfLiteContext* context, TfLiteNode* node) {
   const int32_t* ln = InputInt32(context, node, kLn);
   const int64_t ln_eps = d.options.wide;
   const LinearFactor fc = GetLinear(context, node, kFc, 0, 0, e_dim, d.classes).last;
-  int8_t* h = static_cast<int8_t*>(context->GetScratchBuffer(context, d.scratch_index));
-  int32_t* sum = reinterpret_cast<int32_t*>(h + d.sum_offset());
-  int8_t* pooled = h + d.pooled_offset();
+  int8_t* scratch = static_cast<int8_t*>(context->GetScratchBuffer(context, d.scratch_index));
+  const ScratchLayout<kNumScratch> layout = ScratchOf(d);
+  int8_t* h = scratch + layout.offset[kScratchH];
+  int32_t* sum = reinterpret_cast<int32_t*>(scratch + layout.offset[kScratchSum]);
+  int8_t* pooled = scratch + layout.offset[kScratchPooled];
   if (opt[kPool] == kPoolMean) {
     for (int32_t c = 0; c < e_dim; ++c) sum[c] = 0;
     for (int32_t i = 0; i < d.tokens; ++i) {

@@ -36,13 +36,19 @@ struct OpData {
   int32_t fc1_rank() const { return options.value[kFc1Rank]; }
   int32_t fc2_rank() const { return options.value[kFc2Rank]; }
   int gelu_index() const { return kFc1 + LinearTensorCount(fc1_rank()); }
-  // Scratch: h int8 [E], t int8 [max rank], a int8 [H] at ALIGN4 offsets.
-  int32_t t_offset() const { return Align4(embed); }
-  int32_t a_offset() const {
-    return t_offset() + Align4(fc1_rank() > fc2_rank() ? fc1_rank() : fc2_rank());
-  }
 };
 static_assert(sizeof(OpData) == kMlpOpDataBytes, "update SPEC.md's persistent bytes");
+
+// Scratch segments (tflm_ops/contract.py), in order; g overwrites a.
+enum { kScratchH, kScratchT, kScratchA, kNumScratch };
+
+ScratchLayout<kNumScratch> ScratchOf(const OpData& d) {
+  int64_t size[kNumScratch];
+  size[kScratchH] = d.embed;
+  size[kScratchT] = Max(d.fc1_rank(), d.fc2_rank());
+  size[kScratchA] = d.hidden();
+  return LayoutScratch(size);
+}
 
 void* Init(TfLiteContext* context, const char* buffer, size_t length) {
   return InitOpData<OpData>(context, buffer, length, kSpecs);
@@ -65,7 +71,7 @@ TfLiteStatus Prepare(TfLiteContext* context, TfLiteNode* node) {
       !ExpectLinear(context, node, kOp, "fc2", gelu + 1, d->fc2_rank(), d->hidden(), d->embed)) {
     return kTfLiteError;
   }
-  return RequestScratch(context, kOp, d->a_offset() + d->hidden(), &d->scratch_index);
+  return RequestScratch(context, kOp, ScratchOf(*d).bytes, &d->scratch_index);
 }
 
 TfLiteStatus Eval(TfLiteContext* context, TfLiteNode* node) {
@@ -81,9 +87,11 @@ TfLiteStatus Eval(TfLiteContext* context, TfLiteNode* node) {
   const Linear fc1 = GetLinear(context, node, kFc1, d.fc1_rank(), opt[kFc1TZp], e_dim, hidden);
   const int8_t* lut = InputInt8(context, node, gelu);
   const Linear fc2 = GetLinear(context, node, gelu + 1, d.fc2_rank(), opt[kFc2TZp], hidden, e_dim);
-  int8_t* h = static_cast<int8_t*>(context->GetScratchBuffer(context, d.scratch_index));
-  int8_t* t = h + d.t_offset();
-  int8_t* a = h + d.a_offset();
+  int8_t* scratch = static_cast<int8_t*>(context->GetScratchBuffer(context, d.scratch_index));
+  const ScratchLayout<kNumScratch> layout = ScratchOf(d);
+  int8_t* h = scratch + layout.offset[kScratchH];
+  int8_t* t = scratch + layout.offset[kScratchT];
+  int8_t* a = scratch + layout.offset[kScratchA];
   for (int32_t i = 0; i < d.tokens; ++i) {
     LayerNorm(x + i * e_dim, e_dim, ln, ln_eps, opt[kLnZp], h);
     LinearQuantRows(fc1.last, LinearLastInput(fc1, h, t), 0, hidden, opt[kFc1Zp], a);

@@ -273,8 +273,12 @@ TfLiteStatus CheckAliasing(const char* op, const void* in, size_t in_bytes, cons
   return kTfLiteError;
 }
 
-TfLiteStatus RequestScratch(TfLiteContext* context, const char* op, int32_t bytes,
+TfLiteStatus RequestScratch(TfLiteContext* context, const char* op, int64_t bytes,
                             int32_t* index) {
+  if (bytes > kInt32Max) {
+    MicroPrintf("%s: scratch too large", op);
+    return kTfLiteError;
+  }
   int buffer_index = -1;
   if (context->RequestScratchBufferInArena(context, static_cast<size_t>(bytes), &buffer_index) !=
       kTfLiteOk) {

@@ -24,8 +24,6 @@ constexpr int64_t kInt32Min = -kInt32Max - 1;
 // softmax sums cannot overflow below it.
 constexpr int32_t kMaxSize = 65535;
 
-inline int32_t Align4(int32_t n) { return (n + 3) & ~3; }
-
 // One integer option of an op's FlexBuffer map and its accepted range.
 struct OptionSpec {
   const char* name;
@@ -120,6 +118,7 @@ bool ExpectLayerNorm(TfLiteContext* context, TfLiteNode* node, const char* op, i
 bool ExpectLinear(TfLiteContext* context, TfLiteNode* node, const char* op, const char* name,
                   int first, int32_t rank, int32_t in, int32_t out);
 inline int LinearTensorCount(int32_t rank) { return rank > 0 ? 6 : 3; }
+inline int32_t Max(int32_t a, int32_t b) { return a > b ? a : b; }
 
 // Eval-time views.
 Linear GetLinear(const TfLiteContext* context, const TfLiteNode* node, int first, int32_t rank,
@@ -132,8 +131,29 @@ int8_t* OutputInt8(const TfLiteContext* context, const TfLiteNode* node);
 TfLiteStatus CheckAliasing(const char* op, const void* in, size_t in_bytes, const void* out,
                            size_t out_bytes);
 
-// Requests the op's single scratch buffer of `bytes` in Prepare.
-TfLiteStatus RequestScratch(TfLiteContext* context, const char* op, int32_t bytes,
+// An op's one scratch buffer: each segment's offset and the total bytes.
+template <int kCount>
+struct ScratchLayout {
+  int64_t offset[kCount];
+  int64_t bytes;
+};
+
+// Lays out segments of `size` bytes in order, each at an ALIGN4 offset (a
+// segment of size 0 takes no space); the total is the end of the last one.
+template <int kCount>
+ScratchLayout<kCount> LayoutScratch(const int64_t (&size)[kCount]) {
+  ScratchLayout<kCount> layout = {};
+  int64_t end = 0;
+  for (int i = 0; i < kCount; ++i) {
+    layout.offset[i] = size[i] == 0 ? end : (end + 3) & ~int64_t{3};
+    end = layout.offset[i] + size[i];
+  }
+  layout.bytes = end;
+  return layout;
+}
+
+// Requests the op's single scratch buffer of `bytes` in Prepare (fails above int32).
+TfLiteStatus RequestScratch(TfLiteContext* context, const char* op, int64_t bytes,
                             int32_t* index);
 
 }  // namespace mcuformer

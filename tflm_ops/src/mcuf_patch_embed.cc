@@ -29,6 +29,16 @@ struct OpData {
 };
 static_assert(sizeof(OpData) == kPatchEmbedOpDataBytes, "update SPEC.md's persistent bytes");
 
+// Scratch segments (tflm_ops/contract.py), in order.
+enum { kScratchStrip, kScratchPatch, kNumScratch };
+
+ScratchLayout<kNumScratch> ScratchOf(const OpData& d) {
+  int64_t size[kNumScratch];
+  size[kScratchStrip] = int64_t{d.grid_w()} * d.embed;
+  size[kScratchPatch] = d.patch_bytes();
+  return LayoutScratch(size);
+}
+
 void* Init(TfLiteContext* context, const char* buffer, size_t length) {
   return InitOpData<OpData>(context, buffer, length, kSpecs);
 }
@@ -73,13 +83,7 @@ TfLiteStatus Prepare(TfLiteContext* context, TfLiteNode* node) {
        !ExpectTensor(context, node, kOp, false, kCls, "cls", kTfLiteInt8, {d->embed}))) {
     return kTfLiteError;
   }
-  // Scratch: strip int8 [G_w * E], patch int8 [P*P*C].
-  const int64_t scratch = Align4(d->grid_w() * d->embed) + patch_bytes;
-  if (scratch > kInt32Max) {
-    MicroPrintf("%s: scratch too large", kOp);
-    return kTfLiteError;
-  }
-  return RequestScratch(context, kOp, static_cast<int32_t>(scratch), &d->scratch_index);
+  return RequestScratch(context, kOp, ScratchOf(*d).bytes, &d->scratch_index);
 }
 
 TfLiteStatus Eval(TfLiteContext* context, TfLiteNode* node) {
@@ -95,8 +99,10 @@ TfLiteStatus Eval(TfLiteContext* context, TfLiteNode* node) {
 
   const int32_t p = d.patch(), grid_h = d.height / p, grid_w = d.grid_w(), e_dim = d.embed;
   const int32_t row_bytes = p * d.channels;
-  int8_t* strip = static_cast<int8_t*>(context->GetScratchBuffer(context, d.scratch_index));
-  int8_t* patch = strip + Align4(grid_w * e_dim);
+  int8_t* scratch = static_cast<int8_t*>(context->GetScratchBuffer(context, d.scratch_index));
+  const ScratchLayout<kNumScratch> layout = ScratchOf(d);
+  int8_t* strip = scratch + layout.offset[kScratchStrip];
+  int8_t* patch = scratch + layout.offset[kScratchPatch];
   // Strip order keeps every write on image bytes already consumed (SPEC 2.1).
   const bool top_down = e_dim <= d.patch_bytes();
   for (int32_t step = 0; step < grid_h; ++step) {

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from flatbuffers import flexbuffers
 
-from tflm_ops import reference
+from tflm_ops import contract, reference, validity
 from tflm_ops.fixedpoint import quantize_multiplier
 
 OP_IDS = {"MCUF_PATCH_EMBED": 0, "MCUF_ATTENTION": 1, "MCUF_MLP": 2, "MCUF_HEAD": 3}
@@ -98,29 +98,34 @@ def read_results(path) -> list:
     return results
 
 
-# ---- SPEC scratch sizes -------------------------------------------------------------
-
-def _segments(*sizes) -> int:
-    end = 0
-    for size in sizes:
-        end = (end + 3) // 4 * 4 + size
-    return end
-
+# ---- the contract of a case ---------------------------------------------------------------
 
 def scratch_bytes(case: Case) -> int:
-    """Bytes of the one scratch buffer SPEC section 2 lists for the case's op."""
-    o, x = case.options, case.inputs[0]
-    if case.code == "MCUF_PATCH_EMBED":
-        _, h, w, c = x.shape
-        p, e = o["patch"], case.out_shape[-1]
-        return _segments(w // p * e, p * p * c)
-    t, e = x.shape[1], x.shape[2]
-    if case.code == "MCUF_ATTENTION":
-        d = o["qkv_dim"]
-        return _segments(t * d, t * d, e, max(o["qkv_rank"], o["proj_rank"]), d, d, 4 * t)
-    if case.code == "MCUF_MLP":
-        return _segments(e, max(o["fc1_rank"], o["fc2_rank"]), o["hidden"])
-    return _segments(e, 4 * e, e)
+    """Bytes of the one scratch buffer the contract lists for the case's op."""
+    dims = contract.op_dims(case.code, case.options, case.inputs[0].shape, case.out_shape)
+    return contract.scratch_bytes(case.code, **case.options, **dims)
+
+
+_TYPE_NAMES = {9: "int8", 2: "int32", 1: "float32"}
+
+
+def prepare_error(case: Case) -> str | None:
+    """Why the kernel's Prepare rejects the case according to tflm_ops/validity.py, or None."""
+    if case.raw_options is not None:
+        try:
+            options = flexbuffers.Loads(case.raw_options)
+        except Exception:   # corrupt FlexBuffer bytes fail in many ways
+            options = None
+    else:
+        options = case.options
+    inputs = []
+    for i, array in enumerate(case.inputs):
+        type_id = case.in_dtypes[i] if i < len(case.in_dtypes) else None
+        dtype = np.dtype(array.dtype).name if type_id is None else _TYPE_NAMES[type_id]
+        inputs.append(validity.TensorInfo(dtype, array.shape, case.in_zp if i == 0 else 0,
+                                          None if i == 0 else array))
+    output = validity.TensorInfo("int8", tuple(case.out_shape), case.out_zp)
+    return validity.prepare_error(case.code, options, inputs, output)
 
 
 # ---- random SPEC-valid cases ------------------------------------------------------------
@@ -190,8 +195,8 @@ def patch_embed_case(rng, image=None, *, h=None, w=None, c=None, patch=None, e=N
     has_cls = int(rng.integers(0, 2)) if has_cls is None else has_cls
     t = (h // patch) * (w // patch) + has_cls
     pos_m, pos_s = quantize_multiplier(rng.uniform(0.3, 1.5))
-    options = {"version": 1, "patch": patch, "has_cls": has_cls, "pos_zp": _zp(rng),
-               "pos_mult": pos_m, "pos_shift": pos_s}
+    options = contract.make_options("MCUF_PATCH_EMBED", patch=patch, has_cls=has_cls, pos_zp=_zp(rng),
+                                    pos_mult=pos_m, pos_shift=pos_s)
     inputs = [image, *_factor(rng, patch * patch * c, e, 60.0), _activation(rng, (t, e), options["pos_zp"])]
     if has_cls:
         inputs.append(_activation(rng, (e,), 0))
@@ -213,10 +218,11 @@ def attention_case(rng, x=None, x_zp=None, *, t=None, e=None, heads=None, head_d
     sm_mult, shift = quantize_multiplier(2000.0 / (1600.0 * math.sqrt(head_dim)) * rng.uniform(0.3, 3.0))
     sm_shift = 31 - shift                                    # SPEC 1.3: M / 2^S
     ctx_m, ctx_s = quantize_multiplier(40.0 / (32768 * 40) * rng.uniform(0.5, 2.0))
-    options = {"version": 1, "heads": heads, "qkv_dim": d, "qkv_rank": qkv_rank, "proj_rank": proj_rank,
-               "ln_eps": int(rng.integers(0, 5000)), "ln_zp": _zp(rng),
-               "qkv_t_zp": _zp(rng) if qkv_rank else 0, "proj_t_zp": _zp(rng) if proj_rank else 0,
-               "sm_mult": sm_mult, "sm_shift": sm_shift, "ctx_mult": ctx_m, "ctx_shift": ctx_s, **_res(rng)}
+    options = contract.make_options(
+        "MCUF_ATTENTION", heads=heads, qkv_dim=d, qkv_rank=qkv_rank, proj_rank=proj_rank,
+        ln_eps=int(rng.integers(0, 5000)), ln_zp=_zp(rng), qkv_t_zp=_zp(rng) if qkv_rank else 0,
+        proj_t_zp=_zp(rng) if proj_rank else 0, sm_mult=sm_mult, sm_shift=sm_shift, ctx_mult=ctx_m,
+        ctx_shift=ctx_s, **_res(rng))
     inputs = [x, ln_table(rng, e), *linear_tensors(rng, e, 3 * d, qkv_rank),
               *linear_tensors(rng, d, e, proj_rank, target=20.0)]
     return Case("MCUF_ATTENTION", inputs, options, in_zp, _block_zp(rng), x.shape)
@@ -230,10 +236,10 @@ def mlp_case(rng, x=None, x_zp=None, *, t=None, e=None, hidden=None, fc1_rank=No
     hidden = hidden or int(rng.choice([8, 30, 64]))
     fc1_rank = int(rng.choice([0, 0, 4, 7])) if fc1_rank is None else fc1_rank
     fc2_rank = int(rng.choice([0, 0, 3, 9])) if fc2_rank is None else fc2_rank
-    options = {"version": 1, "hidden": hidden, "fc1_rank": fc1_rank, "fc2_rank": fc2_rank,
-               "ln_eps": int(rng.integers(0, 5000)), "ln_zp": _zp(rng),
-               "fc1_t_zp": _zp(rng) if fc1_rank else 0, "fc2_t_zp": _zp(rng) if fc2_rank else 0,
-               "fc1_zp": _zp(rng), "gelu_zp": _zp(rng), **_res(rng)}
+    options = contract.make_options(
+        "MCUF_MLP", hidden=hidden, fc1_rank=fc1_rank, fc2_rank=fc2_rank, ln_eps=int(rng.integers(0, 5000)),
+        ln_zp=_zp(rng), fc1_t_zp=_zp(rng) if fc1_rank else 0, fc2_t_zp=_zp(rng) if fc2_rank else 0,
+        fc1_zp=_zp(rng), gelu_zp=_zp(rng), **_res(rng))
     inputs = [x, ln_table(rng, e), *linear_tensors(rng, e, hidden, fc1_rank), gelu_lut(rng),
               *linear_tensors(rng, hidden, e, fc2_rank, target=20.0)]
     return Case("MCUF_MLP", inputs, options, in_zp, _block_zp(rng), x.shape)
@@ -248,8 +254,8 @@ def head_case(rng, x=None, x_zp=None, *, t=None, e=None, classes=None, pool=None
     pool = int(rng.integers(0, 2)) if pool is None else pool
     ln_zp = _zp(rng)
     pool_m, pool_s = quantize_multiplier(rng.uniform(0.5, 2.0) / t)
-    options = {"version": 1, "pool": pool, "ln_eps": int(rng.integers(0, 5000)), "ln_zp": ln_zp,
-               "pool_zp": _zp(rng) if pool == 0 else ln_zp, "pool_mult": pool_m, "pool_shift": pool_s}
+    options = contract.make_options("MCUF_HEAD", pool=pool, ln_eps=int(rng.integers(0, 5000)), ln_zp=ln_zp,
+                                    pool_zp=_zp(rng) if pool == 0 else ln_zp, pool_mult=pool_m, pool_shift=pool_s)
     inputs = [x, ln_table(rng, e), *linear_tensors(rng, e, classes, 0)]
     return Case("MCUF_HEAD", inputs, options, in_zp, _zp(rng), (1, classes))
 

@@ -1,0 +1,70 @@
+"""tflm_ops/contract.py on hand-worked values: scratch sizes, the multiplier rule, options, the input rule."""
+import numpy as np
+import pytest
+
+from tflm_ops import contract
+
+
+def test_scratch_bytes_of_mcuformer_shaped_ops():
+    """The scratch bytes the C kernels requested for MCUFormer-shaped ops (tflm_ops/README.md table):
+    145 tokens of 192, 3 heads of 64, MLP 768, patch 20 of a 240x240x3 image."""
+    attention = dict(tokens=145, embed=192, qkv_dim=192, proj_rank=0)
+    assert contract.scratch_bytes("MCUF_PATCH_EMBED", grid_w=12, embed=192, patch_bytes=20 * 20 * 3) == 3504
+    assert contract.scratch_bytes("MCUF_ATTENTION", qkv_rank=0, **attention) == 56836
+    assert contract.scratch_bytes("MCUF_ATTENTION", qkv_rank=48, **attention) == 56884
+    assert contract.scratch_bytes("MCUF_MLP", embed=192, hidden=768, fc1_rank=0, fc2_rank=0) == 960
+    assert contract.scratch_bytes("MCUF_MLP", embed=192, hidden=768, fc1_rank=0, fc2_rank=96) == 1056
+    assert contract.scratch_bytes("MCUF_HEAD", embed=192) == 1152
+
+
+def test_segments_align_to_4_and_empty_ones_take_no_space():
+    assert contract.layout_bytes([5, 0, 3]) == 11          # 5 -> 8 + 3
+    assert contract.layout_bytes([5, 3, 0]) == 11          # a trailing empty segment adds no padding
+    assert contract.layout_bytes([1, 1, 1]) == 9           # 0..1, 4..5, 8..9
+    assert contract.scratch_bytes("MCUF_MLP", embed=5, hidden=3, fc1_rank=2, fc2_rank=0) == 8 + 4 + 3
+
+
+def test_multiplier_rule_edges():
+    valid = [(0, 0), (1 << 30, -31), (-(1 << 30), 30), ((1 << 31) - 1, 0), (-(1 << 31) + 1, 0)]
+    invalid = [((1 << 30) - 1, 0), (1 << 31, 0), (-(1 << 31), 0), (1 << 30, 31), (1 << 30, -32), (0, 31)]
+    assert [contract.valid_multiplier(m, s) for m, s in valid] == [True] * len(valid)
+    assert [contract.valid_multiplier(m, s) for m, s in invalid] == [False] * len(invalid)
+    m, s = np.array([m for m, _ in valid + invalid]), np.array([s for _, s in valid + invalid])
+    assert contract.valid_multiplier(m, s).tolist() == [True] * len(valid) + [False] * len(invalid)
+
+
+def test_input_rule_is_pixel_minus_128():
+    assert contract.quantize_input(np.array([0, 1, 127.5, 128, 255], np.float64)).tolist() == [-128, -127, 0, 0, 127]
+    assert contract.quantize_input(np.array([0, 128, 255], np.uint8)).tolist() == [-128, 0, 127]
+    assert contract.quantize_input(np.array([-3.0, 300.0])).tolist() == [-128, 127]
+    assert (contract.INPUT_SCALE, contract.INPUT_ZERO_POINT) == (1 / 255, -128)
+
+
+def test_input_counts():
+    full, low = {"qkv_rank": 0, "proj_rank": 0}, {"qkv_rank": 8, "proj_rank": 4}
+    assert contract.input_count("MCUF_PATCH_EMBED", {"has_cls": 0}) == 5
+    assert contract.input_count("MCUF_PATCH_EMBED", {"has_cls": 1}) == 6
+    assert contract.input_count("MCUF_ATTENTION", full) == 8 and contract.input_count("MCUF_ATTENTION", low) == 14
+    assert contract.input_count("MCUF_MLP", {"fc1_rank": 0, "fc2_rank": 3}) == 12
+    assert contract.input_count("MCUF_HEAD", {}) == 5
+
+
+def test_make_options_names_every_option_once():
+    options = contract.make_options("MCUF_HEAD", pool=1, ln_eps=3, ln_zp=-2, pool_zp=-2, pool_mult=0, pool_shift=0)
+    assert list(options) == ["version", "pool", "ln_eps", "ln_zp", "pool_zp", "pool_mult", "pool_shift"]
+    assert options["version"] == 1 and contract.options_error("MCUF_HEAD", options) is None
+    with pytest.raises(ValueError, match=r"missing \['pool_shift'\], unknown \['pool_shfit'\]"):
+        contract.make_options("MCUF_HEAD", pool=1, ln_eps=3, ln_zp=-2, pool_zp=-2, pool_mult=0, pool_shfit=0)
+
+
+def test_options_error_names_the_field():
+    good = contract.make_options("MCUF_PATCH_EMBED", patch=4, has_cls=1, pos_zp=0, pos_mult=1 << 30, pos_shift=0)
+    assert contract.options_error("MCUF_PATCH_EMBED", good) is None
+    cases = {"patch": (4097, "'patch' is 4097, outside [1, 4096]"), "has_cls": (2, "'has_cls' is 2"),
+             "pos_zp": (-129, "'pos_zp' is -129"), "pos_mult": (1 << 29, "'pos_mult', 'pos_shift'"),
+             "version": (0, "'version' is 0; the kernels implement version 1")}
+    for key, (value, message) in cases.items():
+        assert message in contract.options_error("MCUF_PATCH_EMBED", {**good, key: value}), key
+    assert contract.options_error("MCUF_PATCH_EMBED", [1, 2]) == "custom options are not a valid FlexBuffer map"
+    assert "'pos_zp' is missing" in contract.options_error("MCUF_PATCH_EMBED", {**good, "pos_zp": None})
+    assert "not an integer" in contract.options_error("MCUF_PATCH_EMBED", {**good, "has_cls": False})

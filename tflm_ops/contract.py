@@ -1,0 +1,224 @@
+"""The MCUFormer op contract (SPEC.md section 2) as plain Python data: the one source.
+
+Option names, order and ranges, the requant-row rule, the tensor lists, the
+scratch segments, the OpData sizes and the int8 input rule are written here
+once. The converter writes options with it, the numpy reference and the
+Prepare mirror (`validity.py`) check them with it, the memory model sizes
+scratch and OpData with it, and the kernel tests use it. The C kernels (src/)
+spell the same contract in their `kSpecs` tables, OpData structs and
+`ScratchOf` functions; tests/test_contract_c_tables.py parses them and fails
+when they disagree with this file.
+"""
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import NamedTuple
+
+import numpy as np
+
+VERSION = 1                        # OperatorCode.version and the "version" option (SPEC 4)
+INT32_MAX = (1 << 31) - 1
+MAX_SIZE = 65535                   # every size: T, E, P*P*C, heads, dims, ranks
+MAX_PATCH = 4096
+LN_EPS_MAX = 1 << 40
+ZERO_POINT_RANGE = (-128, 127)
+
+# A (multiplier, shift) pair and every rq / ln row: m == 0 or |m| in [2^30, 2^31), shift in [-31, 30].
+MULTIPLIER_MAGNITUDE = (1 << 30, 1 << 31)      # [low, high)
+SHIFT_RANGE = (-31, 30)
+MULTIPLIER_RULE = "|m| in [2^30, 2^31) or 0, shift in [-31, 30]"
+
+# The model input (SPEC 0): the image as int8, scale 1/255, zero point -128 (pixel - 128).
+INPUT_SCALE = 1.0 / 255.0
+INPUT_ZERO_POINT = -128
+
+
+class Option(NamedTuple):
+    """One integer option of an op's FlexBuffer map and its accepted range [min, max]."""
+    name: str
+    min: int
+    max: int
+
+
+def _zero_point(name: str) -> Option:
+    return Option(name, *ZERO_POINT_RANGE)
+
+
+def _multiplier(prefix: str) -> tuple:
+    return Option(f"{prefix}_mult", -INT32_MAX, INT32_MAX), Option(f"{prefix}_shift", *SHIFT_RANGE)
+
+
+_VERSION = Option("version", VERSION, VERSION)
+_LN = (Option("ln_eps", 0, LN_EPS_MAX), _zero_point("ln_zp"))
+
+# Options of each op, in the order of the C kSpecs tables (SPEC 2.1-2.4).
+OPTIONS = {
+    "MCUF_PATCH_EMBED": (_VERSION, Option("patch", 1, MAX_PATCH), Option("has_cls", 0, 1),
+                         _zero_point("pos_zp"), *_multiplier("pos")),
+    "MCUF_ATTENTION": (_VERSION, Option("heads", 1, MAX_SIZE), Option("qkv_dim", 1, MAX_SIZE),
+                       Option("qkv_rank", 0, MAX_SIZE), Option("proj_rank", 0, MAX_SIZE), *_LN,
+                       _zero_point("qkv_t_zp"), _zero_point("proj_t_zp"),
+                       Option("sm_mult", 1 << 30, INT32_MAX), Option("sm_shift", 1, 62),
+                       *_multiplier("ctx"), *_multiplier("res")),
+    "MCUF_MLP": (_VERSION, Option("hidden", 1, MAX_SIZE), Option("fc1_rank", 0, MAX_SIZE),
+                 Option("fc2_rank", 0, MAX_SIZE), *_LN, _zero_point("fc1_t_zp"), _zero_point("fc2_t_zp"),
+                 _zero_point("fc1_zp"), _zero_point("gelu_zp"), *_multiplier("res")),
+    "MCUF_HEAD": (_VERSION, Option("pool", 0, 1), *_LN, _zero_point("pool_zp"), *_multiplier("pool")),
+}
+OPS = tuple(OPTIONS)
+
+# Option pairs PREFIX_mult / PREFIX_shift that must be a valid multiplier (Prepare checks them all).
+MULTIPLIER_PAIRS = {"MCUF_PATCH_EMBED": ("pos",), "MCUF_ATTENTION": ("ctx", "res"), "MCUF_MLP": ("res",),
+                    "MCUF_HEAD": ("pool",)}
+# (option, divisor option): the first must be a multiple of the second.
+DIVISIBLE = {"MCUF_ATTENTION": (("qkv_dim", "heads"),)}
+
+# Persistent bytes of each kernel's OpData (SPEC 2.5), the same on 32- and 64-bit targets.
+OPDATA_BYTES = {"MCUF_PATCH_EMBED": 72, "MCUF_ATTENTION": 96, "MCUF_MLP": 88, "MCUF_HEAD": 64}
+
+# ---- tensors (SPEC 1.1, 2) ----------------------------------------------------------------
+
+# Type of each named constant input; a linear layer is weights, bias, rq (full rank) or
+# those of its factor V then of U (low rank).
+TENSOR_TYPES = {"weights": "int8", "bias": "int32", "rq": "int32", "ln": "int32", "pos": "int8",
+                "cls": "int8", "gelu_lut": "int8"}
+LINEAR_FACTOR = ("weights", "bias", "rq")
+# Linear layers of each op in input order, with the option holding their rank (None: always full).
+LINEARS = {"MCUF_PATCH_EMBED": (("patch", None),), "MCUF_ATTENTION": (("qkv", "qkv_rank"), ("proj", "proj_rank")),
+           "MCUF_MLP": (("fc1", "fc1_rank"), ("fc2", "fc2_rank")), "MCUF_HEAD": (("fc", None),)}
+GELU_LUT_SIZE = 256
+
+
+def linear_tensor_count(rank: int) -> int:
+    return 6 if rank else 3
+
+
+# Inputs besides the linear layers: image and pos (+ cls); x and ln (+ gelu_lut).
+_OTHER_INPUTS = {"MCUF_PATCH_EMBED": 2, "MCUF_ATTENTION": 2, "MCUF_MLP": 3, "MCUF_HEAD": 2}
+
+
+def input_count(code: str, options) -> int:
+    """Number of input tensors of an op with these (valid) options."""
+    linears = sum(linear_tensor_count(int(options[rank]) if rank else 0) for _, rank in LINEARS[code])
+    has_cls = int(options["has_cls"]) if code == "MCUF_PATCH_EMBED" else 0
+    return linears + _OTHER_INPUTS[code] + has_cls
+
+
+# ---- scratch (SPEC 0 and 2) ---------------------------------------------------------------
+
+def patch_embed_scratch(*, grid_w, embed, patch_bytes, **_) -> list:
+    return [("strip", grid_w * embed), ("patch", patch_bytes)]
+
+
+def attention_scratch(*, tokens, embed, qkv_dim, qkv_rank, proj_rank, **_) -> list:
+    kv = tokens * qkv_dim
+    return [("k", kv), ("v", kv), ("h", embed), ("t", max(qkv_rank, proj_rank)), ("q", qkv_dim),
+            ("ctx", qkv_dim), ("a", 4 * tokens)]
+
+
+def mlp_scratch(*, embed, hidden, fc1_rank, fc2_rank, **_) -> list:
+    return [("h", embed), ("t", max(fc1_rank, fc2_rank)), ("a", hidden)]
+
+
+def head_scratch(*, embed, **_) -> list:
+    return [("h", embed), ("sum", 4 * embed), ("pooled", embed)]
+
+
+# Each op's one scratch buffer as (segment, bytes) in order, from its options and dims (`op_dims`).
+SCRATCH = {"MCUF_PATCH_EMBED": patch_embed_scratch, "MCUF_ATTENTION": attention_scratch,
+           "MCUF_MLP": mlp_scratch, "MCUF_HEAD": head_scratch}
+
+
+def layout_bytes(sizes) -> int:
+    """End of the last segment laid out in order at ALIGN4 offsets; a size-0 segment takes no space."""
+    end = 0
+    for size in sizes:
+        if size:
+            end = (end + 3) // 4 * 4 + size
+    return end
+
+
+def scratch_bytes(code: str, **options_and_dims) -> int:
+    """Bytes the op requests with RequestScratchBufferInArena."""
+    return layout_bytes(size for _, size in SCRATCH[code](**options_and_dims))
+
+
+def op_dims(code: str, options, input_shape, output_shape) -> dict:
+    """The dims the scratch segments use, from the op's activation shapes (with their leading 1)."""
+    if code == "MCUF_PATCH_EMBED":
+        _, _, width, channels = input_shape
+        patch = int(options["patch"])
+        return {"grid_w": width // patch, "embed": output_shape[-1], "patch_bytes": patch * patch * channels}
+    return {"tokens": input_shape[1], "embed": input_shape[2]}
+
+
+# ---- validity of the options --------------------------------------------------------------
+
+def valid_multiplier(m, shift):
+    """The requant-row rule, elementwise on arrays (or two ints)."""
+    m, shift = np.asarray(m, np.int64), np.asarray(shift, np.int64)
+    magnitude = np.abs(m)
+    low, high = MULTIPLIER_MAGNITUDE
+    ok = ((m == 0) | ((magnitude >= low) & (magnitude < high))) & (shift >= SHIFT_RANGE[0]) & (shift <= SHIFT_RANGE[1])
+    return bool(ok) if ok.ndim == 0 else ok
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
+
+
+def options_error(code: str, options) -> str | None:
+    """Why the kernel's Prepare rejects these options (the first reason, naming the field), or None."""
+    if not isinstance(options, Mapping):
+        return "custom options are not a valid FlexBuffer map"
+    for spec in OPTIONS[code]:
+        value = options.get(spec.name)
+        if value is None:
+            return f"option '{spec.name}' is missing"
+        if not _is_int(value):
+            return f"option '{spec.name}' is not an integer ({value!r})"
+        if spec.name == "version" and value != VERSION:
+            return f"option 'version' is {value}; the kernels implement version {VERSION}"
+        if not spec.min <= value <= spec.max:
+            return f"option '{spec.name}' is {value}, outside [{spec.min}, {spec.max}]"
+    for prefix in MULTIPLIER_PAIRS[code]:
+        m, s = int(options[f"{prefix}_mult"]), int(options[f"{prefix}_shift"])
+        if not valid_multiplier(m, s):
+            return f"options '{prefix}_mult', '{prefix}_shift' ({m}, {s}) are not a valid multiplier ({MULTIPLIER_RULE})"
+    for name, divisor in DIVISIBLE.get(code, ()):
+        if int(options[name]) % int(options[divisor]):
+            return f"option '{name}' ({options[name]}) is not a multiple of '{divisor}' ({options[divisor]})"
+    return None
+
+
+def in_range(code: str, name: str, value: int) -> bool:
+    spec = next(spec for spec in OPTIONS[code] if spec.name == name)
+    return spec.min <= value <= spec.max
+
+
+def check_options(code: str, options) -> dict:
+    """The options, or ValueError naming the op and field when Prepare would reject them."""
+    if code not in OPTIONS:
+        raise ValueError(f"unknown op {code!r} (the ops are {', '.join(OPS)})")
+    error = options_error(code, options)
+    if error:
+        raise ValueError(f"{code}: {error}")
+    return options
+
+
+def make_options(code: str, **values) -> dict:
+    """The FlexBuffer options map of an op in spec order; every option but version must be given."""
+    names = [spec.name for spec in OPTIONS[code]]
+    given = {"version": VERSION, **values}
+    if sorted(given) != sorted(names):
+        raise ValueError(f"{code} options: missing {sorted(set(names) - set(given))}, "
+                         f"unknown {sorted(set(given) - set(names))}")
+    return {name: int(given[name]) for name in names}
+
+
+# ---- the model input ----------------------------------------------------------------------
+
+def quantize_input(pixels) -> np.ndarray:
+    """Pixels in [0, 255] (any numeric type) -> the int8 model input: round, clip, add the zero point."""
+    values = np.clip(np.round(np.asarray(pixels, np.float64)), 0, 255)
+    return (values + INPUT_ZERO_POINT).astype(np.int8)

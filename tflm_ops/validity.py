@@ -1,0 +1,168 @@
+"""What the kernels' Prepare rejects, in Python: the C checks of src/*.cc, from contract.py.
+
+`prepare_error(code, options, inputs, output)` returns the first reason the
+C kernel's Prepare would refuse the op (one line naming the field), or None
+when Prepare accepts it. It follows Prepare's order: options, counts, the
+activations, then each constant tensor. The converter's reader
+(converter/interpreter.py) and `mcuformer build` run it before anything runs or
+compiles; tests/test_kernels.py holds its verdicts equal to the C ones.
+"""
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+
+from . import contract as C
+
+
+class TensorInfo(NamedTuple):
+    """What Prepare sees of a tensor: type, shape, zero point, and the values of a constant."""
+    dtype: str                  # "int8", "int32", ... (numpy names)
+    shape: tuple
+    zero_point: int = 0
+    data: object = None         # numpy array for a constant, None for an activation
+
+
+class Rejected(ValueError):
+    pass
+
+
+def prepare_error(code: str, options, inputs, output) -> str | None:
+    """The first reason Prepare rejects the op, or None."""
+    try:
+        C.check_options(code, options)
+        _CHECKS[code](options, list(inputs), output)
+    except ValueError as exc:
+        return str(exc).removeprefix(f"{code}: ")
+    return None
+
+
+def _shape_text(dtype, shape) -> str:
+    return f"{dtype} [{', '.join(str(int(d)) for d in shape)}]"
+
+
+def _expect(inputs, index, what, shape) -> TensorInfo:
+    t, dtype = inputs[index], C.TENSOR_TYPES[what]
+    if t.dtype != dtype or tuple(t.shape) != tuple(shape):
+        raise Rejected(f"input {index} ({what}) must be {_shape_text(dtype, shape)}, "
+                       f"got {_shape_text(t.dtype, t.shape)}")
+    return t
+
+
+def _activation(t: TensorInfo, role: str, ndims: int) -> tuple:
+    if t.dtype != "int8" or len(t.shape) != ndims:
+        raise Rejected(f"{role} must be an int8 tensor of rank {ndims}, got {_shape_text(t.dtype, t.shape)}")
+    if min(t.shape) < 1:
+        raise Rejected(f"{role} has an empty dimension {tuple(t.shape)}")
+    if not C.ZERO_POINT_RANGE[0] <= int(t.zero_point) <= C.ZERO_POINT_RANGE[1]:
+        raise Rejected(f"{role} zero point {t.zero_point} is outside int8")
+    return tuple(int(d) for d in t.shape)
+
+
+def _rows(t: TensorInfo, index: int, what: str) -> None:
+    if t.data is None:
+        raise Rejected(f"input {index} ({what}) must be a constant tensor")
+    rows = np.asarray(t.data, np.int64).reshape(t.shape[0], -1)
+    bad = np.flatnonzero(~C.valid_multiplier(rows[:, 0], rows[:, 1]))
+    if bad.size:
+        row = int(bad[0])
+        raise Rejected(f"input {index} ({what}) row {row} holds an invalid multiplier/shift "
+                       f"({rows[row, 0]}, {rows[row, 1]}): {C.MULTIPLIER_RULE}")
+
+
+def _count(code, options, inputs) -> None:
+    want = C.input_count(code, options)
+    if len(inputs) != want:
+        ranks = ", ".join(f"{r} {options[r]}" for _, r in C.LINEARS[code] if r)
+        raise Rejected(f"expects {want} inputs{f' ({ranks})' if ranks else ''}, got {len(inputs)}")
+
+
+def _layer_norm(inputs, index, embed) -> None:
+    _rows(_expect(inputs, index, "ln", (embed, 3)), index, "ln")
+
+
+def _factor(inputs, first, n_in, n_out) -> None:
+    for offset, (what, shape) in enumerate(zip(C.LINEAR_FACTOR, ((n_out, n_in), (n_out,), (n_out, 2)))):
+        _expect(inputs, first + offset, what, shape)
+    _rows(inputs[first + 2], first + 2, "rq")
+
+
+def _linear(inputs, first, name, rank, n_in, n_out) -> int:
+    """Checks the 3 or 6 tensors of a linear layer at `first`; returns the index after them."""
+    try:
+        if rank:
+            _factor(inputs, first, n_in, rank)
+            _factor(inputs, first + 3, rank, n_out)
+        else:
+            _factor(inputs, first, n_in, n_out)
+    except Rejected as exc:
+        raise Rejected(f"linear {name} ({n_in} -> {n_out}, rank {rank}): {exc}") from None
+    return first + C.linear_tensor_count(rank)
+
+
+def _tokens_in_out(inputs, output) -> tuple:
+    x = _activation(inputs[0], "input 0", 3)
+    y = _activation(output, "output", 3)
+    t, e = x[1], x[2]
+    if x[0] != 1 or y != x or t > C.MAX_SIZE or e > C.MAX_SIZE or t * e > C.INT32_MAX:
+        raise Rejected(f"x and y must both be [1, T, E] with T, E <= {C.MAX_SIZE}, got {list(x)} and {list(y)}")
+    return t, e
+
+
+def _scratch(code, options, dims) -> None:
+    if C.scratch_bytes(code, **options, **dims) > C.INT32_MAX:
+        raise Rejected("scratch too large")
+
+
+def _patch_embed(o, inputs, output) -> None:
+    _count("MCUF_PATCH_EMBED", o, inputs)
+    image = _activation(inputs[0], "input 0", 4)
+    out = _activation(output, "output", 3)
+    _, h, w, c = image
+    p, has_cls = int(o["patch"]), int(o["has_cls"])
+    if image[0] != 1 or out[0] != 1 or h * w * c > C.INT32_MAX or p * p * c > C.MAX_SIZE or h % p or w % p:
+        raise Rejected(f"image [1, H, W, C] must have H and W multiples of patch {p} and P*P*C <= {C.MAX_SIZE}, "
+                       f"got {list(image)}")
+    tokens, embed = (h // p) * (w // p) + has_cls, out[2]
+    if out[1] != tokens or tokens > C.MAX_SIZE or embed > C.MAX_SIZE or tokens * embed > C.INT32_MAX:
+        raise Rejected(f"output must be [1, {tokens}, E] with T, E <= {C.MAX_SIZE}, got {list(out)}")
+    after = _linear(inputs, 1, "patch", 0, p * p * c, embed)
+    _expect(inputs, after, "pos", (tokens, embed))
+    if has_cls:
+        _expect(inputs, after + 1, "cls", (embed,))
+    _scratch("MCUF_PATCH_EMBED", o, C.op_dims("MCUF_PATCH_EMBED", o, image, out))
+
+
+def _attention(o, inputs, output) -> None:
+    _count("MCUF_ATTENTION", o, inputs)
+    tokens, embed = _tokens_in_out(inputs, output)
+    _layer_norm(inputs, 1, embed)
+    dim = int(o["qkv_dim"])
+    after = _linear(inputs, 2, "qkv", int(o["qkv_rank"]), embed, 3 * dim)
+    _linear(inputs, after, "proj", int(o["proj_rank"]), dim, embed)
+    _scratch("MCUF_ATTENTION", o, {"tokens": tokens, "embed": embed})
+
+
+def _mlp(o, inputs, output) -> None:
+    _count("MCUF_MLP", o, inputs)
+    _, embed = _tokens_in_out(inputs, output)
+    _layer_norm(inputs, 1, embed)
+    hidden = int(o["hidden"])
+    lut = _linear(inputs, 2, "fc1", int(o["fc1_rank"]), embed, hidden)
+    _expect(inputs, lut, "gelu_lut", (C.GELU_LUT_SIZE,))
+    _linear(inputs, lut + 1, "fc2", int(o["fc2_rank"]), hidden, embed)
+
+
+def _head(o, inputs, output) -> None:
+    _count("MCUF_HEAD", o, inputs)
+    x = _activation(inputs[0], "input 0", 3)
+    y = _activation(output, "output", 2)
+    if x[0] != 1 or y[0] != 1 or max(x[1], x[2], y[1]) > C.MAX_SIZE or x[1] * x[2] > C.INT32_MAX:
+        raise Rejected(f"x must be [1, T, E] and logits [1, K] with T, E, K <= {C.MAX_SIZE}, "
+                       f"got {list(x)} and {list(y)}")
+    _layer_norm(inputs, 1, x[2])
+    _linear(inputs, 2, "fc", 0, x[2], y[1])
+
+
+_CHECKS = {"MCUF_PATCH_EMBED": _patch_embed, "MCUF_ATTENTION": _attention, "MCUF_MLP": _mlp, "MCUF_HEAD": _head}
