@@ -24,6 +24,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import lru_cache
 
+from tflm_ops import contract
+
 from .greedy_planner import Buffer, align_up, maximum_memory_size, plan_offsets
 from . import tflm_required_arena, tflm_tail
 
@@ -56,19 +58,6 @@ class Techniques:
         return "+".join(on) if on else "off (builtin ops)"
 
 
-def _align4(n: int) -> int:
-    return (n + 3) & ~3
-
-
-def _segments_bytes(sizes) -> int:
-    """Total bytes of a scratch area of int8/int32 segments laid out ALIGN4 (SPEC section 0)."""
-    end = 0
-    for size in sizes:
-        if size:
-            end = _align4(end) + size
-    return end
-
-
 def custom_op_names(config) -> list:
     names = ["MCUF_PATCH_EMBED"]
     for _ in range(config.depth):
@@ -77,16 +66,15 @@ def custom_op_names(config) -> list:
 
 
 def scratch_bytes(config) -> list:
-    """Bytes each custom op requests with RequestScratchBufferInArena (SPEC section 2), op order."""
+    """Bytes each custom op requests with RequestScratchBufferInArena (tflm_ops/contract.py), op order."""
     t, e = config.num_tokens, config.embed_dim
-    sizes = [_segments_bytes([config.grid * e, config.patch_dim])]
+    sizes = [contract.scratch_bytes("MCUF_PATCH_EMBED", grid_w=config.grid, embed=e, patch_bytes=config.patch_dim)]
     for i in range(config.depth):
-        d = config.qkv_dim[i]
-        attn_rank = max(config.qkv_rank[i], config.proj_rank[i])
-        sizes.append(_segments_bytes([t * d, t * d, e, attn_rank, d, d, 4 * t]))
-        mlp_rank = max(config.fc1_rank[i], config.fc2_rank[i])
-        sizes.append(_segments_bytes([e, mlp_rank, config.mlp_hidden[i]]))
-    sizes.append(_segments_bytes([e, 4 * e, e]))
+        sizes.append(contract.scratch_bytes("MCUF_ATTENTION", tokens=t, embed=e, qkv_dim=config.qkv_dim[i],
+                                            qkv_rank=config.qkv_rank[i], proj_rank=config.proj_rank[i]))
+        sizes.append(contract.scratch_bytes("MCUF_MLP", embed=e, hidden=config.mlp_hidden[i],
+                                            fc1_rank=config.fc1_rank[i], fc2_rank=config.fc2_rank[i]))
+    sizes.append(contract.scratch_bytes("MCUF_HEAD", embed=e))
     return sizes
 
 

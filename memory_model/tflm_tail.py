@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from functools import lru_cache
 
+from tflm_ops import contract
+
 from .tflm_structs import STRUCTS
 
 KERNEL_ALIGNMENT = 16     # MicroAllocator::AllocatePersistentBuffer uses MicroArenaBufferAlignment()
@@ -79,14 +81,8 @@ class Tail:
                     self.allocate(4 + 4 * channels, 4)          # zero_point TfLiteIntArray
 
 
-# Persistent bytes each custom kernel allocates in Init (its OpData), as tflm_ops/SPEC.md
-# section 2.5 lists them (the kernels static_assert them; tests/test_memory.py reads SPEC).
-CUSTOM_OPDATA_BYTES = {
-    "MCUF_PATCH_EMBED": 72,
-    "MCUF_ATTENTION": 96,
-    "MCUF_MLP": 88,
-    "MCUF_HEAD": 64,
-}
+# Persistent bytes each custom kernel allocates in Init (its OpData), from the op contract.
+CUSTOM_OPDATA_BYTES = contract.OPDATA_BYTES
 
 
 def _low_rank_linears(config) -> int:
