@@ -1,9 +1,12 @@
 """The reference interpreter: parse a written .tflite, check it, run it in numpy.
 
 `load_tflite` turns the flatbuffer back into a `QModel` (a corrupt, truncated
-or foreign file is a UserError); `run_tflite` runs int8 images through it
-with tflm_ops/reference.py, bit-exact to the C kernels. Users measure int8
-accuracy without a board with it.
+or foreign file is a UserError) and refuses, with one line naming the op and
+field, every op the kernels' Prepare would reject (tflm_ops/validity.py);
+`check_tflite` is that check alone, for `mcuformer build`. `run_tflite` runs
+int8 images through the model with tflm_ops/reference.py, bit-exact to the C
+kernels. Users measure int8 accuracy without a board with it. No TensorFlow:
+the schema is the tflite-micro wheel's.
 """
 from __future__ import annotations
 
@@ -13,11 +16,10 @@ import numpy as np
 from flatbuffers import flexbuffers
 
 from common.errors import UserError
-from tensorflow.lite.python import schema_py_generated as schema
-from tflm_ops import reference
+from tflite_micro.tensorflow.lite.micro.python import schema_py_generated as schema
+from tflm_ops import contract
 
-from .qmodel import QModel, Op, Tensor, run
-from .tflite_writer import FILE_IDENTIFIER, OFFLINE_PLAN_NAME, SCHEMA_VERSION
+from .qmodel import FILE_IDENTIFIER, OFFLINE_PLAN_NAME, SCHEMA_VERSION, QModel, Op, Tensor, check_prepare, run
 
 TYPE_NAMES = {schema.TensorType.INT8: "int8", schema.TensorType.INT32: "int32"}
 
@@ -60,6 +62,15 @@ def _offsets(model, n_tensors):
     return None
 
 
+def _options(raw):
+    """The FlexBuffer map as a dict, or None when it is not one (Prepare rejects it, with the op named)."""
+    try:
+        options = flexbuffers.Loads(np.asarray(raw, np.uint8).tobytes())
+    except Exception:   # corrupt FlexBuffer bytes fail in many ways
+        return None
+    return dict(options) if isinstance(options, dict) else None
+
+
 def _build(model) -> QModel:
     if model.version != SCHEMA_VERSION:
         raise ValueError(f"schema version {model.version}, expected {SCHEMA_VERSION}")
@@ -70,19 +81,18 @@ def _build(model) -> QModel:
     codes = []
     for oc in model.operatorCodes:
         code = _text(oc.customCode) if oc.customCode is not None else None
-        if oc.builtinCode != schema.BuiltinOperator.CUSTOM or code not in reference.OPS:
+        if oc.builtinCode != schema.BuiltinOperator.CUSTOM or code not in contract.OPS:
             raise ValueError(f"operator {code or oc.builtinCode} is not one of the custom ops "
-                             f"{', '.join(reference.OPS)}")
-        if oc.version != 1:
-            raise ValueError(f"{code} version {oc.version} is not implemented (1 is)")
+                             f"{', '.join(contract.OPS)}")
+        if oc.version != contract.VERSION:
+            raise ValueError(f"{code} version {oc.version} is not implemented ({contract.VERSION} is)")
         codes.append(code)
     ops = []
     for o in sg.operators:
         inputs, outputs = [int(i) for i in o.inputs], [int(i) for i in o.outputs]
         if len(outputs) != 1 or not all(0 <= i < len(tensors) for i in inputs + outputs):
             raise ValueError("an operator has invalid tensor indices")
-        options = flexbuffers.Loads(np.asarray(o.customOptions, np.uint8).tobytes())
-        ops.append(Op(codes[o.opcodeIndex], inputs, outputs[0], dict(options)))
+        ops.append(Op(codes[o.opcodeIndex], inputs, outputs[0], _options(o.customOptions)))
     if len(sg.inputs) != 1 or len(sg.outputs) != 1:
         raise ValueError("expected one subgraph input and one output")
     return QModel(tensors, ops, int(sg.inputs[0]), int(sg.outputs[0]), _offsets(model, len(tensors)),
@@ -96,10 +106,17 @@ def load_tflite(path) -> QModel:
     except OSError as exc:
         raise UserError(f"cannot read {path}: {exc.strerror}") from None
     try:
-        return _build(_parse(buf))
+        model = _build(_parse(buf))
     except Exception as exc:    # any parse failure of untrusted bytes means a bad file
         raise UserError(f"{path} is not a valid MCUFormer .tflite (corrupt or truncated: {exc}); "
                         f"re-run `mcuformer convert`") from None
+    check_prepare(model, path)
+    return model
+
+
+def check_tflite(path) -> None:
+    """UserError (one line) unless the file parses and every op passes the kernels' Prepare."""
+    load_tflite(path)
 
 
 def run_tflite(path, images_q, batch: int = 256, progress: bool = False) -> np.ndarray:

@@ -1,8 +1,9 @@
 """The quantized model in memory: tensors (SPEC section 3 order) and custom ops.
 
 The quantizer builds it, the flatbuffer writer serialises it, the reader
-parses a .tflite back into it, and `run` executes it with the numpy reference
-ops of tflm_ops/reference.py.
+parses a .tflite back into it, `check_prepare` refuses what the kernels'
+Prepare would (tflm_ops/validity.py), and `run` executes it with the numpy
+reference ops of tflm_ops/reference.py.
 """
 from __future__ import annotations
 
@@ -11,9 +12,14 @@ from dataclasses import dataclass, field
 import numpy as np
 from tqdm import tqdm
 
-from tflm_ops import reference
+from common.errors import UserError
+from tflm_ops import contract, reference, validity
 
 DTYPES = {"int8": np.int8, "int32": np.int32}
+# The flatbuffer: TFLite schema version 3, and the metadata holding the offline arena plan (SPEC 3).
+FILE_IDENTIFIER = b"TFL3"
+SCHEMA_VERSION = 3
+OFFLINE_PLAN_NAME = "OfflineMemoryAllocation"
 
 
 @dataclass
@@ -63,8 +69,30 @@ class QModel:
 
 
 def quantize_images(images) -> np.ndarray:
-    """Float pixels/255 -> the fixed int8 model input (scale 1/255, zero point -128)."""
-    return (np.clip(np.round(np.asarray(images, np.float64) * 255.0), 0, 255) - 128).astype(np.int8)
+    """Float pixels/255 -> the fixed int8 model input (tflm_ops.contract.quantize_input)."""
+    return contract.quantize_input(np.asarray(images, np.float64) * 255.0)
+
+
+def _info(t: Tensor) -> validity.TensorInfo:
+    return validity.TensorInfo(t.dtype, tuple(t.shape), t.zp, t.data)
+
+
+def prepare_error(model: QModel) -> str | None:
+    """'op I (CODE): reason' for the first op whose Prepare would fail in TFLM, or None."""
+    for i, op in enumerate(model.ops):
+        error = validity.prepare_error(op.code, op.options, [_info(model.tensors[j]) for j in op.inputs],
+                                       _info(model.tensors[op.output]))
+        if error:
+            return f"op {i} ({op.code}): {error}"
+    return None
+
+
+def check_prepare(model: QModel, what) -> None:
+    """UserError (one line) when the kernels' Prepare would reject an op of the model."""
+    error = prepare_error(model)
+    if error:
+        raise UserError(f"{what}: {error}; the MCUFormer kernels reject this model in Prepare "
+                        f"(re-run `mcuformer convert`)")
 
 
 def run(model: QModel, images_q, batch: int = 256, progress: bool = False) -> np.ndarray:

@@ -14,10 +14,9 @@ from flatbuffers import flexbuffers
 import common  # noqa: F401  (sets TF_USE_LEGACY_KERAS before tensorflow is imported)
 from tensorflow.lite.python import schema_py_generated as schema
 
-FILE_IDENTIFIER = b"TFL3"
-SCHEMA_VERSION = 3
+from .qmodel import FILE_IDENTIFIER, OFFLINE_PLAN_NAME, SCHEMA_VERSION
+
 BUFFER_ALIGNMENT = 16
-OFFLINE_PLAN_NAME = "OfflineMemoryAllocation"
 TENSOR_TYPES = {"int8": schema.TensorType.INT8, "int32": schema.TensorType.INT32}
 
 

@@ -12,6 +12,7 @@ import numpy as np
 
 from common.atomic import atomic_dir, write_json
 from common.errors import UserError
+from converter.interpreter import check_tflite
 
 from . import app, host, qemu, tflm
 from .model_dir import ModelDir, read_model_dir, test_images
@@ -41,6 +42,7 @@ def build_for_board(model_dir, board, out=None, images: int = 4, data: str = "fa
         raise UserError(f"no startup/linker support for board {board.name} yet (supported: stm32f746); "
                         f"add deploy/make/{board.name}.ld and a platform file")
     app.target_for(board.name, board)           # names the apt packages when the toolchain is missing
+    check_tflite(model.tflite)                  # one line for what the kernels' Prepare rejects, before compiling
     out = Path(out) if out else model.path / "build" / board.name
     x, y = test_images(data, images, model.input_shape)
     root = tflm.ensure_tflm()
