@@ -14,15 +14,15 @@ import numpy as np
 
 from keras_supernet import functional as F
 from common.errors import UserError
+from tflm_ops import contract
 from tflm_ops.fixedpoint import INT32_MAX, INT32_MIN, quantize_multiplier
 
 from .calibrate import QParams, qparams
 from .float_model import ACTIVATIONS
-from .qmodel import Op, QModel, Tensor
+from .qmodel import Op, QModel, Tensor, check_prepare
 
-INPUT_QPARAMS = QParams(1.0 / 255.0, -128)
+INPUT_QPARAMS = QParams(contract.INPUT_SCALE, contract.INPUT_ZERO_POINT)
 SYMMETRIC_POINTS = (".q", ".k", ".v", ".ctx")
-LN_EPS_MAX = 1 << 40
 
 
 def _round(v) -> np.ndarray:
@@ -105,7 +105,7 @@ class _Builder:
         mult = _requant_table(gamma / (h.scale * 65536.0), n_bound, f"{name} LayerNorm")
         b = _int32(beta / h.scale)
         ln = np.concatenate([mult, b[:, None]], axis=1)
-        eps = int(np.clip(_round(e * e * epsilon / (s_x * s_x)), 0, LN_EPS_MAX))
+        eps = int(np.clip(_round(e * e * epsilon / (s_x * s_x)), 0, contract.LN_EPS_MAX))
         return self.const(f"{name}/ln", ln, np.int32), eps
 
     # ---- ops --------------------------------------------------------------------------
@@ -125,9 +125,9 @@ class _Builder:
         if has_cls:
             cls = np.clip(_round((pe["cls"] + pos[-1]) / s_out) + z_out, -128, 127)
             inputs.append(self.const("patch_embed/cls", cls, np.int8, [s_out], [z_out]))
-        self.ops.append(Op("MCUF_PATCH_EMBED", inputs, out,
-                           {"version": 1, "patch": a.patch_size, "has_cls": int(has_cls),
-                            "pos_zp": pos_qp.zero_point, "pos_mult": pos_mult, "pos_shift": pos_shift}))
+        self.ops.append(Op("MCUF_PATCH_EMBED", inputs, out, contract.make_options(
+            "MCUF_PATCH_EMBED", patch=a.patch_size, has_cls=int(has_cls), pos_zp=pos_qp.zero_point,
+            pos_mult=pos_mult, pos_shift=pos_shift)))
 
     def _residual(self, x, y, name) -> tuple:
         return _requant(self.tensors[x].scale[0] / self.tensors[y].scale[0], 255, f"{name} residual")
@@ -146,17 +146,17 @@ class _Builder:
         sm_real = 256.0 * q.scale * k.scale / (math.sqrt(dim // heads) * math.log(2.0))
         sm_m, sm_s = quantize_multiplier(sm_real)
         sm_shift = 31 - sm_s
-        if sm_m <= 0 or not 1 <= sm_shift <= 62:
+        if not (contract.in_range("MCUF_ATTENTION", "sm_mult", sm_m)
+                and contract.in_range("MCUF_ATTENTION", "sm_shift", sm_shift)):
             raise UserError(f"{pre}: softmax scale {sm_real:.3g} is out of range; recalibrate")
         # the Q15 probabilities of a row sum to at most 32768 + T (rounding)
         ctx_mult, ctx_shift = _requant(v.scale / (32768.0 * ctx.scale), 128 * (32768 + a.num_tokens),
                                        f"{pre} context")
         res_mult, res_shift = self._residual(x, y, pre)
-        self.ops.append(Op("MCUF_ATTENTION", [x, ln] + l_qkv + l_proj, y, {
-            "version": 1, "heads": heads, "qkv_dim": dim, "qkv_rank": a.qkv_rank[i],
-            "proj_rank": a.proj_rank[i], "ln_eps": eps, "ln_zp": h.zero_point, "qkv_t_zp": qkv_t_zp,
-            "proj_t_zp": proj_t_zp, "sm_mult": sm_m, "sm_shift": sm_shift, "ctx_mult": ctx_mult,
-            "ctx_shift": ctx_shift, "res_mult": res_mult, "res_shift": res_shift}))
+        self.ops.append(Op("MCUF_ATTENTION", [x, ln] + l_qkv + l_proj, y, contract.make_options(
+            "MCUF_ATTENTION", heads=heads, qkv_dim=dim, qkv_rank=a.qkv_rank[i], proj_rank=a.proj_rank[i],
+            ln_eps=eps, ln_zp=h.zero_point, qkv_t_zp=qkv_t_zp, proj_t_zp=proj_t_zp, sm_mult=sm_m,
+            sm_shift=sm_shift, ctx_mult=ctx_mult, ctx_shift=ctx_shift, res_mult=res_mult, res_shift=res_shift)))
 
     def mlp(self, i, w, x, y) -> None:
         a, pre = self.arch, f"block{i}_mlp"
@@ -170,10 +170,10 @@ class _Builder:
         lut_t = self.const(f"{pre}/gelu_lut", lut, np.int8)
         l_fc2, fc2_t_zp = self.linear(f"{pre}/fc2", w["fc2"], g.scale, g.zero_point, self.tensors[y].scale[0])
         res_mult, res_shift = self._residual(x, y, pre)
-        self.ops.append(Op("MCUF_MLP", [x, ln] + l_fc1 + [lut_t] + l_fc2, y, {
-            "version": 1, "hidden": a.mlp_hidden[i], "fc1_rank": a.fc1_rank[i], "fc2_rank": a.fc2_rank[i],
-            "ln_eps": eps, "ln_zp": h.zero_point, "fc1_t_zp": fc1_t_zp, "fc2_t_zp": fc2_t_zp,
-            "fc1_zp": act.zero_point, "gelu_zp": g.zero_point, "res_mult": res_mult, "res_shift": res_shift}))
+        self.ops.append(Op("MCUF_MLP", [x, ln] + l_fc1 + [lut_t] + l_fc2, y, contract.make_options(
+            "MCUF_MLP", hidden=a.mlp_hidden[i], fc1_rank=a.fc1_rank[i], fc2_rank=a.fc2_rank[i], ln_eps=eps,
+            ln_zp=h.zero_point, fc1_t_zp=fc1_t_zp, fc2_t_zp=fc2_t_zp, fc1_zp=act.zero_point, gelu_zp=g.zero_point,
+            res_mult=res_mult, res_shift=res_shift)))
 
     def head(self, w, x, out) -> None:
         a = self.arch
@@ -186,9 +186,9 @@ class _Builder:
         else:
             pooled, pool_mult, pool_shift = h, 0, 0
         l_fc, _ = self.linear("head/fc", w["fc"], pooled.scale, pooled.zero_point, self.tensors[out].scale[0])
-        self.ops.append(Op("MCUF_HEAD", [x, ln] + l_fc, out, {
-            "version": 1, "pool": 0 if a.pool == "mean" else 1, "ln_eps": eps, "ln_zp": h.zero_point,
-            "pool_zp": pooled.zero_point, "pool_mult": pool_mult, "pool_shift": pool_shift}))
+        self.ops.append(Op("MCUF_HEAD", [x, ln] + l_fc, out, contract.make_options(
+            "MCUF_HEAD", pool=0 if a.pool == "mean" else 1, ln_eps=eps, ln_zp=h.zero_point,
+            pool_zp=pooled.zero_point, pool_mult=pool_mult, pool_shift=pool_shift)))
 
 
 def build_qmodel(arch, weights, ranges) -> QModel:
@@ -203,4 +203,6 @@ def build_qmodel(arch, weights, ranges) -> QModel:
         b.attention(i, weights[f"block{i}_attn"], tokens[2 * i], tokens[2 * i + 1])
         b.mlp(i, weights[f"block{i}_mlp"], tokens[2 * i + 1], tokens[2 * i + 2])
     b.head(weights["head"], tokens[-1], logits)
-    return QModel(b.tensors, b.ops, input=image, output=logits, description=f"MCUFormer int8 ViT {arch.describe()}")
+    qmodel = QModel(b.tensors, b.ops, input=image, output=logits, description=f"MCUFormer int8 ViT {arch.describe()}")
+    check_prepare(qmodel, "the quantized model")
+    return qmodel
