@@ -116,25 +116,56 @@ def _valid_multiplier(m, s) -> bool:
     return (m == 0 or (1 << 30) <= abs(m) < (1 << 31)) and -31 <= s <= 30
 
 
-def test_options_and_tables_are_in_the_ranges_kernels_accept(converted):
-    """SPEC 2: the ranges Prepare accepts, for every op of a converted model."""
+def _real(m, s) -> float:
+    """The real number a (multiplier, shift) pair stands for: m * 2^(s - 31)."""
+    return m * 2.0 ** (s - 31)
+
+
+ZERO_POINT_OPTIONS = {"MCUF_PATCH_EMBED": ["pos_zp"], "MCUF_ATTENTION": ["ln_zp", "qkv_t_zp", "proj_t_zp"],
+                      "MCUF_MLP": ["ln_zp", "fc1_t_zp", "fc2_t_zp", "fc1_zp", "gelu_zp"],
+                      "MCUF_HEAD": ["ln_zp", "pool_zp"]}
+
+
+def test_options_hold_the_architecture_and_the_tensor_scales(converted):
+    """Every op's options against TINY and the written tensors' scales, worked out here (SPEC 1-2)."""
     _, _, qmodel, _, _ = converted
+    tensor = {t.name: t for t in qmodel.tensors}
+    assert [op.code for op in qmodel.ops] == ["MCUF_PATCH_EMBED"] + ["MCUF_ATTENTION", "MCUF_MLP"] * 2 + ["MCUF_HEAD"]
+    pe, attn0, mlp0, attn1, mlp1, head = (op.options for op in qmodel.ops)
+    assert all(o["version"] == 1 for o in (pe, attn0, mlp0, attn1, mlp1, head))
+    assert (pe["patch"], pe["has_cls"], head["pool"]) == (7, 0, 0)
+    for attn in (attn0, attn1):
+        assert (attn["heads"], attn["qkv_dim"], attn["qkv_rank"], attn["proj_rank"]) == (2, 48, 0, 0)
+        assert (attn["qkv_t_zp"], attn["proj_t_zp"]) == (0, 0)                  # full rank: no intermediate
+        assert (1 << 30) <= attn["sm_mult"] < (1 << 31) and 1 <= attn["sm_shift"] <= 62
+        assert _valid_multiplier(attn["ctx_mult"], attn["ctx_shift"])
+    assert [(m["hidden"], m["fc1_rank"], m["fc2_rank"]) for m in (mlp0, mlp1)] == [(96, 0, 0), (96, 16, 0)]
+    assert mlp0["fc1_t_zp"] == 0 and mlp1["fc2_t_zp"] == 0
     for op in qmodel.ops:
-        o = op.options
-        for key, value in o.items():
-            if key.endswith("_zp"):
-                assert -128 <= value <= 127, (op.code, key, value)
-        for prefix in ("pos", "ctx", "res", "pool"):
-            if f"{prefix}_mult" in o:
-                assert _valid_multiplier(o[f"{prefix}_mult"], o[f"{prefix}_shift"]), (op.code, prefix)
-        if "sm_mult" in o:
-            assert (1 << 30) <= o["sm_mult"] < (1 << 31) and 1 <= o["sm_shift"] <= 62
-        if "ln_eps" in o:
-            assert 0 <= o["ln_eps"] <= 1 << 40
-        for i in op.inputs:
-            t = qmodel.tensors[i]
-            if t.name.endswith(("/rq", "/ln")):
-                assert all(_valid_multiplier(int(m), int(s)) for m, s in t.data[:, :2]), t.name
+        for key in ZERO_POINT_OPTIONS[op.code]:
+            assert -128 <= op.options[key] <= 127, (op.code, key)
+    # the residual multiplier of block op k is s(tokens_k) / s(tokens_k+1) (SPEC 1.5)
+    for k, op in enumerate(qmodel.ops[1:-1]):
+        s_x, s_y = tensor[f"tokens_{k}"].scale[0], tensor[f"tokens_{k + 1}"].scale[0]
+        assert _valid_multiplier(op.options["res_mult"], op.options["res_shift"])
+        assert _real(op.options["res_mult"], op.options["res_shift"]) == pytest.approx(s_x / s_y, rel=2 ** -29)
+        # ln_eps = round(E^2 * eps / s_x^2) with the float model's eps 1e-6 (SPEC 1.2)
+        assert op.options["ln_eps"] == min(round(48 * 48 * 1e-6 / s_x ** 2), 1 << 40), (k, s_x)
+    pos, t0 = tensor["patch_embed/pos"], tensor["tokens_0"]
+    assert pe["pos_zp"] == pos.zero_point[0]
+    assert _real(pe["pos_mult"], pe["pos_shift"]) == pytest.approx(pos.scale[0] / t0.scale[0], rel=2 ** -29)
+    # the patch embedding's rq rows: s_image * s_w[o] / s(tokens_0), s_image = 1/255 (SPEC 0, 1.1)
+    w, rq = tensor["patch_embed/W"], tensor["patch_embed/rq"].data
+    assert [_real(int(m), int(s)) for m, s in rq] == pytest.approx(
+        [s_w / 255.0 / t0.scale[0] for s_w in w.scale], rel=2 ** -29)
+    for t in qmodel.tensors:
+        if t.name.endswith(("/rq", "/ln")):
+            assert all(_valid_multiplier(int(m), int(s)) for m, s in t.data[:, :2]), t.name
+
+
+def test_the_converted_model_passes_the_kernels_prepare_checks(converted):
+    from converter.qmodel import prepare_error
+    assert prepare_error(converted[2]) is None
 
 
 def test_tflm_parses_the_model_up_to_the_custom_op_registration(converted, capfd):

@@ -4,6 +4,7 @@ import math
 import numpy as np
 import pytest
 
+from tflm_ops import contract
 from tflm_ops import reference as R
 from tflm_ops.fixedpoint import mbqm, quantize_multiplier, sat8
 
@@ -34,6 +35,12 @@ def test_layer_norm_hand_case():
     ln = np.array([[1 << 30, -15, 0], [1 << 30, -15, 5]], np.int32)      # gamma = 1 (in Q16), beta = (0, 5)
     # d = (2, -2), var = 4, den = 2, n = (+-65536): normalised (+-1) in Q16 -> +-1
     assert R.layer_norm(np.array([[1, -1]]), ln, 0, 2).tolist() == [[3, 6]]
+
+
+def test_layer_norm_epsilon_hand_case():
+    ln = np.array([[1 << 30, -15, 0], [1 << 30, -15, 5]], np.int32)
+    # var = 4 + 56 = 60, den = 7, n = +-round(2^17 / 7) = +-18725; times 2^-16 = +-0.286 -> 0 both ways
+    assert R.layer_norm(np.array([[1, -1]]), ln, 56, 2).tolist() == [[2, 7]]
 
 
 def test_layer_norm_ignores_input_offset_and_is_per_token():
@@ -110,8 +117,6 @@ def test_rejects_unknown_version():
         R.run_op("MCUF_HEAD", [], {"version": 2}, 0, 0)
 
 
-# ---- attention and MLP against a scalar, row-by-row transcription of SPEC 2.2/2.3 -------------
-
 def _random_linear(rng, n_in, n_out, rank):
     def factor(i, o):
         return [rng.integers(-127, 128, (o, i)).astype(np.int8), rng.integers(-3000, 3000, o).astype(np.int32),
@@ -124,23 +129,78 @@ def _random_ln(rng, e):
                     1).astype(np.int32)
 
 
-def _scalar_linear(x, tensors, t_zp, z_out, rows=None):
-    """SPEC 1.1 for one vector, Python ints, optionally only some output rows."""
-    def lq(vec, w, b, rq, z, sel):
-        return [int(sat8(z + mbqm(int(b[o]) + sum(int(vec[i]) * int(w[o, i]) for i in range(len(vec))),
-                                  int(rq[o, 0]), int(rq[o, 1])))) for o in sel]
+# ---- attention and MLP against a scalar transcription of SPEC, in plain Python ints ----------
+# Independent of reference.py and fixedpoint.py: every step below is SPEC's text for one value.
+
+def _sat8(v):
+    return min(127, max(-128, v))
+
+
+def _mbqm(x, m, s):
+    """SPEC 0: MultiplyByQuantizedMultiplier with C's truncating division."""
+    a = x * 2 ** max(s, 0)
+    right = max(-s, 0)
+    if a == m == -(1 << 31):
+        h = (1 << 31) - 1
+    else:
+        p = a * m + ((1 << 30) if a * m >= 0 else 1 - (1 << 30))
+        h = abs(p) // (1 << 31) * (1 if p >= 0 else -1)
+    mask = (1 << right) - 1
+    return (h >> right) + (1 if (h & mask) > (mask >> 1) + (h < 0) else 0)
+
+
+def _scalar_layer_norm(x, ln, eps, z_h):
+    e = len(x)
+    total = sum(int(v) for v in x)
+    d = [e * int(v) - total for v in x]
+    den = max(math.isqrt(sum(v * v for v in d) // e + eps), 1)
+    inv = (1 << 46) // den
+    return [_sat8(z_h + _mbqm((d[c] * inv + (1 << 29)) >> 30, int(ln[c, 0]), int(ln[c, 1])) + int(ln[c, 2]))
+            for c in range(e)]
+
+
+EXP2 = [int(math.floor(32768.0 * 2.0 ** (-f / 256.0) + 0.5)) for f in range(256)]
+
+
+def _scalar_softmax(a, m, s):
+    mx = max(a)
+    x = [min(4095, ((mx - v) * m + (1 << (s - 1))) >> s) for v in a]
+    e = [EXP2[v & 255] >> (v >> 8) for v in x]
+    r = (1 << 46) // sum(e)
+    return [(v * r + (1 << 30)) >> 31 for v in e]
+
+
+def _scalar_linear_acc(x, tensors, t_zp, rows=None):
+    """(accumulators of the last factor for `rows`, its rq), SPEC 1.1."""
+    def acc(vec, w, b, sel):
+        return [int(b[o]) + sum(int(vec[i]) * int(w[o, i]) for i in range(len(vec))) for o in sel]
     if len(tensors) == 6:
-        x = lq(x, *tensors[:3], t_zp, range(len(tensors[1])))
+        v, bias_v, rq_v = tensors[:3]
+        x = [_sat8(t_zp + _mbqm(a, int(rq_v[o, 0]), int(rq_v[o, 1])))
+             for o, a in enumerate(acc(x, v, bias_v, range(len(bias_v))))]
         tensors = tensors[3:]
-    return lq(x, *tensors, z_out, range(len(tensors[1])) if rows is None else rows)
+    w, b, rq = tensors
+    rows = range(len(b)) if rows is None else rows
+    return acc(x, w, b, rows), [(int(rq[o, 0]), int(rq[o, 1])) for o in rows]
+
+
+def _scalar_linear(x, tensors, t_zp, z_out, rows=None):
+    accs, rq = _scalar_linear_acc(x, tensors, t_zp, rows)
+    return [_sat8(z_out + _mbqm(a, m, s)) for a, (m, s) in zip(accs, rq)]
+
+
+def _scalar_residual(x, tensors, t_zp, token, zx, zy, o):
+    accs, rq = _scalar_linear_acc(x, tensors, t_zp)
+    return [_sat8(zy + _mbqm(a, m, s) + _mbqm(int(token[c]) - zx, o["res_mult"], o["res_shift"]))
+            for c, (a, (m, s)) in enumerate(zip(accs, rq))]
 
 
 def _scalar_attention(x, inputs, o, zx, zy):
-    n_qkv = R.linear_tensor_count(o["qkv_rank"])
+    n_qkv = contract.linear_tensor_count(o["qkv_rank"])
     ln, lqkv, lproj = inputs[1], inputs[2:2 + n_qkv], inputs[2 + n_qkv:]
     t, dim, heads = len(x), o["qkv_dim"], o["heads"]
     hd = dim // heads
-    norm = [R.layer_norm(np.array([x[j]]), ln, o["ln_eps"], o["ln_zp"])[0] for j in range(t)]
+    norm = [_scalar_layer_norm(x[j], ln, o["ln_eps"], o["ln_zp"]) for j in range(t)]
     keys = [_scalar_linear(norm[j], lqkv, o["qkv_t_zp"], 0, range(dim, 2 * dim)) for j in range(t)]
     vals = [_scalar_linear(norm[j], lqkv, o["qkv_t_zp"], 0, range(2 * dim, 3 * dim)) for j in range(t)]
     y = []
@@ -149,12 +209,10 @@ def _scalar_attention(x, inputs, o, zx, zy):
         ctx = []
         for h in range(heads):
             cols = range(h * hd, (h + 1) * hd)
-            a = [sum(q[c] * keys[j][c] for c in cols) for j in range(t)]
-            p = R.softmax_q15(np.array(a), o["sm_mult"], o["sm_shift"]).tolist()
-            ctx += [int(sat8(mbqm(sum(p[j] * vals[j][c] for j in range(t)), o["ctx_mult"], o["ctx_shift"])))
+            p = _scalar_softmax([sum(q[c] * keys[j][c] for c in cols) for j in range(t)], o["sm_mult"], o["sm_shift"])
+            ctx += [_sat8(_mbqm(sum(p[j] * vals[j][c] for j in range(t)), o["ctx_mult"], o["ctx_shift"]))
                     for c in cols]
-        acc, rq = R.linear_last_acc(np.array([ctx]), lproj, o["proj_t_zp"])
-        y.append(R.residual(acc, rq, np.array([x[i]]), zx, zy, o["res_mult"], o["res_shift"])[0].tolist())
+        y.append(_scalar_residual(ctx, lproj, o["proj_t_zp"], x[i], zx, zy, o))
     return y
 
 
@@ -166,9 +224,10 @@ def test_attention_matches_scalar_spec_transcription(qkv_rank, proj_rank):
     inputs += _random_linear(rng, e, 3 * dim, qkv_rank) + _random_linear(rng, dim, e, proj_rank)
     m, s = quantize_multiplier(0.05)
     cm, cs = quantize_multiplier(1.0 / 32768)
+    rm, rs = quantize_multiplier(0.7)
     options = {"version": 1, "heads": heads, "qkv_dim": dim, "qkv_rank": qkv_rank, "proj_rank": proj_rank,
                "ln_eps": 50, "ln_zp": 3, "qkv_t_zp": -2, "proj_t_zp": 4, "sm_mult": m, "sm_shift": 31 - s,
-               "ctx_mult": cm, "ctx_shift": cs, "res_mult": ONE[0], "res_shift": ONE[1]}
+               "ctx_mult": cm, "ctx_shift": cs, "res_mult": rm, "res_shift": rs}
     y = R.attention(inputs, options, -3, 6)
     for n in range(2):
         assert y[n].tolist() == _scalar_attention(inputs[0][n], inputs, options, -3, 6)
@@ -198,12 +257,40 @@ def test_mlp_matches_scalar_spec_transcription(fc1_rank, fc2_rank):
     l_fc1, l_fc2 = _random_linear(rng, e, hidden, fc1_rank), _random_linear(rng, hidden, e, fc2_rank)
     x = rng.integers(-128, 128, (1, t, e)).astype(np.int8)
     ln = _random_ln(rng, e)
+    rm, rs = quantize_multiplier(0.6)
     options = {"version": 1, "hidden": hidden, "fc1_rank": fc1_rank, "fc2_rank": fc2_rank, "ln_eps": 9,
                "ln_zp": -1, "fc1_t_zp": 2, "fc2_t_zp": -6, "fc1_zp": 7, "gelu_zp": -20,
-               "res_mult": ONE[0], "res_shift": ONE[1]}
+               "res_mult": rm, "res_shift": rs}
     y = R.mlp([x, ln] + l_fc1 + [lut] + l_fc2, options, 1, -1)
     for i in range(t):
-        h = R.layer_norm(x[0, i][None], ln, 9, -1)[0]
+        h = _scalar_layer_norm(x[0, i], ln, 9, -1)
         g = [int(lut[a + 128]) for a in _scalar_linear(h, l_fc1, 2, 7)]
-        acc, rq = R.linear_last_acc(np.array([g]), l_fc2, -6)
-        assert y[0, i].tolist() == R.residual(acc, rq, x[0, i][None], 1, -1, *ONE)[0].tolist()
+        assert y[0, i].tolist() == _scalar_residual(g, l_fc2, -6, x[0, i], 1, -1, options)
+
+
+def test_scalar_helpers_hand_cases():
+    """The transcription's own building blocks on values worked out by hand."""
+    assert _mbqm(13, 1 << 30, 0) == 7                       # 13 * 0.5 = 6.5 -> 7 (away from zero)
+    assert _mbqm(-13, 1 << 30, 0) == -6                     # -6.5: the doubling high mul rounds half up
+    assert _mbqm(-100, 1 << 30, -2) == -13                  # -50 / 4 = -12.5: the shift rounds half away
+    assert _mbqm(100, 1 << 30, -2) == 13                    # 100 * 0.5 / 4 = 12.5 -> 13
+    assert _mbqm(3, 1 << 30, 2) == 6                        # 3 * 4 * 0.5
+    assert _scalar_softmax([256, 0], 1 << 30, 30) == [21845, 10923]
+    ln = np.array([[1 << 30, -15, 0], [1 << 30, -15, 5]])
+    assert _scalar_layer_norm([1, -1], ln, 0, 2) == [3, 6]
+
+
+# ---- options: the contract's validity rules ------------------------------------------------
+
+@pytest.mark.parametrize("change,field", [
+    ({"qkv_rank": 70000}, "'qkv_rank' is 70000"), ({"res_shift": 31}, "'res_shift' is 31"),
+    ({"heads": 3}, "'qkv_dim' (8) is not a multiple of 'heads' (3)"), ({"ln_zp": True}, "'ln_zp' is not an integer"),
+    ({"ctx_mult": 1 << 29}, "'ctx_mult', 'ctx_shift'"), ({"version": 2}, "'version' is 2"),
+    ({"sm_shift": 0}, "'sm_shift' is 0, outside [1, 62]")])
+def test_attention_rejects_what_prepare_rejects_naming_the_field(change, field):
+    options = {"version": 1, "heads": 2, "qkv_dim": 8, "qkv_rank": 0, "proj_rank": 0, "ln_eps": 0, "ln_zp": 0,
+               "qkv_t_zp": 0, "proj_t_zp": 0, "sm_mult": 1 << 30, "sm_shift": 30, "ctx_mult": 1 << 30,
+               "ctx_shift": 0, "res_mult": 1 << 30, "res_shift": 1, **change}
+    with pytest.raises(ValueError) as raised:
+        R.attention([np.zeros((1, 2, 8), np.int8)], options, 0, 0)
+    assert str(raised.value).startswith("MCUF_ATTENTION: ") and field in str(raised.value), str(raised.value)
