@@ -30,6 +30,9 @@ MAKE_DIR = Path(__file__).resolve().parent / "make"
 RUNNER_DIR = Path(__file__).resolve().parent / "runner"
 KERNEL_DIR = PROJECT_ROOT / "tflm_ops" / "src"
 ARM_APT = "gcc-arm-none-eabi libnewlib-arm-none-eabi"
+# Programs of two checkouts sharing the cache must not overwrite each other (their
+# objects are apart already: object paths hold the source paths).
+CHECKOUT_KEY = hashlib.sha1(str(PROJECT_ROOT).encode()).hexdigest()[:8]
 
 
 @dataclass(frozen=True)
@@ -130,7 +133,7 @@ def build_program(root: Path, target: Target, name: str, *, app_sources, cppflag
     base = build_root(root) / "mcuformer" / target.key
     kernels = kernel_sources() if kernels is None else kernels
     kernel_key = hashlib.sha1(" ".join(kernel_cppflags).encode()).hexdigest()[:8]
-    program = Path(out) if out else base / "bin" / name
+    program = Path(out) if out else base / "bin" / CHECKOUT_KEY / name
     for path in (PROJECT_ROOT, base, program):
         if " " in str(path):
             raise UserError(f"{path} contains a space, which make cannot handle; move it or set MCUFORMER_CACHE")
