@@ -29,8 +29,8 @@ def qmodel():
     rng = np.random.default_rng(0)
     for w in model.weights:
         w.assign(rng.normal(0, 0.05, w.shape).astype(np.float32) + (1.0 if "gamma" in w.name else 0.0))
-    _, _, q, plan = quantize_model(model, rng.random((16, 28, 28, 1)), progress=False)
-    return q, plan
+    arch, _, q, plan = quantize_model(model, rng.random((16, 28, 28, 1)), progress=False)
+    return arch, q, plan
 
 
 def _set_option(op, name, value):
@@ -107,24 +107,26 @@ CORRUPTIONS = {
 }
 
 
-def _written(q, plan, folder, patch=None):
-    """A model folder as `mcuformer convert` writes it, for the QModel `q` (its bytes patched)."""
+def _written(arch, q, plan, folder, patch=None):
+    """A model folder as `mcuformer convert` writes it (its own report), for the QModel `q` (its bytes patched)."""
+    from converter.convert import _report
     from converter.tflite_writer import to_flatbuffer
     from deploy import app
 
     folder.mkdir()
     tflite = to_flatbuffer(q)
-    (folder / "model.tflite").write_bytes(patch(tflite) if patch else tflite)
+    tflite = patch(tflite) if patch else tflite
+    (folder / "model.tflite").write_bytes(tflite)
     app.model_array_cc(folder / "model.tflite", folder)
-    (folder / "report.json").write_text(json.dumps({"planned_arena_bytes": plan.arena_bytes(4)}))
+    (folder / "report.json").write_text(json.dumps(_report(arch, q, plan, tflite)))
     return folder
 
 
 def _corrupted(qmodel, name, folder):
-    q, plan = qmodel
+    arch, q, plan = qmodel
     bad = copy.deepcopy(q)
     patch = CORRUPTIONS[name][0](bad)
-    return _written(bad, plan, folder, patch)
+    return _written(arch, bad, plan, folder, patch)
 
 
 def _without_tflm(monkeypatch, tmp_path):
