@@ -19,6 +19,7 @@ from common.errors import UserError
 from tflite_micro.tensorflow.lite.micro.python import schema_py_generated as schema
 from tflm_ops import contract
 
+from . import tflite_checks
 from .qmodel import FILE_IDENTIFIER, OFFLINE_PLAN_NAME, SCHEMA_VERSION, QModel, Op, Tensor, check_prepare, run
 
 TYPE_NAMES = {schema.TensorType.INT8: "int8", schema.TensorType.INT32: "int32"}
@@ -106,6 +107,7 @@ def load_tflite(path) -> QModel:
     except OSError as exc:
         raise UserError(f"cannot read {path}: {exc.strerror}") from None
     try:
+        tflite_checks.check_structure(buf)      # the bounds the flatbuffers reader below trusts
         model = _build(_parse(buf))
     except Exception as exc:    # any parse failure of untrusted bytes means a bad file
         raise UserError(f"{path} is not a valid MCUFormer .tflite (corrupt or truncated: {exc}); "

@@ -22,6 +22,7 @@ EXAMPLE_DIR = tflm_make.PROJECT_ROOT / "examples" / "image_classification"
 PLATFORM_DIR = tflm_make.MAKE_DIR / "platform"
 LINKER_SCRIPTS = {"qemu-m7": "mps2_an500.ld", "stm32f746": "stm32f746.ld"}
 PLATFORM_SOURCES = {"host": "host.cc", "qemu-m7": "semihosting.cc", "stm32f746": "stm32f746.cc"}
+MODEL_CRC_SYMBOL = "mcuformer_model_data_crc32"
 
 
 @dataclass(frozen=True)
@@ -93,7 +94,7 @@ def build_app(root: Path, platform: str, spec: AppSpec, out: Path, board=None) -
     name = f"image_classification-{platform}" + ("-builtins" if spec.with_builtins else "")
     gen_dir = tflm_make.build_root(root) / "mcuformer" / target.key / "gen" / name
     model_cc = Path(spec.model_array_cc)
-    sources = [EXAMPLE_DIR / "main.cc", tflm_make.RUNNER_DIR / "op_resolver.cc",
+    sources = [EXAMPLE_DIR / "main.cc", tflm_make.RUNNER_DIR / "op_resolver.cc", tflm_make.RUNNER_DIR / "model_crc.cc",
                PLATFORM_DIR / PLATFORM_SOURCES[platform], PLATFORM_DIR / "markers.c"]
     ldflags = []
     if target.cross:
@@ -102,8 +103,12 @@ def build_app(root: Path, platform: str, spec: AppSpec, out: Path, board=None) -
                    "--specs=nano.specs", "--specs=nosys.specs", "-Wl,--gc-sections",
                    f"-Wl,-Map={Path(out).with_suffix('.map')}"]
     cppflags = [f"-I{EXAMPLE_DIR}", f"-I{gen_dir}"] + (["-DMCUF_WITH_BUILTINS"] if spec.with_builtins else [])
+    header = (model_cc.parent / "model_data.h").read_text()
+    if MODEL_CRC_SYMBOL not in header:      # main.cc checks the model against it before running it
+        raise UserError(f"{model_cc.parent / 'model_data.h'} declares no {MODEL_CRC_SYMBOL} (converted before "
+                        f"models carried a CRC-32); convert the model again")
     with tflm_make.target_lock(root, target):
-        _write_if_changed(gen_dir / "model_data.h", (model_cc.parent / "model_data.h").read_text())
+        _write_if_changed(gen_dir / "model_data.h", header)
         sources += [
             _write_if_changed(gen_dir / "model_data.cc", model_cc.read_text()),
             _write_if_changed(gen_dir / "test_images.cc", _test_images_cc(spec.images, spec.labels)),

@@ -7,7 +7,7 @@ Arduino library (`Arduino_TensorFlowLite`), which provides TFLM itself:
     library.properties
     src/<Name>.h, src/<Name>.cpp            Classifier.begin() / predict()
     src/<Name>_model_data.{h,cpp}           the .tflite as a const (flash) array
-    src/mcuformer/*.{h,cpp}                 tflm_ops/src kernels + RegisterOps
+    src/mcuformer/*.{h,cpp}                 tflm_ops/src kernels + RegisterOps, the model CRC-32 check
     examples/<Name>Classify/<Name>Classify.ino, sample_images.h
 """
 from __future__ import annotations
@@ -24,6 +24,7 @@ from .app import arena_size
 from .model_dir import read_model_dir
 
 KERNEL_SRC = Path(__file__).resolve().parent.parent / "tflm_ops" / "src"
+MODEL_CRC_SOURCES = [Path(__file__).resolve().parent / "runner" / name for name in ("model_crc.h", "model_crc.cc")]
 TEMPLATES = Path(__file__).resolve().parent / "arduino"
 _NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,62}$")
 
@@ -31,9 +32,11 @@ _NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,62}$")
 def _model_symbols(header: str) -> tuple:
     array = re.search(r"extern\s+(?:alignas\(\d+\)\s+)?const\s+unsigned\s+char\s+(\w+)\s*\[\s*\]", header)
     length = re.search(r"extern\s+const\s+(?:unsigned\s+int|int|size_t|uint32_t)\s+(\w+)\s*;", header)
-    if not array or not length:
-        raise UserError("model_data.h does not declare the model array and its length; convert the model again")
-    return array.group(1), length.group(1)
+    crc = re.search(r"extern\s+const\s+(?:unsigned\s+int|uint32_t)\s+(\w+_crc32)\s*;", header)
+    if not array or not length or not crc:
+        raise UserError("model_data.h does not declare the model array, its length and its CRC-32; "
+                        "convert the model again")
+    return array.group(1), length.group(1), crc.group(1)
 
 
 def _c_array(values, per_line: int = 16) -> str:
@@ -42,7 +45,7 @@ def _c_array(values, per_line: int = 16) -> str:
 
 
 def _copy_kernels(dest: Path) -> list:
-    sources = sorted(p for p in KERNEL_SRC.iterdir() if p.suffix in (".cc", ".h"))
+    sources = sorted(p for p in KERNEL_SRC.iterdir() if p.suffix in (".cc", ".h")) + MODEL_CRC_SOURCES
     if not any(p.suffix == ".cc" for p in sources):
         raise UserError(f"no kernel sources in {KERNEL_SRC}; this installation is incomplete")
     dest.mkdir(parents=True)
@@ -79,7 +82,7 @@ def write_arduino_library(model_dir, out, name: str = "MCUFormerModel", data: st
         raise UserError(f"library name {name!r} must start with a letter and hold only letters, digits and _")
     model = read_model_dir(model_dir)
     (h, w, c), num_classes = model.input_shape, model.num_classes
-    array_sym, length_sym = _model_symbols((model_dir / "model_data.h").read_text())
+    array_sym, length_sym, crc_sym = _model_symbols((model_dir / "model_data.h").read_text())
     arena = arena_size(model.required_arena_bytes)
 
     ds = datasets.load(data)
@@ -95,7 +98,7 @@ def write_arduino_library(model_dir, out, name: str = "MCUFormerModel", data: st
         (src / f"{name}_model_data.h").write_text((model_dir / "model_data.h").read_text())
         (src / f"{name}_model_data.cpp").write_text(model_cc)
         values = dict(NAME=name, HEIGHT=h, WIDTH=w, CHANNELS=c, NUM_CLASSES=num_classes, ARENA=arena,
-                      MODEL_ARRAY=array_sym, MODEL_LEN=length_sym,
+                      MODEL_ARRAY=array_sym, MODEL_LEN=length_sym, MODEL_CRC=crc_sym,
                       CLASS_NAMES=", ".join(json.dumps(n) for n in names))
         (src / f"{name}.h").write_text(_fill("Classifier.h.in", **values))
         (src / f"{name}.cpp").write_text(_fill("Classifier.cpp.in", **values))

@@ -71,7 +71,7 @@ def build_for_board(model_dir, board, out=None, images: int = 4, data: str = "fa
             host_arena = app.arena_size(model.required_arena_bytes_host)
             host_elf = app.build_app(root, "host", app.AppSpec(model.model_data_cc, host_arena, x, y), tmp / "app_host")
             result["host_app"] = str(out / host_elf.name)
-            on_host = host.run_host(root, model.tflite, x, arena_bytes=host_arena)
+            on_host = host.run_host(root, model.tflite, x, arena_bytes=host_arena, crc32=model.crc32)
             result["host"] = _summary(on_host.outputs, y, on_host.arena_used_bytes)
         if "qemu" in result and "host" in result and "outputs" in result["qemu"]:
             result["qemu_equals_host"] = result["qemu"]["outputs"] == result["host"]["outputs"]

@@ -20,14 +20,17 @@ class TflmResult:
     arena_used_bytes: int
 
 
-def run_host(root: Path, model_path, inputs: np.ndarray, arena_bytes: int | None = None) -> TflmResult:
-    """Outputs of the model for each int8 input (leading axis = images)."""
+def run_host(root: Path, model_path, inputs: np.ndarray, arena_bytes: int | None = None,
+             crc32: int | None = None) -> TflmResult:
+    """Outputs of the model for each int8 input (leading axis = images). With `crc32` (the
+    converter's), the runner refuses a model whose CRC-32 differs, before TFLM reads it."""
     runner = tflm_make.host_runner(root)
     inputs = np.ascontiguousarray(inputs, dtype=np.int8)
     with tempfile.NamedTemporaryFile(suffix=".bin") as handle:
         handle.write(inputs.tobytes())
         handle.flush()
-        cmd = [str(runner), str(model_path), handle.name] + ([str(arena_bytes)] if arena_bytes else [])
+        cmd = [str(runner), *(["--crc32", f"{crc32:08x}"] if crc32 is not None else []),
+               str(model_path), handle.name] + ([str(arena_bytes)] if arena_bytes else [])
         proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode != 0:
         log = " | ".join(proc.stderr.strip().splitlines()[-3:])

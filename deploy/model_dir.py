@@ -2,10 +2,13 @@
 from __future__ import annotations
 
 import json
+import re
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
 from common.errors import UserError
+from converter import tflite_checks
 
 NEEDED = ("model.tflite", "model_data.cc", "model_data.h", "report.json")
 
@@ -55,6 +58,11 @@ class ModelDir:
         """The model flatbuffer (weights included), which stays in flash."""
         return self.tflite.stat().st_size
 
+    @property
+    def crc32(self) -> int:
+        """The converter's CRC-32 of model.tflite (checked when the folder was read)."""
+        return int(next(iter(recorded_crc32(self.path, self.report).values())), 16)
+
 
 def tflite_io(path: Path) -> tuple:
     """(input shape HWC, number of classes) read from a .tflite's first subgraph."""
@@ -72,6 +80,38 @@ def tflite_io(path: Path) -> tuple:
     return tuple(image[1:]), int(logits[1])
 
 
+def recorded_crc32(path: Path, report: dict) -> dict:
+    """The CRC-32s of model.tflite the converter recorded, by file: report.json's model_crc32 and
+    model_data.cc's constant (its last line)."""
+    with open(path / "model_data.cc", "rb") as cc:
+        cc.seek(max(0, cc.seek(0, 2) - 256))
+        in_cc = re.search(rb"_crc32 = (0x[0-9a-f]{8})u;", cc.read())
+    found = {"report.json": report.get("model_crc32"), "model_data.cc": in_cc and in_cc.group(1).decode()}
+    return {name: value for name, value in found.items()
+            if isinstance(value, str) and re.fullmatch(r"0x[0-9a-f]{8}", value)}
+
+
+def check_integrity(path: Path, report: dict) -> None:
+    """model.tflite has the CRC-32 the converter recorded and passes the structural checks."""
+    recorded = recorded_crc32(path, report)
+    if not recorded:
+        raise UserError(f"{path} records no CRC-32 of its model (converted before models carried one); "
+                        f"convert the model again")
+    if len(set(recorded.values())) > 1:
+        raise UserError(f"{path}: report.json and model_data.cc record different CRC-32s "
+                        f"({', '.join(recorded.values())}); convert the model again")
+    tflite = path / "model.tflite"
+    data = tflite.read_bytes()
+    actual, (where, expected) = f"0x{zlib.crc32(data):08x}", next(iter(recorded.items()))
+    if actual != expected:
+        raise UserError(f"{tflite}: CRC-32 {actual} does not match the converter's {expected} in {where} "
+                        f"(the model was damaged or changed after `mcuformer convert`); convert it again")
+    try:
+        tflite_checks.check_structure(data)
+    except tflite_checks.TfliteCheckError as exc:
+        raise UserError(f"{tflite} is not a model TFLM can run safely: {exc}; convert it again") from None
+
+
 def read_model_dir(path) -> ModelDir:
     path = Path(path).absolute()
     missing = [name for name in NEEDED if not (path / name).is_file()]
@@ -86,6 +126,7 @@ def read_model_dir(path) -> ModelDir:
         raise UserError(f"{path / 'report.json'} is not a convert report (a JSON object); convert the model again")
     if not isinstance(report.get("planned_arena_bytes"), int):
         raise UserError(f"{path / 'report.json'} has no planned_arena_bytes; convert the model again")
+    check_integrity(path, report)
     shape, classes = tflite_io(path / "model.tflite")
     return ModelDir(path, report, shape, classes)
 

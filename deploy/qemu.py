@@ -54,9 +54,15 @@ def symbol_address(elf: Path, name: str) -> int:
     raise UserError(f"{elf} has no symbol {name}; rebuild it with `mcuformer build`")
 
 
+INVOKE_MARKERS = ("mcuf_invoke_begin", "mcuf_invoke_end")
+MODEL_CHECK_MARKERS = ("mcuf_model_check_begin", "mcuf_model_check_end")   # the CRC-32 check at boot
+
+
 def run_qemu(elf: Path, machine: str = "mps2-an500", count_instructions: bool = True,
-             timeout: int = 900) -> tuple[AppOutput, list | None]:
-    """(the app's output, instructions per Invoke or None when not counted)."""
+             timeout: int = 900, markers: tuple = INVOKE_MARKERS) -> tuple[AppOutput, list | None]:
+    """(the app's output, instructions per Invoke or None when not counted).
+
+    `markers`: the app's begin/end functions to count between (MODEL_CHECK_MARKERS: the boot check)."""
     with tempfile.TemporaryDirectory() as tmp:
         counts, log = Path(tmp) / "insns.txt", Path(tmp) / "semihosting.txt"
         cmd = [qemu_binary(), "-M", machine, "-nographic", "-monitor", "none", "-serial", "none",
@@ -64,7 +70,7 @@ def run_qemu(elf: Path, machine: str = "mps2-an500", count_instructions: bool = 
                "-semihosting-config", "enable=on,target=native,chardev=semihosting", "-kernel", str(elf)]
         plugin = plugin_path() if count_instructions else None
         if plugin is not None:
-            begin, end = (symbol_address(elf, s) for s in ("mcuf_invoke_begin", "mcuf_invoke_end"))
+            begin, end = (symbol_address(elf, s) for s in markers)
             cmd += ["-plugin", f"{plugin},begin={begin:#x},end={end:#x},out={counts}"]
         try:
             proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
@@ -72,7 +78,7 @@ def run_qemu(elf: Path, machine: str = "mps2-an500", count_instructions: bool = 
             raise UserError(f"QEMU did not finish {elf} within {timeout} s") from None
         if plugin is not None and proc.returncode != 0 and "plugin" in proc.stderr.lower():
             # a QEMU whose plugin API the plugin does not match (it targets API 1, QEMU 7.x)
-            return run_qemu(elf, machine, count_instructions=False, timeout=timeout)[0], None
+            return run_qemu(elf, machine, count_instructions=False, timeout=timeout, markers=markers)[0], None
         output = parse_output(log.read_text() if log.exists() else "")
         if proc.returncode != 0:
             raise UserError(f"QEMU exited with status {proc.returncode} on {elf}: {proc.stderr.strip()[-300:]}")

@@ -155,11 +155,19 @@ def build_library(root: Path, target: Target) -> None:
     run_make(root, target, "microlite", {}, "building TFLM microlite")
 
 
+# What a host program runs before TFLM reads a model: the CRC-32 and the structural checks.
+MODEL_GUARD_SOURCES = (RUNNER_DIR / "model_crc.cc", RUNNER_DIR / "model_checks.cc")
+SANITIZE_FLAGS = ("-fsanitize=address,undefined", "-fno-sanitize-recover=all", "-fno-omit-frame-pointer")
+
+
 @functools.lru_cache(maxsize=None)
-def host_runner(root: Path) -> Path:
-    """The host runner (deploy/runner/host_runner.cc), built if needed."""
-    return build_program(root, HOST, "host_runner",
-                         app_sources=[RUNNER_DIR / "host_runner.cc", RUNNER_DIR / "op_resolver.cc"])
+def host_runner(root: Path, sanitize: bool = False) -> Path:
+    """The host runner (deploy/runner/host_runner.cc), built if needed; `sanitize`: with ASan/UBSan."""
+    flags = list(SANITIZE_FLAGS) if sanitize else []
+    return build_program(root, HOST, "host_runner" + ("_asan" if sanitize else ""),
+                         app_sources=[RUNNER_DIR / "host_runner.cc", RUNNER_DIR / "op_resolver.cc",
+                                      *MODEL_GUARD_SOURCES],
+                         cppflags=flags, kernel_cppflags=flags, ldflags=flags)
 
 
 def main(argv=None) -> int:

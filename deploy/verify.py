@@ -51,7 +51,7 @@ def verify(model_dir, images: int = 100, data: str = "fashion_mnist", use_qemu: 
         result["host"] = {"skipped": tflm.missing_reason()}
     else:
         arena = app.arena_size(model.required_arena_bytes_host)
-        on_host = host.run_host(root, model.tflite, x, arena_bytes=arena)
+        on_host = host.run_host(root, model.tflite, x, arena_bytes=arena, crc32=model.crc32)
         result["host"] = _compare(on_host.outputs, reference, y, on_host.arena_used_bytes,
                                   model.planned_arena_bytes_host, arena)
     if use_qemu:

@@ -1,5 +1,6 @@
 // Image classification with an MCUFormer model in TFLM: the model array from
-// the converter's model_data.cc, the custom kernels (mcuformer::RegisterOps),
+// the converter's model_data.cc (checked against its CRC-32 first: a damaged
+// model is reported and never run), the custom kernels (mcuformer::RegisterOps),
 // a static arena sized from the converter's report, and a few embedded test
 // images. Prints, per image, the label, the int8 scores and (on a board) the
 // DWT cycles of Invoke(), then arena_used_bytes(). Build: `mcuformer build`.
@@ -17,6 +18,7 @@
 #include "tensorflow/lite/schema/schema_generated.h"
 #include "test_images.h"
 #include "deploy/make/platform/platform.h"
+#include "deploy/runner/model_crc.h"
 #include "deploy/runner/op_resolver.h"
 
 extern uint8_t g_arena[];  // arena.cc
@@ -41,6 +43,15 @@ int Fail(const char* what) {
 
 int main() {
   mcuf_platform_init();
+  mcuf_model_check_begin();
+  const uint32_t crc = mcuformer::Crc32(mcuformer_model_data, mcuformer_model_data_len);
+  mcuf_model_check_end();
+  if (crc != mcuformer_model_data_crc32) {
+    char line[96];
+    snprintf(line, sizeof(line), "model CRC-32 0x%08lx, the converter's 0x%08lx: the model is damaged; not running it",
+             static_cast<unsigned long>(crc), static_cast<unsigned long>(mcuformer_model_data_crc32));
+    return Fail(line);
+  }
   const tflite::Model* model = tflite::GetModel(mcuformer_model_data);
   if (model->version() != TFLITE_SCHEMA_VERSION) return Fail("model schema version mismatch");
 

@@ -17,9 +17,12 @@ uint32_t mcuf_platform_cycles(void);
 void mcuf_platform_exit(int status) __attribute__((noreturn));
 
 // Empty, never inlined: QEMU's instruction counter (deploy/qemu_plugin)
-// counts the instructions executed between the calls to these two.
+// counts the instructions executed between the calls to a begin and its end:
+// around Invoke(), and around the model's CRC-32 check at boot.
 void mcuf_invoke_begin(void);
 void mcuf_invoke_end(void);
+void mcuf_model_check_begin(void);
+void mcuf_model_check_end(void);
 
 #ifdef __cplusplus
 }
