@@ -90,6 +90,7 @@ def build_app(root: Path, platform: str, spec: AppSpec, out: Path, board=None) -
         raise UserError(f"unknown platform {platform!r}; one of {', '.join(PLATFORM_SOURCES)}")
     if spec.arena_bytes < 1:
         raise UserError(f"arena of {spec.arena_bytes} B: give at least the model's required_arena_bytes")
+    out = Path(out).absolute()          # make runs inside the TFLM tree
     target = target_for(platform, board)
     name = f"image_classification-{platform}" + ("-builtins" if spec.with_builtins else "")
     gen_dir = tflm_make.build_root(root) / "mcuformer" / target.key / "gen" / name
@@ -101,7 +102,7 @@ def build_app(root: Path, platform: str, spec: AppSpec, out: Path, board=None) -
         sources.append(tflm_make.MAKE_DIR / "startup_cortex_m.c")
         ldflags = [f"-L{tflm_make.MAKE_DIR}", f"-T{LINKER_SCRIPTS[platform]}", "-nostartfiles",
                    "--specs=nano.specs", "--specs=nosys.specs", "-Wl,--gc-sections",
-                   f"-Wl,-Map={Path(out).with_suffix('.map')}"]
+                   f"-Wl,-Map={out.with_suffix('.map')}"]
     cppflags = [f"-I{EXAMPLE_DIR}", f"-I{gen_dir}"] + (["-DMCUF_WITH_BUILTINS"] if spec.with_builtins else [])
     header = (model_cc.parent / "model_data.h").read_text()
     if MODEL_CRC_SYMBOL not in header:      # main.cc checks the model against it before running it
@@ -116,7 +117,7 @@ def build_app(root: Path, platform: str, spec: AppSpec, out: Path, board=None) -
         ]
         try:
             return tflm_make.build_program(root, target, name, app_sources=sources, cppflags=cppflags,
-                                       ldflags=ldflags, out=Path(out))
+                                       ldflags=ldflags, out=out)
         except UserError as exc:
             overflow = re.search(r"region `(\w+)' overflowed by (\d+) bytes", str(exc))
             if overflow:

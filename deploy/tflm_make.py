@@ -56,8 +56,8 @@ def cortex_m_target(target_arch: str = "cortex-m7+fp", fpu: str = "fpv5-sp-d16")
 
 
 def build_root(root: Path) -> Path:
-    """BASE_GENDIR for a tree: in the cache, keyed by the tree's commit."""
-    return tflm.cache_dir() / "tflm-build" / tflm.tree_commit(root)[:12]
+    """BASE_GENDIR for a tree: in the cache, keyed by the tree's commit (absolute: make runs in the tree)."""
+    return (tflm.cache_dir() / "tflm-build" / tflm.tree_commit(root)[:12]).absolute()
 
 
 def kernel_sources() -> list:
@@ -133,7 +133,8 @@ def build_program(root: Path, target: Target, name: str, *, app_sources, cppflag
     base = build_root(root) / "mcuformer" / target.key
     kernels = kernel_sources() if kernels is None else kernels
     kernel_key = hashlib.sha1(" ".join(kernel_cppflags).encode()).hexdigest()[:8]
-    program = Path(out) if out else base / "bin" / CHECKOUT_KEY / name
+    # make runs inside the TFLM tree: every path handed to it must be absolute
+    program = Path(out).absolute() if out else base / "bin" / CHECKOUT_KEY / name
     for path in (PROJECT_ROOT, base, program):
         if " " in str(path):
             raise UserError(f"{path} contains a space, which make cannot handle; move it or set MCUFORMER_CACHE")
