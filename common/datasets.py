@@ -332,6 +332,3 @@ def to_float(x: np.ndarray) -> np.ndarray:
     return x.astype(np.float32) / 255.0
 
 
-def to_int8(x: np.ndarray) -> np.ndarray:
-    """The int8 model's input (scale 1/255, zero point -128): pixels - 128."""
-    return (x.astype(np.int16) - 128).astype(np.int8)

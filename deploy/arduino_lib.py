@@ -19,6 +19,7 @@ from pathlib import Path
 
 from common.atomic import atomic_dir
 from common.errors import UserError
+from tflm_ops.contract import quantize_input
 
 from .app import arena_size
 from .model_dir import read_model_dir
@@ -86,7 +87,7 @@ def write_arduino_library(model_dir, out, name: str = "MCUFormerModel", data: st
     arena = arena_size(model.required_arena_bytes)
 
     ds = datasets.load(data)
-    images = datasets.to_int8(datasets.resize(ds.x_test[:num_images], h, w, c))
+    images = quantize_input(datasets.resize(ds.x_test[:num_images], h, w, c))
     labels = ds.y_test[:num_images]
     names = list(class_names or (ds.class_names if len(ds.class_names) == num_classes
                                  else [str(i) for i in range(num_classes)]))

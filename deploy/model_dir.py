@@ -9,6 +9,7 @@ from pathlib import Path
 
 from common.errors import UserError
 from converter import tflite_checks
+from tflm_ops.contract import quantize_input
 
 NEEDED = ("model.tflite", "model_data.cc", "model_data.h", "report.json")
 
@@ -143,4 +144,4 @@ def test_images(source: str, count: int, input_shape: tuple):
         raise UserError(f"--images must be between 1 and {len(data.x_test)}")
     height, width, channels = input_shape
     images = datasets.resize(data.x_test[:count], height, width, channels)
-    return datasets.to_int8(images), np.asarray(data.y_test[:count])
+    return quantize_input(images), np.asarray(data.y_test[:count])

@@ -42,7 +42,6 @@ def test_resize_and_channels(fashion_mnist):
     up = datasets.resize(x, 56, 56, 1)
     pil = np.stack([np.asarray(Image.fromarray(i[..., 0]).resize((56, 56), Image.BILINEAR)) for i in x])
     assert np.abs(up[..., 0].astype(int) - pil).max() <= 1   # same bilinear as PIL
-    assert datasets.to_int8(np.array([0, 128, 255], np.uint8)).tolist() == [-128, 0, 127]
 
 
 def _write_idx(path, arr, magic_type=0x08):

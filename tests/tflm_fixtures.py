@@ -44,4 +44,5 @@ def builtin_int8_model(seed: int = 0) -> bytes:
 
 
 def int8_images(dataset, n: int) -> np.ndarray:
-    return (dataset.x_test[:n].astype(np.int16) - 128).astype(np.int8)
+    from tflm_ops.contract import quantize_input
+    return quantize_input(dataset.x_test[:n])
