@@ -16,6 +16,7 @@ FILE_IDENTIFIER = b"TFL3"
 SCHEMA_VERSION = 3
 OFFLINE_PLAN_NAME = b"OfflineMemoryAllocation"
 MAX_TENSOR_BYTES = 2**31 - 1
+ARENA_ALIGNMENT = 16        # TFLM's MicroArenaBufferAlignment(): kernels rely on it
 # TensorType -> element bytes, for the types TFLM's kernels read (others are refused)
 ELEMENT_BYTES = {0: 4, 1: 2, 2: 4, 3: 1, 4: 8, 6: 1, 7: 2, 9: 1, 10: 8, 15: 4, 16: 2}
 
@@ -169,8 +170,9 @@ def _check_offline_plan(raw: bytes, buffer: _Table, tensor_bytes: list) -> None:
         raise TfliteCheckError(f"the offline memory plan is for subgraph {words[1]} with {words[2]} tensors, "
                                f"the model has 1 with {n}")
     for i, (offset, nbytes) in enumerate(zip(words[3:], tensor_bytes)):
-        if offset < -1 or offset + nbytes > MAX_TENSOR_BYTES:
-            raise TfliteCheckError(f"the offline memory plan puts tensor {i} at offset {offset}")
+        if offset != -1 and (offset < 0 or offset % ARENA_ALIGNMENT or offset + nbytes > MAX_TENSOR_BYTES):
+            raise TfliteCheckError(f"the offline memory plan puts tensor {i} at offset {offset} "
+                                   f"(not -1 or a multiple of {ARENA_ALIGNMENT})")
 
 
 def check_structure(data: bytes) -> None:

@@ -65,6 +65,21 @@ def _with_buffer_index(data: bytes, index: int) -> bytes:
     raise AssertionError("no tensor with a buffer field")
 
 
+def _with_plan_offset(data: bytes, offset: int) -> bytes:
+    """`data` with the first tensor that the offline plan places at a positive offset moved to `offset`."""
+    model = _schema_model(data)
+    out = bytearray(data)
+    for i in range(model.MetadataLength()):
+        if model.Metadata(i).Name() == b"OfflineMemoryAllocation":
+            table = model.Buffers(model.Metadata(i).Buffer())._tab
+            start = table.Vector(table.Offset(4))       # Buffer.data (field 0)
+            words = struct.unpack_from(f"<{table.VectorLen(table.Offset(4)) // 4}i", data, start)
+            slot = next(n for n, word in enumerate(words[3:], 3) if word > 0)
+            struct.pack_into("<i", out, start + 4 * slot, offset)
+            return bytes(out)
+    raise AssertionError("no offline memory plan")
+
+
 def corrupted_models(data: bytes) -> dict:
     """Every corrupted-model class of the issue, by name."""
     rng = np.random.default_rng(10)
@@ -81,6 +96,9 @@ def corrupted_models(data: bytes) -> dict:
     buffers = _schema_model(data).BuffersLength()
     out["buffer_index_out_of_range"] = _with_buffer_index(data, buffers + 3)
     out["buffer_index_max"] = _with_buffer_index(data, 0xFFFFFFFF)
+    # TFLM places online buffers after an offline one as they come: an odd offset misaligns
+    # the kernels' int32 scratch (found by benchmarks/fuzz.py under UBSan)
+    out["plan_offset_misaligned"] = _with_plan_offset(data, 785)
     return out
 
 
@@ -136,6 +154,8 @@ def test_python_checks_reject_structural_corruption(model_dir):
     buffers = _schema_model(data).BuffersLength()
     with pytest.raises(TfliteCheckError, match=f"uses buffer {buffers + 3} of {buffers}"):
         check_structure(models["buffer_index_out_of_range"])
+    with pytest.raises(TfliteCheckError, match="offline memory plan puts tensor .* at offset 785"):
+        check_structure(models["plan_offset_misaligned"])
     (model_dir.parent / "bad.tflite").write_bytes(models["buffer_index_max"])
     with pytest.raises(UserError, match="not a valid MCUFormer .tflite .*uses buffer 4294967295"):
         load_tflite(model_dir.parent / "bad.tflite")
@@ -224,7 +244,8 @@ def test_host_runner_refuses_every_corrupted_model_in_one_line(runner_asan, mode
         assert with_crc.returncode == 1 and "CRC-32" in with_crc.stderr and with_crc.stdout == "", name
         without_crc = _run(runner_asan, path, inputs)      # the checks and TFLM on their own: no crash
         _assert_one_clean_line(without_crc, name)
-        if name in ("truncated_half", "truncated_100", "truncated_to_8", "empty") or name.startswith("buffer_index"):
+        if name in ("truncated_half", "truncated_100", "truncated_to_8", "empty", "plan_offset_misaligned") \
+                or name.startswith("buffer_index"):
             assert without_crc.returncode == 1 and "can run safely" in without_crc.stderr, name
         if name.startswith("custom_options"):
             assert without_crc.returncode == 1 and "AllocateTensors failed: MCUF_" in without_crc.stderr, name

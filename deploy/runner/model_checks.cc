@@ -12,6 +12,7 @@ namespace mcuformer_runner {
 namespace {
 
 constexpr int64_t kMaxTensorBytes = INT32_MAX;
+constexpr int32_t kArenaAlignment = 16;   // TFLM's MicroArenaBufferAlignment(): kernels rely on it
 constexpr char kOfflinePlanName[] = "OfflineMemoryAllocation";
 
 class Checker {
@@ -169,8 +170,10 @@ bool Checker::CheckOfflinePlan(const tflite::Buffer& buffer) {
   for (size_t i = 0; i < num_tensors_; ++i) {
     int32_t offset;
     std::memcpy(&offset, plan->data() + (3 + i) * sizeof(int32_t), sizeof(offset));
-    if (offset < -1 || offset + tensor_bytes_[i] > kMaxTensorBytes) {
-      return Reject("the offline memory plan puts tensor %zu at offset %d", i, offset);
+    const bool placed = offset >= 0 && offset % kArenaAlignment == 0 && offset + tensor_bytes_[i] <= kMaxTensorBytes;
+    if (offset != -1 && !placed) {
+      return Reject("the offline memory plan puts tensor %zu at offset %d (not -1 or a multiple of %d)", i, offset,
+                    kArenaAlignment);
     }
   }
   return true;
