@@ -97,7 +97,7 @@ def test_a_failed_build_leaves_no_output_folder(user_folder):
     tflm_root_or_skip()
     arm_or_skip()
     broken = user_folder / "out" / "broken"
-    shutil.copytree(user_folder / "out" / "model", broken)
+    shutil.copytree(user_folder / "out" / "model", broken, ignore=shutil.ignore_patterns("build"))
     (broken / "model_data.cc").write_text("this is not C++;\n")
     proc = cli_in(user_folder, "build", "out/broken", "--board", "stm32f746")
     last = proc.stderr.strip().splitlines()[-1]          # after make's progress lines
