@@ -82,9 +82,22 @@ def keras_io_style(seed=0) -> keras.Model:
     return keras.Model(inp, layers.Dense(10)(layers.Dropout(0.5)(x)), name="keras_io_style")
 
 
+def conv_mean_relu(seed=0) -> keras.Model:
+    """Conv2D patches (4x4, 49 tokens), position embedding, 2 blocks of 2 heads, relu, mean pooling:
+    only ops TFLM's builtin kernels have, so TFLiteConverter's model of it runs in TFLM too."""
+    keras.utils.set_random_seed(seed)
+    inp = keras.Input((28, 28, 1))
+    x = PositionEmbedding()(layers.Reshape((49, 32))(layers.Conv2D(32, 4, strides=4)(inp)))
+    x = _block(x, heads=2, key_dim=16, hidden=64, activation="relu")
+    x = _block(x, heads=2, key_dim=16, hidden=64, activation="relu")
+    x = layers.GlobalAveragePooling1D()(layers.LayerNormalization(epsilon=1e-6)(x))
+    return keras.Model(inp, layers.Dense(10)(x), name="conv_mean_relu")
+
+
 # raw-pixel input and probabilities out for the last one
 STOCK_MODELS = {"conv_cls_gelu": (conv_cls_gelu, 1.0, True), "dense_mean_relu": (dense_mean_relu, 1.0, True),
                 "rescaled_tanh_softmax": (rescaled_tanh_softmax, 255.0, False)}
+BUILTIN_FRIENDLY = {"conv_mean_relu": (conv_mean_relu, 1.0, True)}
 
 
 def train(model, dataset, images=4000, epochs=1, input_scale=1.0, from_logits=True, seed=0):

@@ -128,6 +128,10 @@ def test_rank_ratio_half_drops_flash_and_reports_the_accuracy_change(trained, co
     assert low["float_accuracy_change"] == pytest.approx(report["accuracy"]["float"] - full["accuracy"]["float"])
     # qkv of block 0 is 32 -> 48: half its 1,536 weights is rank 1536 * 0.5 / 80 = 9
     assert low["ranks"]["block0.qkv"] == 9 and report["arch"]["qkv_rank"][0] == 9
+    shown = run_cli("report", str(tmp_path / "low")).stdout
+    drop = low["flash_bytes_full_rank_predicted"] - low["flash_bytes_predicted"]
+    assert f"flash drop {drop:,d} B" in shown and drop > 0
+    assert f"float accuracy change {100 * low['float_accuracy_change']:+.2f} points" in shown
     # the factors are the best rank-r approximation (Eckart-Young): the error is the dropped singular values
     model = import_vit(trained[name][0]).model
     _, before = read_weights(model)
