@@ -17,6 +17,7 @@ COLUMNS = ("op", "activations B", "scratch B", "head in use B", "persistent B", 
 def build_report(model_dir, board=None, measured=None) -> dict:
     """The report of a `read_model_dir` folder; `board` a common.boards.Board; `measured` the host
     runner's {"arena_used_bytes": n} (from --measure)."""
+    from deploy.app import arena_size
     from keras_supernet.arch import ArchConfig
     from memory_model import op_instructions
     from memory_model.memory import CODE_FLASH_BYTES, custom_graph_plan
@@ -36,12 +37,16 @@ def build_report(model_dir, board=None, measured=None) -> dict:
                     "planned_arena_bytes_host": saved.get("planned_arena_bytes_host"),
                     "memory_model_arena_bytes": plan.arena_bytes(POINTER_SIZE),
                     "memory_model_arena_bytes_host": plan.arena_bytes(8),
+                    "required_arena_bytes": plan.required_arena_bytes(POINTER_SIZE),
+                    "required_arena_bytes_host": plan.required_arena_bytes(8),
                     "report_flash_bytes": saved.get("flash_bytes")},
            "instruction_estimate": {"figures": op_instructions.FIGURES, **op_instructions.MEASURED,
                                     "note": "ESTIMATE (figures fitted to QEMU instruction counts), not measured"},
            "accuracy": saved.get("accuracy")}
     if board is not None:
-        out["board"] = _board(board, costs.arena_bytes, costs.file_bytes + CODE_FLASH_BYTES, costs.instructions)
+        # the board gives the static arena `mcuformer build` allocates: the required arena rounded up to 16
+        out["board"] = _board(board, arena_size(plan.required_arena_bytes(POINTER_SIZE)),
+                              costs.file_bytes + CODE_FLASH_BYTES, costs.instructions)
     if measured is not None:
         out["measured"] = measured
     for key in ("import", "low_rank"):
@@ -109,7 +114,8 @@ def _summary(report) -> list:
     t, plan = report["totals"], report["plan"]
     lines = [f"arena {t['arena_bytes']:,d} B (Cortex-M, 4-byte pointers): the memory model's plan, which "
              f"equals TFLM's arena_used_bytes() (report.json planned_arena_bytes {plan['planned_arena_bytes']:,d}"
-             f"; host build {plan['memory_model_arena_bytes_host']:,d})",
+             f"; host build {plan['memory_model_arena_bytes_host']:,d}); AllocateTensors needs "
+             f"{plan['required_arena_bytes']:,d} B ({plan['required_arena_bytes_host']:,d} B on the host build)",
              f"flash {t['flash_bytes']:,d} B model (report.json {plan['report_flash_bytes']:,d}) + "
              f"{t['code_flash_bytes']:,d} B code (TFLM + kernels + app, measured on the STM32F746 build)"]
     m = report.get("measured")
@@ -120,7 +126,7 @@ def _summary(report) -> list:
     b = report.get("board")
     if b:
         lines.append(f"board {b['name']} ({b['core']}, {b['clock_mhz']} MHz): SRAM {format_bytes(b['sram_bytes'])}, "
-                     f"arena {b['arena_bytes']:,d} B, headroom {b['sram_headroom_bytes']:,d} B; flash "
+                     f"static arena {b['arena_bytes']:,d} B, headroom {b['sram_headroom_bytes']:,d} B; flash "
                      f"{format_bytes(b['flash_bytes'])}, model + code {b['model_and_code_flash_bytes']:,d} B, "
                      f"headroom {b['flash_headroom_bytes']:,d} B")
         if "latency_ms_estimate" in b:
