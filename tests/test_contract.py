@@ -9,7 +9,7 @@ def test_scratch_bytes_of_mcuformer_shaped_ops():
     """The scratch bytes the C kernels requested for MCUFormer-shaped ops (tflm_ops/README.md table):
     145 tokens of 192, 3 heads of 64, MLP 768, patch 20 of a 240x240x3 image."""
     attention = dict(tokens=145, embed=192, qkv_dim=192, proj_rank=0)
-    assert contract.scratch_bytes("MCUF_PATCH_EMBED", grid_w=12, embed=192, patch_bytes=20 * 20 * 3) == 3504
+    assert contract.scratch_bytes("MCUF_PATCH_EMBED", patch=20, kernel=20, grid_w=12, embed=192, channels=3) == 3504
     assert contract.scratch_bytes("MCUF_ATTENTION", qkv_rank=0, **attention) == 56836
     assert contract.scratch_bytes("MCUF_ATTENTION", qkv_rank=48, **attention) == 56884
     assert contract.scratch_bytes("MCUF_MLP", embed=192, hidden=768, fc1_rank=0, fc2_rank=0) == 960
@@ -58,11 +58,13 @@ def test_make_options_names_every_option_once():
 
 
 def test_options_error_names_the_field():
-    good = contract.make_options("MCUF_PATCH_EMBED", patch=4, has_cls=1, pos_zp=0, pos_mult=1 << 30, pos_shift=0)
+    good = contract.make_options("MCUF_PATCH_EMBED", patch=4, kernel=4, has_cls=1, pos_zp=0, pos_mult=1 << 30,
+                                 pos_shift=0)
     assert contract.options_error("MCUF_PATCH_EMBED", good) is None
     cases = {"patch": (4097, "'patch' is 4097, outside [1, 4096]"), "has_cls": (2, "'has_cls' is 2"),
              "pos_zp": (-129, "'pos_zp' is -129"), "pos_mult": (1 << 29, "'pos_mult', 'pos_shift'"),
-             "version": (0, "'version' is 0; the kernels implement version 1")}
+             "version": (0, "'version' is 0; the kernels implement version 1"),
+             "kernel": (3, "'kernel' (3) is smaller than 'patch' (4)")}
     for key, (value, message) in cases.items():
         assert message in contract.options_error("MCUF_PATCH_EMBED", {**good, key: value}), key
     assert contract.options_error("MCUF_PATCH_EMBED", [1, 2]) == "custom options are not a valid FlexBuffer map"

@@ -123,6 +123,7 @@ def _python_expr(c_expr: str) -> str:
     expr = re.sub(r"options\.value\[k(\w+)\]", lambda m: snake(m.group(1)), c_expr)
     expr = re.sub(r"\bd(?:\.|->)(\w+)(?:\(\))?", r"\1", expr)
     expr = re.sub(r"\b(\w+)\(\)", r"\1", expr)
+    expr = re.sub(r"^(.+?) \? (.+?) : (.+)$", r"(\2) if (\1) else (\3)", expr)
     return expr.replace("Max(", "max(").replace(" / ", " // ")
 
 
@@ -159,6 +160,8 @@ def _random_op(rng, code):
         if rank in opts and rng.random() < 0.4:
             opts[rank] = 0
     patch = opts["patch"] = int(rng.integers(1, 9)) if code == "MCUF_PATCH_EMBED" else 1
+    if code == "MCUF_PATCH_EMBED":
+        opts["kernel"] = patch + int(rng.integers(0, 6))
     height, width = patch * int(rng.integers(1, 6)), patch * int(rng.integers(1, 6))
     dims = {"tokens": int(rng.integers(1, 200)), "embed": int(rng.integers(1, 300)), "height": height,
             "width": width, "channels": int(rng.integers(1, 4))}

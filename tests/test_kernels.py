@@ -120,6 +120,15 @@ def test_fixedpoint_helpers_match_python_and_tflm(kernel_test, tmp_path):
 
 # ---- bit-exactness ----------------------------------------------------------------------
 
+def conv_tokenizer_edges(rng) -> list:
+    """Overlapping windows in place both ways: top down (E <= P*P*C) and bottom up, halos
+    taller than the stride, odd and even K - P, a window larger than the image."""
+    shapes = [(8, 8, 3, 2, 7, 8), (5, 4, 3, 1, 4, 3), (8, 6, 1, 2, 8, 16), (12, 8, 1, 4, 7, 24),
+              (2, 4, 1, 2, 7, 5), (6, 6, 2, 3, 4, 40)]
+    return [kc.patch_embed_case(rng, h=h, w=w, c=c, patch=p, kernel=k, e=e, has_cls=i % 2)
+            for i, (h, w, c, p, k, e) in enumerate(shapes)]
+
+
 def test_random_ops_bit_exact_in_place_and_not(kernel_test, tmp_path):
     rng = np.random.default_rng(2024)
     cases = [make(rng) for make in kc.RANDOM_CASES for _ in range(40)]
@@ -130,6 +139,7 @@ def test_random_ops_bit_exact_in_place_and_not(kernel_test, tmp_path):
               kc.head_case(rng, t=1, e=5, classes=1, pool=0),
               kc.patch_embed_case(rng, h=3, w=3, c=2, patch=1, e=5, has_cls=1),
               kc.patch_embed_case(rng, h=8, w=4, c=3, patch=4, e=4, has_cls=0)]
+    cases += conv_tokenizer_edges(rng)
     cases = both_placements(cases)
     results, _ = run_cases(kernel_test, cases, tmp_path)
     assert_bit_exact(cases, results)
@@ -144,6 +154,8 @@ def test_fashion_mnist_vits_bit_exact(kernel_test, fashion_mnist, tmp_path):
     cases = []
     for image, (patch, has_cls, pool, e) in zip(images, [(4, 0, 0, 24), (7, 1, 1, 16), (4, 1, 0, 20)]):
         cases += kc.chain_cases(rng, image[None], patch=patch, e=e, blocks=2, has_cls=has_cls, pool=pool)
+    for image, (patch, kernel, e) in zip(images, [(4, 7, 24), (7, 9, 16), (2, 3, 4)]):   # conv tokenizers
+        cases += kc.chain_cases(rng, image[None], patch=patch, kernel=kernel, e=e, blocks=1, has_cls=0, pool=0)
     cases = both_placements(cases)
     results, _ = run_cases(kernel_test, cases, tmp_path)
     assert_bit_exact(cases, results)
@@ -196,6 +208,8 @@ def _malformed(rng, base: kc.Case) -> list:
     wrong = [None] * len(base.inputs)                                     # unsupported type
     wrong[idx] = 1 if arr.dtype == np.int8 else 9                         # float32 / int8-for-int32
     variant(in_dtypes=wrong)
+    if "kernel" in base.options:                                          # window smaller than its stride
+        variant(options={**base.options, "kernel": base.options["patch"] - 1})
     return variants
 
 
@@ -215,7 +229,8 @@ def test_fuzzed_options_never_crash(kernel_test, tmp_path):
     from flatbuffers import flexbuffers
     rng = np.random.default_rng(5)
     cases = []
-    for make in kc.RANDOM_CASES:
+    # The conv tokenizer's map is the patch embedding's with one more key: fuzzing it adds no parser case.
+    for make in (kc.patch_embed_case, kc.attention_case, kc.mlp_case, kc.head_case):
         for _ in range(30):
             case = make(rng)
             raw = bytearray(flexbuffers.Dumps(case.options))
@@ -272,7 +287,7 @@ def test_partial_overlap_rejected_in_eval(kernel_test, tmp_path):
 @pytest.mark.slow
 def test_asan_ubsan_clean(kernel_test_sanitized, fashion_mnist, tmp_path):
     rng = np.random.default_rng(31)
-    valid = both_placements([make(rng) for make in kc.RANDOM_CASES for _ in range(5)])
+    valid = both_placements([make(rng) for make in kc.RANDOM_CASES for _ in range(5)] + conv_tokenizer_edges(rng))
     malformed = [v for make in kc.RANDOM_CASES for v in _malformed(rng, make(rng))]
     results, _ = run_cases(kernel_test_sanitized, valid + malformed, tmp_path)
     assert_bit_exact(valid, results[:len(valid)])
@@ -291,6 +306,8 @@ def test_cmsis_nn_kernels_bit_exact_on_cortex_m7(fashion_mnist, tmp_path):
               kc.attention_case(rng, t=1, e=8, heads=2, head_dim=4),    # p = 32768: unpacked context
               kc.mlp_case(rng, t=2, e=5, hidden=3, fc1_rank=2, fc2_rank=0)]
     cases += kc.chain_cases(rng, image, patch=7, e=16, blocks=1, has_cls=1, pool=0)
+    cases += kc.chain_cases(rng, image, patch=4, kernel=7, e=24, blocks=0, has_cls=0, pool=0)
+    cases += conv_tokenizer_edges(rng)
     cases = both_placements(cases)
     # MCUFormer-shaped blocks (240/20 + class token: 145 tokens of 192), in place
     cases += [kc.attention_case(rng, t=145, e=192, heads=3, head_dim=64, qkv_rank=48, proj_rank=0),

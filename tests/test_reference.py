@@ -78,15 +78,16 @@ def test_residual_identity_and_saturation():
     assert y.tolist() == sat8(x + 30).tolist()
 
 
-def _one_hot_patch_embed(image, patch, cls=None):
-    n_in = patch * patch * image.shape[-1]
+def _one_hot_patch_embed(image, patch, cls=None, kernel=None, in_zp=-128):
+    kernel = kernel or patch
+    n_in = kernel * kernel * image.shape[-1]
     w = np.eye(n_in, dtype=np.int8)
     t = (image.shape[1] // patch) * (image.shape[2] // patch) + (cls is not None)
     inputs = [image, w, np.zeros(n_in, np.int32), np.tile(np.array(ONE, np.int32), (n_in, 1)),
               np.zeros((t, n_in), np.int8)] + ([cls] if cls is not None else [])
-    options = {"version": 1, "patch": patch, "has_cls": int(cls is not None), "pos_zp": 0, "pos_mult": 0,
-               "pos_shift": 0}
-    return R.patch_embed(inputs, options, -128, 0)
+    options = {"version": 1, "patch": patch, "kernel": kernel, "has_cls": int(cls is not None), "pos_zp": 0,
+               "pos_mult": 0, "pos_shift": 0}
+    return R.patch_embed(inputs, options, in_zp, 0)
 
 
 def test_patch_embed_token_order():
@@ -99,6 +100,22 @@ def test_patch_embed_token_order():
     cls = np.array([9, -9, 1, 2, 3, 4, 5, 6], np.int8)
     with_cls = _one_hot_patch_embed(image, 2, cls)
     assert np.array_equal(with_cls[0, :4], tokens[0]) and with_cls[0, 4].tolist() == cls.tolist()
+
+
+def test_conv_tokenizer_windows_overlap_and_pad_with_the_zero_point():
+    image = np.arange(1, 37, dtype=np.int8).reshape(1, 6, 6, 1)          # pixel (y, x) = 6y + x + 1
+    tokens = _one_hot_patch_embed(image, 2, kernel=5, in_zp=-7)          # pad 1 before, 2 after
+    assert tokens.shape == (1, 9, 25)
+    # token 0: rows -1..3, cols -1..3 (row -1 and col -1 padding); token 4 (1, 1): rows 1..5, cols 1..5
+    assert tokens[0, 0].reshape(5, 5)[0].tolist() == [-7] * 5
+    assert tokens[0, 0].reshape(5, 5)[1].tolist() == [-7, 1, 2, 3, 4]
+    assert tokens[0, 4].reshape(5, 5).tolist() == (image[0, 1:6, 1:6, 0]).tolist()
+    # token 8 (2, 2): rows 3..7, cols 3..7; rows/cols 6 and 7 padding
+    last = tokens[0, 8].reshape(5, 5)
+    assert last[:3, :3].tolist() == image[0, 3:6, 3:6, 0].tolist()
+    assert (last[3:] == -7).all() and (last[:, 3:] == -7).all()
+    two_channels = np.stack([image, -image], -1).reshape(1, 6, 6, 2)     # (ky, kx, ch) order
+    assert _one_hot_patch_embed(two_channels, 2, kernel=3, in_zp=0)[0, 4, :4].tolist() == [15, -15, 16, -16]
 
 
 def test_head_mean_pool_of_constant_tokens():

@@ -53,7 +53,7 @@ _LN = (Option("ln_eps", 0, LN_EPS_MAX), _zero_point("ln_zp"))
 
 # Options of each op, in the order of the C kSpecs tables (SPEC 2.1-2.4).
 OPTIONS = {
-    "MCUF_PATCH_EMBED": (_VERSION, Option("patch", 1, MAX_PATCH), Option("has_cls", 0, 1),
+    "MCUF_PATCH_EMBED": (_VERSION, Option("patch", 1, MAX_PATCH), Option("kernel", 1, MAX_PATCH), Option("has_cls", 0, 1),
                          _zero_point("pos_zp"), *_multiplier("pos")),
     "MCUF_ATTENTION": (_VERSION, Option("heads", 1, MAX_SIZE), Option("qkv_dim", 1, MAX_SIZE),
                        Option("qkv_rank", 0, MAX_SIZE), Option("proj_rank", 0, MAX_SIZE), *_LN,
@@ -72,6 +72,8 @@ MULTIPLIER_PAIRS = {"MCUF_PATCH_EMBED": ("pos",), "MCUF_ATTENTION": ("ctx", "res
                     "MCUF_HEAD": ("pool",)}
 # (option, divisor option): the first must be a multiple of the second.
 DIVISIBLE = {"MCUF_ATTENTION": (("qkv_dim", "heads"),)}
+# (option, bound option): the first must be at least the second (the tokenizer window covers its stride).
+AT_LEAST = {"MCUF_PATCH_EMBED": (("kernel", "patch"),)}
 
 # Persistent bytes of each kernel's OpData (SPEC 2.5), the same on 32- and 64-bit targets.
 OPDATA_BYTES = {"MCUF_PATCH_EMBED": 72, "MCUF_ATTENTION": 96, "MCUF_MLP": 88, "MCUF_HEAD": 64}
@@ -106,8 +108,26 @@ def input_count(code: str, options) -> int:
 
 # ---- scratch (SPEC 0 and 2) ---------------------------------------------------------------
 
-def patch_embed_scratch(*, grid_w, embed, patch_bytes, **_) -> list:
-    return [("strip", grid_w * embed), ("patch", patch_bytes)]
+def patch_embed_pad(patch: int, kernel: int) -> int:
+    """Zero-point rows/columns before the first window (SPEC 2.1); the rest of kernel - patch come after."""
+    return (kernel - patch) // 2
+
+
+def patch_embed_top_down(*, patch, embed, channels) -> bool:
+    """Strip order (SPEC 2.1): top to bottom when a token row is no larger than its patch rows."""
+    return embed <= patch * patch * channels
+
+
+def patch_embed_halo_rows(*, patch, kernel, embed, channels) -> int:
+    """Input rows kept in scratch: the top padding going down, the bottom padding going up (SPEC 2.1)."""
+    pad = patch_embed_pad(patch, kernel)
+    return pad if patch_embed_top_down(patch=patch, embed=embed, channels=channels) else kernel - patch - pad
+
+
+def patch_embed_scratch(*, patch, kernel, grid_w, embed, channels, **_) -> list:
+    halo = patch_embed_halo_rows(patch=patch, kernel=kernel, embed=embed, channels=channels)
+    return [("strip", grid_w * embed), ("halo", halo * grid_w * patch * channels),
+            ("patch", kernel * kernel * channels)]
 
 
 def attention_scratch(*, tokens, embed, qkv_dim, qkv_rank, proj_rank, **_) -> list:
@@ -148,7 +168,7 @@ def op_dims(code: str, options, input_shape, output_shape) -> dict:
     if code == "MCUF_PATCH_EMBED":
         _, _, width, channels = input_shape
         patch = int(options["patch"])
-        return {"grid_w": width // patch, "embed": output_shape[-1], "patch_bytes": patch * patch * channels}
+        return {"grid_w": width // patch, "embed": output_shape[-1], "channels": channels}
     return {"tokens": input_shape[1], "embed": input_shape[2]}
 
 
@@ -188,6 +208,9 @@ def options_error(code: str, options) -> str | None:
     for name, divisor in DIVISIBLE.get(code, ()):
         if int(options[name]) % int(options[divisor]):
             return f"option '{name}' ({options[name]}) is not a multiple of '{divisor}' ({options[divisor]})"
+    for name, bound in AT_LEAST.get(code, ()):
+        if int(options[name]) < int(options[bound]):
+            return f"option '{name}' ({options[name]}) is smaller than '{bound}' ({options[bound]})"
     return None
 
 

@@ -109,19 +109,28 @@ def residual(acc, rq, x, z_x, z_y, res_mult, res_shift) -> np.ndarray:
 
 # ---- 2. ops ------------------------------------------------------------------------
 
-def patches(image, patch) -> np.ndarray:
-    """[N, H, W, C] -> [N, Gh*Gw, P*P*C], patch (r, c) at token r*Gw + c, (py, px, ch) order."""
+def patches(image, patch, kernel=None, pad_value=0) -> np.ndarray:
+    """[N, H, W, C] -> [N, Gh*Gw, K*K*C]: the K x K window of stride P of patch (r, c) at token
+    r*Gw + c, in (ky, kx, ch) order, starting (K-P)//2 pixels above and left of the patch; pixels
+    outside the image are `pad_value` (SPEC 2.1). K = P (the default) is the plain patch split."""
     n, h, w, c = image.shape
     gh, gw = h // patch, w // patch
-    grid = np.asarray(image).reshape(n, gh, patch, gw, patch, c).transpose(0, 1, 3, 2, 4, 5)
-    return grid.reshape(n, gh * gw, patch * patch * c)
+    kernel = patch if kernel is None else int(kernel)
+    if kernel == patch:
+        grid = np.asarray(image).reshape(n, gh, patch, gw, patch, c).transpose(0, 1, 3, 2, 4, 5)
+        return grid.reshape(n, gh * gw, patch * patch * c)
+    pad, after = (kernel - patch) // 2, kernel - patch - (kernel - patch) // 2
+    padded = np.pad(np.asarray(image), ((0, 0), (pad, after), (pad, after), (0, 0)), constant_values=pad_value)
+    windows = np.lib.stride_tricks.sliding_window_view(padded, (kernel, kernel), axis=(1, 2))
+    windows = windows[:, ::patch, ::patch][:, :gh, :gw]          # [N, Gh, Gw, C, K, K]
+    return windows.transpose(0, 1, 2, 4, 5, 3).reshape(n, gh * gw, kernel * kernel * c)
 
 
 def patch_embed(inputs, options, in_zp, out_zp) -> np.ndarray:
     check_options("MCUF_PATCH_EMBED", options)
     image, w, bias, rq, pos = inputs[:5]
     has_cls = int(options["has_cls"])
-    acc = linear_acc(patches(image, int(options["patch"])), w, bias)
+    acc = linear_acc(patches(image, int(options["patch"]), int(options["kernel"]), in_zp), w, bias)
     n_patches = acc.shape[1]
     pos_term = mbqm(np.asarray(pos[:n_patches], np.int64) - int(options["pos_zp"]),
                     int(options["pos_mult"]), int(options["pos_shift"]))

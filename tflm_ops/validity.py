@@ -120,14 +120,14 @@ def _patch_embed(o, inputs, output) -> None:
     image = _activation(inputs[0], "input 0", 4)
     out = _activation(output, "output", 3)
     _, h, w, c = image
-    p, has_cls = int(o["patch"]), int(o["has_cls"])
-    if image[0] != 1 or out[0] != 1 or h * w * c > C.INT32_MAX or p * p * c > C.MAX_SIZE or h % p or w % p:
-        raise Rejected(f"image [1, H, W, C] must have H and W multiples of patch {p} and P*P*C <= {C.MAX_SIZE}, "
+    p, k, has_cls = int(o["patch"]), int(o["kernel"]), int(o["has_cls"])
+    if image[0] != 1 or out[0] != 1 or h * w * c > C.INT32_MAX or k * k * c > C.MAX_SIZE or h % p or w % p:
+        raise Rejected(f"image [1, H, W, C] must have H and W multiples of patch {p} and K*K*C <= {C.MAX_SIZE}, "
                        f"got {list(image)}")
     tokens, embed = (h // p) * (w // p) + has_cls, out[2]
     if out[1] != tokens or tokens > C.MAX_SIZE or embed > C.MAX_SIZE or tokens * embed > C.INT32_MAX:
         raise Rejected(f"output must be [1, {tokens}, E] with T, E <= {C.MAX_SIZE}, got {list(out)}")
-    after = _linear(inputs, 1, "patch", 0, p * p * c, embed)
+    after = _linear(inputs, 1, "patch", 0, k * k * c, embed)
     _expect(inputs, after, "pos", (tokens, embed))
     if has_cls:
         _expect(inputs, after + 1, "cls", (embed,))

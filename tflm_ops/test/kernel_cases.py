@@ -183,8 +183,11 @@ def _block_zp(rng) -> int:
     return int(rng.integers(-30, 31))
 
 
-def patch_embed_case(rng, image=None, *, h=None, w=None, c=None, patch=None, e=None, has_cls=None) -> Case:
+def patch_embed_case(rng, image=None, *, h=None, w=None, c=None, patch=None, e=None, has_cls=None,
+                     kernel=None) -> Case:
+    """A random patch embedding; `kernel` > `patch` is the convolutional tokenizer."""
     patch = patch or int(rng.choice([2, 4, 7]))
+    kernel = kernel or patch
     if image is None:
         h = h or patch * int(rng.integers(1, 5))
         w = w or patch * int(rng.integers(1, 5))
@@ -195,9 +198,9 @@ def patch_embed_case(rng, image=None, *, h=None, w=None, c=None, patch=None, e=N
     has_cls = int(rng.integers(0, 2)) if has_cls is None else has_cls
     t = (h // patch) * (w // patch) + has_cls
     pos_m, pos_s = quantize_multiplier(rng.uniform(0.3, 1.5))
-    options = contract.make_options("MCUF_PATCH_EMBED", patch=patch, has_cls=has_cls, pos_zp=_zp(rng),
-                                    pos_mult=pos_m, pos_shift=pos_s)
-    inputs = [image, *_factor(rng, patch * patch * c, e, 60.0), _activation(rng, (t, e), options["pos_zp"])]
+    options = contract.make_options("MCUF_PATCH_EMBED", patch=patch, kernel=kernel, has_cls=has_cls,
+                                    pos_zp=_zp(rng), pos_mult=pos_m, pos_shift=pos_s)
+    inputs = [image, *_factor(rng, kernel * kernel * c, e, 60.0), _activation(rng, (t, e), options["pos_zp"])]
     if has_cls:
         inputs.append(_activation(rng, (e,), 0))
     return Case("MCUF_PATCH_EMBED", inputs, options, -128, _zp(rng), (1, t, e))
@@ -260,13 +263,20 @@ def head_case(rng, x=None, x_zp=None, *, t=None, e=None, classes=None, pool=None
     return Case("MCUF_HEAD", inputs, options, in_zp, _zp(rng), (1, classes))
 
 
-RANDOM_CASES = (patch_embed_case, attention_case, mlp_case, head_case)
+def conv_tokenizer_case(rng) -> Case:
+    """A random patch embedding whose windows overlap by 1 to 4 pixels."""
+    patch = int(rng.choice([1, 2, 4, 7]))
+    return patch_embed_case(rng, patch=patch, kernel=patch + int(rng.integers(1, 5)))
 
 
-def chain_cases(rng, image: np.ndarray, *, patch: int, e: int, blocks: int, has_cls: int, pool: int) -> list:
+RANDOM_CASES = (patch_embed_case, attention_case, mlp_case, head_case, conv_tokenizer_case)
+
+
+def chain_cases(rng, image: np.ndarray, *, patch: int, e: int, blocks: int, has_cls: int, pool: int,
+                kernel: int | None = None) -> list:
     """A small random-weight ViT on one real image: each op's input is the reference
     output of the op before it (real activation statistics)."""
-    case = patch_embed_case(rng, image, patch=patch, e=e, has_cls=has_cls)
+    case = patch_embed_case(rng, image, patch=patch, e=e, has_cls=has_cls, kernel=kernel)
     cases = [case]
     x = case.expected()
     for _ in range(blocks):
