@@ -128,6 +128,7 @@ def tflm_arduino_tree(tflm_root: Path) -> Path:
     import sys
 
     from .tflm import cache_dir, tree_commit
+    from .tflm_make import project_python_env
 
     tree = cache_dir() / f"tflm_tree_cortex_m7_cmsis_nn_{tree_commit(tflm_root)[:9]}"
     if (tree / "tensorflow" / "lite" / "micro" / "micro_interpreter.h").exists():
@@ -138,7 +139,7 @@ def tflm_arduino_tree(tflm_root: Path) -> Path:
     options = ("TARGET=cortex_m_generic TARGET_ARCH=cortex-m7+fp OPTIMIZED_KERNEL_DIR=cmsis_nn "
                "TARGET_TOOLCHAIN_ROOT=/usr/bin/")
     proc = subprocess.run([sys.executable, str(script), "--rename_cc_to_cpp", f"--makefile_options={options}",
-                           str(tmp)], cwd=tflm_root, capture_output=True, text=True)
+                           str(tmp)], cwd=tflm_root, capture_output=True, text=True, env=project_python_env())
     if proc.returncode != 0:
         raise UserError(f"generating the TFLM Arduino tree failed: {proc.stderr.strip().splitlines()[-1:]}")
     tmp.rename(tree)

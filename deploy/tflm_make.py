@@ -55,6 +55,12 @@ def cortex_m_target(target_arch: str = "cortex-m7+fp", fpu: str = "fpv5-sp-d16")
     return Target(f"{target_arch}_{fpu}_cmsis_nn", variables, cross=True)
 
 
+def project_python_env() -> dict:
+    """The environment for TFLM's Makefile and scripts: they run `python3` scripts that need
+    numpy and Pillow, so this project's interpreter comes first on PATH, whatever the user's PATH."""
+    return dict(os.environ, PATH=os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]))
+
+
 def build_root(root: Path) -> Path:
     """BASE_GENDIR for a tree: in the cache, keyed by the tree's commit (absolute: make runs in the tree)."""
     return (tflm.cache_dir() / "tflm-build" / tflm.tree_commit(root)[:12]).absolute()
@@ -109,9 +115,7 @@ def run_make(root: Path, target: Target, goal: str, variables: dict, what: str) 
     with target_lock(root, target), open(log_path, "w") as log, \
             tqdm(desc=f"{what} ({target.key})", unit=" files", leave=False) as bar:
         log.write(" ".join(cmd) + "\n")
-        # TFLM's make runs `python3` scripts that need numpy and Pillow: this interpreter's
-        env = dict(os.environ, PATH=os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]))
-        proc = subprocess.Popen(cmd, cwd=root, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        proc = subprocess.Popen(cmd, cwd=root, env=project_python_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         for line in proc.stdout:
             log.write(line)
             if " -c " in line:
