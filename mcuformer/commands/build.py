@@ -1,7 +1,8 @@
 """mcuformer build: the TFLM example app (examples/image_classification) for a board.
 
-Checks the converter's planned arena against the board's SRAM and the model
-against its flash, then builds through the TFLM Makefile (cortex_m_generic,
+Checks the model's arena (report.json required_arena_bytes, the smallest arena
+TFLM's AllocateTensors succeeds with, rounded up to 16) against the board's SRAM
+and the model against its flash, then builds through the TFLM Makefile (cortex_m_generic,
 CMSIS-NN) the app for the board and its QEMU twin (mps2-an500 for Cortex-M7),
 reports .text/.data/.bss, and with --qemu runs the twin on the embedded test
 images (instructions per inference from QEMU). Writes OUT/build.json.

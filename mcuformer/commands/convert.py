@@ -66,7 +66,8 @@ def run(args) -> int:
                              custom_objects=args.custom_objects, rank=args.rank, rank_ratio=args.rank_ratio)
     report = convert(args.subnet, args.out, args.data, options, force=args.force)
     acc = report["accuracy"]
-    print(f"wrote {args.out}: flash {report['flash_bytes']} B, planned arena {report['planned_arena_bytes']} B, "
+    print(f"wrote {args.out}: flash {report['flash_bytes']} B, arena {report['required_arena_bytes']} B "
+          f"(Cortex-M, what AllocateTensors needs; {report['planned_arena_bytes']} B in use after it), "
           f"accuracy float {acc['float']:.4f} / int8 {acc['int8_reference']:.4f} on {acc['test_images']} images")
     if "import" in report:
         imp = report["import"]

@@ -35,8 +35,10 @@ def run(args) -> int:
     measured = sram["measured_arena_bytes_cortex_m"] or sram["measured_arena_bytes_host"]
     print(f"demo: {summary['architecture']['description']}")
     print(f"demo: accuracy float {acc['float']:.4f}, int8 {acc['int8']:.4f} ({acc['test_images']} test images)")
-    print(f"demo: arena predicted {format_bytes(sram['predicted_arena_bytes_cortex_m'])} (Cortex-M), "
-          f"measured {measured} B; budget SRAM {format_bytes(summary['budget']['sram'])}, "
+    required = sram.get("required_arena_bytes_cortex_m")      # None for a model converted before it was reported
+    print(f"demo: arena {format_bytes(required) if required else 'not reported'} needed by AllocateTensors "
+          f"(Cortex-M), {format_bytes(sram['predicted_arena_bytes_cortex_m'])} in use after it, measured {measured} B; "
+          f"budget SRAM {format_bytes(summary['budget']['sram'])}, "
           f"flash {format_bytes(summary['budget']['flash'])}")
     print(f"demo: wrote {args.out}/summary.json and {args.out}/pareto.png")
     return 0
