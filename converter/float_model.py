@@ -108,7 +108,7 @@ def forward(arch, weights, images, tap=_noop) -> np.ndarray:
     pe = weights["patch_embed"]
     p, e = arch.patch_size, arch.embed_dim
     n = x.shape[0]
-    tokens = patches(x, p) @ pe["kernel"].reshape(-1, e) + pe["bias"]
+    tokens = patches(x, p, arch.kernel) @ pe["kernel"].reshape(-1, e) + pe["bias"]
     if pe["cls"] is not None:
         tokens = np.concatenate([tokens, np.broadcast_to(pe["cls"], (n, 1, e))], axis=1)
     x = tokens + pe["pos"]

@@ -126,7 +126,7 @@ class _Builder:
             cls = np.clip(_round((pe["cls"] + pos[-1]) / s_out) + z_out, -128, 127)
             inputs.append(self.const("patch_embed/cls", cls, np.int8, [s_out], [z_out]))
         self.ops.append(Op("MCUF_PATCH_EMBED", inputs, out, contract.make_options(
-            "MCUF_PATCH_EMBED", patch=a.patch_size, kernel=a.patch_size, has_cls=int(has_cls),
+            "MCUF_PATCH_EMBED", patch=a.patch_size, kernel=a.kernel, has_cls=int(has_cls),
             pos_zp=pos_qp.zero_point, pos_mult=pos_mult, pos_shift=pos_shift)))
 
     def _residual(self, x, y, name) -> tuple:

@@ -7,6 +7,9 @@ exported static model (`static_vit.py`), the converter and `tflm_ops/SPEC.md`.
 Per block `i`: `num_heads[i]`, `qkv_dim[i]` (= heads * head size),
 `mlp_hidden[i]`, and one rank per linear layer (`qkv_rank`, `proj_rank`,
 `fc1_rank`, `fc2_rank`; 0 = full rank, r > 0 = W ~ U(out x r) . V(r x in)).
+`patch_kernel` > `patch_size` makes the patch embedding an overlapping
+convolutional tokenizer (a K x K convolution of stride P, zero padded, SPEC
+2.1); 0 (or `patch_size`) is the plain patch split.
 """
 from __future__ import annotations
 
@@ -14,6 +17,7 @@ import json
 from dataclasses import asdict, dataclass, field, fields
 
 from common.errors import UserError
+from tflm_ops import contract
 
 LINEARS = ("qkv", "proj", "fc1", "fc2")
 POOLS = ("mean", "cls")
@@ -34,6 +38,7 @@ class ArchConfig:
     fc1_rank: tuple = ()
     fc2_rank: tuple = ()
     pool: str = "mean"
+    patch_kernel: int = 0           # tokenizer window K (0: = patch_size, non-overlapping)
     extra: dict = field(default_factory=dict, compare=False, hash=False)   # free-form notes
 
     # ---- construction -------------------------------------------------------
@@ -45,6 +50,8 @@ class ArchConfig:
                 value = (value,) * depth
             value = tuple(int(v) for v in value) if value else (0,) * depth
             object.__setattr__(self, name, value)
+        if self.patch_kernel == self.patch_size:
+            object.__setattr__(self, "patch_kernel", 0)     # one spelling of the plain patch split
         self.validate()
 
     @classmethod
@@ -84,6 +91,8 @@ class ArchConfig:
         d = {k: (list(v) if isinstance(v, tuple) else v) for k, v in d.items()}
         if not d["extra"]:
             del d["extra"]
+        if not d["patch_kernel"]:
+            del d["patch_kernel"]
         return d
 
     def replace(self, **changes) -> "ArchConfig":
@@ -103,6 +112,10 @@ class ArchConfig:
             bad("channels", f"must be 1 or 3, got {self.channels}")
         if self.image_size % self.patch_size:
             bad("patch_size", f"{self.patch_size} does not tile the {self.image_size}x{self.image_size} input")
+        if self.patch_kernel and (self.patch_kernel < self.patch_size
+                                  or self.patch_kernel ** 2 * self.channels > contract.MAX_SIZE):
+            bad("patch_kernel", f"must be 0 or at least patch_size {self.patch_size} with K*K*channels <= "
+                f"{contract.MAX_SIZE}, got {self.patch_kernel}")
         if self.pool not in POOLS:
             bad("pool", f"must be one of {', '.join(POOLS)}, got {self.pool!r}")
         depth = self.depth
@@ -142,8 +155,14 @@ class ArchConfig:
         return self.num_patches + (1 if self.pool == "cls" else 0)
 
     @property
+    def kernel(self) -> int:
+        """The tokenizer's window K (= patch_size for the plain patch split)."""
+        return self.patch_kernel or self.patch_size
+
+    @property
     def patch_dim(self) -> int:
-        return self.patch_size * self.patch_size * self.channels
+        """Inputs of one token's projection: the K x K x C window."""
+        return self.kernel * self.kernel * self.channels
 
     def linear_shape(self, block: int, linear: str) -> tuple:
         """(in_features, out_features) of one linear layer of a block."""
@@ -193,7 +212,8 @@ class ArchConfig:
 
     def describe(self) -> str:
         ranks = ",".join("/".join(str(self.rank(i, l)) for l in LINEARS) for i in range(self.depth))
-        return (f"{self.image_size}px/p{self.patch_size} E{self.embed_dim} depth{self.depth} "
+        tokenizer = f"k{self.patch_kernel}" if self.patch_kernel else ""
+        return (f"{self.image_size}px/p{self.patch_size}{tokenizer} E{self.embed_dim} depth{self.depth} "
                 f"heads{list(self.num_heads)} qkv{list(self.qkv_dim)} mlp{list(self.mlp_hidden)} "
                 f"ranks[{ranks}] pool={self.pool}")
 

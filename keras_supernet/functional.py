@@ -54,15 +54,18 @@ def linear(x, bias, kernel=None, v=None, u=None):
     return y + bias
 
 
-def patch_embed(images, kernel, bias, pos, cls=None):
-    """Non-overlapping p x p patches (conv, stride p) + bias + positional embedding.
+def patch_embed(images, kernel, bias, pos, cls=None, stride=None):
+    """p x p patches (conv, stride p) + bias + positional embedding.
 
-    `kernel` is (p, p, C, E); tokens are in row-major patch order. With a
+    `kernel` is (k, k, C, E); `stride` p defaults to k (non-overlapping patches).
+    k > p is the convolutional tokenizer: TF's SAME padding, (k - p) // 2 zeros
+    before and the rest after, as SPEC 2.1. Tokens are in row-major patch order. With a
     class token it is appended *after* the patch tokens (index N), so patch
     tokens keep offsets t * E in the int8 token buffer.
     """
-    p = kernel.shape[0]
-    y = tf.nn.conv2d(images, kernel, strides=p, padding="VALID") + bias
+    k = kernel.shape[0]
+    p = stride or k
+    y = tf.nn.conv2d(images, kernel, strides=p, padding="VALID" if k == p else "SAME") + bias
     b = tf.shape(y)[0]
     n = y.shape[1] * y.shape[2]
     tokens = tf.reshape(y, (b, n, y.shape[3]))

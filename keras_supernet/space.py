@@ -143,6 +143,8 @@ class SearchSpace:
         for field in ("channels", "num_classes", "pool"):
             if getattr(config, field) != getattr(self, field):
                 bad(field, f"{getattr(config, field)!r} but the space has {getattr(self, field)!r}")
+        if config.patch_kernel:
+            bad("patch_kernel", f"{config.patch_kernel}: the supernet trains plain patch embeddings only")
         for field, value in (("image_size", config.image_size), ("patch_size", config.patch_size),
                              ("embed_dim", config.embed_dim), ("depth", config.depth)):
             if value not in self.dimensions[field]:

@@ -59,26 +59,29 @@ class _ViTLayer(keras.layers.Layer):
 
 
 class PatchEmbed(keras.layers.Layer):
-    def __init__(self, patch_size: int, embed_dim: int, use_cls: bool = False, **kwargs):
+    """Patch embedding; `kernel_size` > `patch_size` is the overlapping convolutional tokenizer (0: = patch)."""
+
+    def __init__(self, patch_size: int, embed_dim: int, use_cls: bool = False, kernel_size: int = 0, **kwargs):
         super().__init__(**kwargs)
         self.patch_size, self.embed_dim, self.use_cls = patch_size, embed_dim, use_cls
+        self.kernel_size = 0 if kernel_size == patch_size else kernel_size
 
     def build(self, input_shape):
         h, w, c = input_shape[1:]
-        p, e = self.patch_size, self.embed_dim
+        p, k, e = self.patch_size, self.kernel_size or self.patch_size, self.embed_dim
         tokens = (h // p) * (w // p) + int(self.use_cls)
         init = keras.initializers.TruncatedNormal(stddev=0.02)
-        self.kernel = self.add_weight(name="kernel", shape=(p, p, c, e), initializer="glorot_uniform")
+        self.kernel = self.add_weight(name="kernel", shape=(k, k, c, e), initializer="glorot_uniform")
         self.bias = self.add_weight(name="bias", shape=(e,), initializer="zeros")
         self.pos = self.add_weight(name="pos", shape=(tokens, e), initializer=init)
         self.cls = self.add_weight(name="cls", shape=(e,), initializer=init) if self.use_cls else None
 
     def call(self, images):
-        return F.patch_embed(images, self.kernel, self.bias, self.pos, self.cls)
+        return F.patch_embed(images, self.kernel, self.bias, self.pos, self.cls, stride=self.patch_size)
 
     def get_config(self):
         return {**super().get_config(), "patch_size": self.patch_size, "embed_dim": self.embed_dim,
-                "use_cls": self.use_cls}
+                "use_cls": self.use_cls, "kernel_size": self.kernel_size}
 
 
 class AttentionBlock(_ViTLayer):
@@ -150,7 +153,8 @@ def build_vit(config: ArchConfig, name: str = "vit", layer_options: dict | None 
     """
     extra = layer_options or {}
     inputs = keras.Input((config.image_size, config.image_size, config.channels), name="image")
-    x = PatchEmbed(config.patch_size, config.embed_dim, use_cls=config.pool == "cls", name="patch_embed")(inputs)
+    x = PatchEmbed(config.patch_size, config.embed_dim, use_cls=config.pool == "cls",
+                   kernel_size=config.patch_kernel, name="patch_embed")(inputs)
     for i in range(config.depth):
         x = AttentionBlock(config.num_heads[i], config.qkv_dim[i], config.qkv_rank[i], config.proj_rank[i],
                            name=f"block{i}_attn", **extra.get(f"block{i}_attn", {}))(x)
@@ -183,7 +187,8 @@ def arch_from_model(model: keras.Model) -> ArchConfig:
                         f"(patch_embed, block<i>_attn/_mlp, head): {exc}") from None
     if h != w:
         raise UserError(f"model {model.name!r}: only square inputs are supported, got {h}x{w}")
-    return ArchConfig(image_size=h, channels=c, patch_size=pe.patch_size, embed_dim=pe.embed_dim,
+    return ArchConfig(image_size=h, channels=c, patch_size=pe.patch_size, patch_kernel=pe.kernel_size,
+                      embed_dim=pe.embed_dim,
                       num_classes=head.num_classes, pool=head.pool,
                       num_heads=[a.num_heads for a in attn], qkv_dim=[a.qkv_dim for a in attn],
                       mlp_hidden=[m.hidden for m in mlp], qkv_rank=[a.qkv_rank for a in attn],

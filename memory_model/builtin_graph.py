@@ -73,7 +73,7 @@ def builtin_graph(config) -> Graph:
     b = _Builder()
     t, e, g = config.num_tokens, config.embed_dim, config.grid
     image = b.act(1, config.image_size, config.image_size, config.channels)
-    x = b.op("CONV_2D", [image, b.const((e, config.patch_size, config.patch_size, config.channels), channels=e),
+    x = b.op("CONV_2D", [image, b.const((e, config.kernel, config.kernel, config.channels), channels=e),
                          b.const((e,), 4, channels=e)], 1, g, g, e)
     x = b.op("RESHAPE", [x, b.const((3,), 4, key=("shape", 1, g * g, e))], 1, g * g, e)
     if config.pool == "cls":

@@ -68,7 +68,7 @@ def custom_op_names(config) -> list:
 def scratch_bytes(config) -> list:
     """Bytes each custom op requests with RequestScratchBufferInArena (tflm_ops/contract.py), op order."""
     t, e = config.num_tokens, config.embed_dim
-    sizes = [contract.scratch_bytes("MCUF_PATCH_EMBED", patch=config.patch_size, kernel=config.patch_size,
+    sizes = [contract.scratch_bytes("MCUF_PATCH_EMBED", patch=config.patch_size, kernel=config.kernel,
                                     grid_w=config.grid, embed=e, channels=config.channels)]
     for i in range(config.depth):
         sizes.append(contract.scratch_bytes("MCUF_ATTENTION", tokens=t, embed=e, qkv_dim=config.qkv_dim[i],

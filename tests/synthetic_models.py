@@ -23,8 +23,8 @@ def _norm(rng, e: int) -> tuple:
 
 def random_weights(config, rng) -> dict:
     """The weights dict of converter.float_model.read_weights for `config`."""
-    p, c, e = config.patch_size, config.channels, config.embed_dim
-    weights = {"patch_embed": {"kernel": rng.normal(0, (p * p * c) ** -0.5, (p, p, c, e)),
+    k, c, e = config.kernel, config.channels, config.embed_dim
+    weights = {"patch_embed": {"kernel": rng.normal(0, (k * k * c) ** -0.5, (k, k, c, e)),
                                "bias": rng.normal(0, 0.05, e), "pos": rng.normal(0, 0.02, (config.num_tokens, e)),
                                "cls": rng.normal(0, 0.02, e) if config.pool == "cls" else None}}
     for i in range(config.depth):

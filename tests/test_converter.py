@@ -65,6 +65,18 @@ def test_float_mirror_matches_keras(pool):
     np.testing.assert_allclose(forward(arch, weights, images), model(images).numpy(), atol=1e-4)
 
 
+@pytest.mark.parametrize("patch, kernel", [(4, 7), (7, 10)])
+def test_float_mirror_of_a_conv_tokenizer_matches_keras(patch, kernel):
+    """The static ViT's SAME-padded stride-P convolution == the mirror's zero-padded K x K windows
+    (SPEC 2.1), for odd and even K - P; the architecture survives the model."""
+    config = TINY.replace(patch_size=patch, patch_kernel=kernel)
+    model = _random_model(config)
+    arch, weights = read_weights(model)
+    images = np.random.default_rng(2).random((3, 28, 28, 1)).astype(np.float32)
+    assert arch == config and weights["patch_embed"]["kernel"].shape == (kernel, kernel, 1, 48)
+    np.testing.assert_allclose(forward(arch, weights, images), model(images).numpy(), atol=1e-4)
+
+
 @pytest.mark.slow
 def test_int8_accuracy_within_one_point_of_float(trained, converted, fashion_mnist):
     model, _ = trained

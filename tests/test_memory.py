@@ -162,3 +162,31 @@ def test_custom_op_persistent_bytes_follow_the_spec():
     spec = (Path(__file__).resolve().parent.parent / "tflm_ops" / "SPEC.md").read_text()
     table = dict(re.findall(r"\| `(MCUF_[A-Z_]+)` \| (\d+) \| \d+ \|", spec))
     assert {k: int(v) for k, v in table.items()} == CUSTOM_OPDATA_BYTES
+
+
+# ---- the convolutional tokenizer (SPEC 2.1, patch_kernel > patch_size) -----------------------
+
+CONV_TOKENIZER = arch.ArchConfig(image_size=28, channels=1, patch_size=4, patch_kernel=7, embed_dim=32,
+                                 num_classes=10, num_heads=[2, 2], qkv_dim=[32, 32], mlp_hidden=[64, 64])
+
+
+def test_conv_tokenizer_is_a_7x7_window_in_scratch_flash_and_macs():
+    conv, plain = CONV_TOKENIZER, CONV_TOKENIZER.replace(patch_kernel=0)
+    # E 32 > P*P*C 16: strips go up, the halo is the K - P - pad = 2 rows below: 2 * 28 bytes
+    assert scratch_bytes(conv)[0] == 7 * 32 + 2 * 28 + 49
+    assert scratch_bytes(plain)[0] == 7 * 32 + 16
+    assert constant_tensors(conv)[0] == (32 * 49, 32)
+    assert model_flash_bytes(conv) - model_flash_bytes(plain) == 32 * 49 - 32 * 16      # both 16-aligned
+    assert conv.layer_macs()["patch_embed"] == 49 * 49 * 32
+    assert conv.layer_params()["patch_embed"] == 49 * 32 + 32 + 49 * 32
+    assert scratch_bytes(conv)[1:] == scratch_bytes(plain)[1:]
+
+
+def test_patch_kernel_equal_to_the_patch_is_the_plain_patch_split():
+    same = CONV_TOKENIZER.replace(patch_kernel=4)
+    assert same == CONV_TOKENIZER.replace(patch_kernel=0) and "patch_kernel" not in same.to_dict()
+    assert arch.ArchConfig.from_dict(CONV_TOKENIZER.to_dict()) == CONV_TOKENIZER
+    with pytest.raises(arch.UserError, match="patch_kernel"):
+        CONV_TOKENIZER.replace(patch_kernel=3)
+    with pytest.raises(arch.UserError, match="K\\*K\\*channels <= 65535"):
+        CONV_TOKENIZER.replace(channels=3, patch_kernel=148)           # 148 * 148 * 3 = 65712

@@ -140,6 +140,36 @@ def test_host_smallest_arena_is_the_prediction(tmp_path):
     assert results["demo"][0] > custom_graph_plan(DEMO_SHAPE).arena_bytes(pointer_size=8)
 
 
+# Convolutional tokenizers (SPEC 2.1), their tokens over the image in place: strips going up with a
+# 2-row halo below (E 32 > 4*4) and going down with a 1-row halo above (E 40 <= 7*7).
+CONV_TOKENIZERS = {
+    "conv_up": ArchConfig(image_size=28, channels=1, patch_size=4, patch_kernel=7, embed_dim=32, num_classes=10,
+                          num_heads=[2], qkv_dim=[32], mlp_hidden=[64]),
+    "conv_down": ArchConfig(image_size=28, channels=1, patch_size=7, patch_kernel=9, embed_dim=40, num_classes=10,
+                            num_heads=[2], qkv_dim=[32], mlp_hidden=[80], pool="cls"),
+}
+
+
+@pytest.mark.tflm
+@pytest.mark.parametrize("name", sorted(CONV_TOKENIZERS))
+def test_conv_tokenizer_model_in_tflm_equals_reference_with_the_planned_arena(name, tmp_path):
+    from converter.interpreter import run_tflite
+    from deploy.host import run_host
+    from memory_model.memory import model_flash_bytes
+    from tests.tflm_fixtures import tflm_root_or_skip
+
+    root, config = tflm_root_or_skip(), CONV_TOKENIZERS[name]
+    path = tmp_path / f"{name}.tflite"
+    path.write_bytes(custom_model(config))
+    assert abs(model_flash_bytes(config) - path.stat().st_size) <= 0.005 * path.stat().st_size
+    images = np.random.default_rng(3).integers(-128, 128, (6, 28, 28, 1), dtype=np.int8)
+    result = run_host(root, path, images)
+    assert np.array_equal(result.outputs, run_tflite(path, images).reshape(len(images), -1))
+    assert result.arena_used_bytes == custom_graph_plan(config).arena_bytes(pointer_size=8)
+    smallest, predicted = _check_host_minimum(root, tmp_path, name, config)
+    assert smallest == predicted
+
+
 @pytest.mark.slow
 @pytest.mark.tflm
 @pytest.mark.parametrize("name", ["deit_tiny", "mcuformer_shape"])

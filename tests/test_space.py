@@ -137,3 +137,11 @@ def test_imagenet_space_pairs_patch_sizes_with_tiling_resolutions():
     pairs = {(c.image_size, c.patch_size) for c in (space.sample(s) for s in range(300))}
     assert pairs == {(224, 16), (224, 28), (224, 32), (240, 16), (240, 20), (240, 24)}
     assert isinstance(space.largest(), ArchConfig) and space.largest().num_patches == 225
+
+
+def test_a_conv_tokenizer_subnet_is_outside_every_space_until_the_supernet_trains_one():
+    space = SearchSpace.from_dict(tiny())
+    config = space.sample(np.random.default_rng(0))
+    space.check(config)
+    with pytest.raises(UserError, match="patch_kernel"):
+        space.check(config.replace(patch_kernel=config.patch_size + 2))
