@@ -7,7 +7,9 @@ Searchable dimensions (`SearchSpace.dimensions`, name -> list of choices):
 `image_size`, `patch_size`, `embed_dim`, `depth` (one per subnet) and
 `num_heads`, `mlp_ratio`, `rank_ratio` (one per block; the rank ratio once
 per linear layer qkv/proj/fc1/fc2). Fixed: `channels`, `num_classes`,
-`head_dim` (qkv_dim = heads * head_dim), `pool`. A rank ratio maps to an
+`head_dim` (qkv_dim = heads * head_dim), `pool` and `patch_overlap` (default 0:
+every subnet's tokenizer window is `patch_size + patch_overlap`, the
+convolutional tokenizer of SPEC 2.1 when positive). A rank ratio maps to an
 integer rank `round(ratio * min(in, out))` (at least 1); `full` is rank 0.
 """
 from __future__ import annotations
@@ -21,13 +23,15 @@ import numpy as np
 from common.configfile import check_keys, load_mapping
 from common.errors import UserError
 
+from tflm_ops import contract
+
 from .arch import LINEARS, POOLS, ArchConfig
 
 FULL = "full"
 GLOBAL_DIMS = ("image_size", "patch_size", "embed_dim", "depth")
 BLOCK_DIMS = ("num_heads", "mlp_ratio", "rank_ratio")
 DIMENSIONS = GLOBAL_DIMS + BLOCK_DIMS
-FIXED = ("channels", "num_classes", "head_dim", "pool")
+FIXED = ("channels", "num_classes", "head_dim", "pool", "patch_overlap")
 INT_DIMS = ("image_size", "patch_size", "embed_dim", "depth", "num_heads")
 
 
@@ -50,9 +54,10 @@ class SearchSpace:
     """Choices per dimension plus the fixed settings; every subnet is an `ArchConfig`."""
 
     def __init__(self, name: str, dimensions: dict, channels: int, num_classes: int, head_dim: int,
-                 pool: str = "mean"):
+                 pool: str = "mean", patch_overlap: int = 0):
         self.name = str(name)
         self.channels, self.num_classes, self.head_dim, self.pool = channels, num_classes, head_dim, pool
+        self.patch_overlap = patch_overlap
         self.dimensions = {d: self._clean(d, dimensions.get(d)) for d in DIMENSIONS}
         self._validate()
 
@@ -61,16 +66,17 @@ class SearchSpace:
     def from_dict(cls, data: dict, where: str = "search space") -> "SearchSpace":
         check_keys(data, ("name",) + DIMENSIONS + FIXED, where, required=DIMENSIONS + FIXED[:3])
         return cls(data.get("name", "space"), {d: data[d] for d in DIMENSIONS}, data["channels"],
-                   data["num_classes"], data["head_dim"], data.get("pool", "mean"))
+                   data["num_classes"], data["head_dim"], data.get("pool", "mean"), data.get("patch_overlap", 0))
 
     @classmethod
     def load(cls, path) -> "SearchSpace":
         return cls.from_dict(load_mapping(path, "search space"), where=f"search space {Path(path).name}")
 
     def to_dict(self) -> dict:
+        overlap = {"patch_overlap": self.patch_overlap} if self.patch_overlap else {}   # old fingerprints hold
         return {"name": self.name, **{d: list(c) for d, c in self.dimensions.items()},
                 "channels": self.channels, "num_classes": self.num_classes, "head_dim": self.head_dim,
-                "pool": self.pool}
+                "pool": self.pool, **overlap}
 
     def fingerprint(self) -> str:
         """Identifies the space's shape (not its name): checkpoints are bound to it."""
@@ -118,6 +124,11 @@ class SearchSpace:
             bad("channels", f"must be 1 or 3, got {self.channels!r}")
         if not isinstance(self.num_classes, int) or self.num_classes < 2:
             bad("num_classes", f"must be an integer >= 2, got {self.num_classes!r}")
+        if isinstance(self.patch_overlap, bool) or not isinstance(self.patch_overlap, int) or not (
+                0 <= self.patch_overlap and (max(self.dimensions["patch_size"]) + self.patch_overlap) ** 2
+                * self.channels <= contract.MAX_SIZE):
+            bad("patch_overlap", f"must be an integer >= 0 with (patch_size + patch_overlap)^2 x channels <= "
+                f"{contract.MAX_SIZE}, got {self.patch_overlap!r}")
         if not isinstance(self.head_dim, int) or self.head_dim <= 0:
             bad("head_dim", f"must be a positive integer, got {self.head_dim!r}")
         if self.pool not in POOLS:
@@ -143,8 +154,9 @@ class SearchSpace:
         for field in ("channels", "num_classes", "pool"):
             if getattr(config, field) != getattr(self, field):
                 bad(field, f"{getattr(config, field)!r} but the space has {getattr(self, field)!r}")
-        if config.patch_kernel:
-            bad("patch_kernel", f"{config.patch_kernel}: the supernet trains plain patch embeddings only")
+        if config.kernel != config.patch_size + self.patch_overlap:
+            bad("patch_kernel", f"{config.kernel} but the space's windows are patch_size {config.patch_size} "
+                f"+ patch_overlap {self.patch_overlap}")
         for field, value in (("image_size", config.image_size), ("patch_size", config.patch_size),
                              ("embed_dim", config.embed_dim), ("depth", config.depth)):
             if value not in self.dimensions[field]:
@@ -172,7 +184,7 @@ class SearchSpace:
                       "fc1": lambda i: (e, hidden[i]), "fc2": lambda i: (hidden[i], e)}[lin]
             ranks[f"{lin}_rank"] = [rank_for(r, *shapes(i)) for i, r in enumerate(genes[f"{lin}_rank_ratio"])]
         return ArchConfig(image_size=genes["image_size"], channels=self.channels, patch_size=genes["patch_size"],
-                          embed_dim=e, num_classes=self.num_classes, num_heads=heads, qkv_dim=qkv,
+                          patch_kernel=genes["patch_size"] + self.patch_overlap, embed_dim=e, num_classes=self.num_classes, num_heads=heads, qkv_dim=qkv,
                           mlp_hidden=hidden, pool=self.pool, **ranks)
 
     def encode(self, config: ArchConfig) -> dict:
@@ -289,7 +301,7 @@ class SearchSpace:
         return {"embed_dim": e, "qkv_dim": q, "mlp_hidden": hidden, "depth": max(d["depth"]),
                 "patch_size": max(d["patch_size"]), "image_size": max(d["image_size"]), "grid": grid,
                 "channels": self.channels, "num_classes": self.num_classes, "pool": self.pool,
-                "head_dim": self.head_dim}
+                "head_dim": self.head_dim, "patch_overlap": self.patch_overlap}
 
     def __repr__(self) -> str:
         return f"SearchSpace({self.name!r}, {self.dimensions})"

@@ -15,7 +15,8 @@ Weight sharing choices:
 * Patch embedding: one kernel at the largest patch size; a p x p kernel is its
   pseudo-inverse (FlexiViT "PI") resize K_p = B^T K B with B the bilinear
   p -> p_max upsampling matrix, so a p-patch gives the token its upsampled
-  p_max-patch would give.
+  p_max-patch would give. A space with `patch_overlap` o (the convolutional
+  tokenizer, SPEC 2.1) does the same with (p + o) x (p + o) windows of stride p.
 * Positional embedding: one grid at the largest token grid, bilinearly resized
   to the subnet's grid (the class token's position is separate).
 """
@@ -105,21 +106,26 @@ class SuperPatchEmbed(_SuperLayer):
     def build(self, input_shape):
         m = self.max_dims
         rng = self._rng()
-        p, c, e, g = m["patch_size"], m["channels"], m["embed_dim"], m["grid"]
-        limit = np.sqrt(6.0 / (p * p * c + e))          # glorot_uniform, as the static model
-        self.kernel = self._add("kernel", rng.uniform(-limit, limit, (p, p, c, e)).astype(np.float32))
+        k, c, e, g = self._window(m["patch_size"]), m["channels"], m["embed_dim"], m["grid"]
+        limit = np.sqrt(6.0 / (k * k * c + e))          # glorot_uniform, as the static model
+        self.kernel = self._add("kernel", rng.uniform(-limit, limit, (k, k, c, e)).astype(np.float32))
         self.bias = self._add("bias", np.zeros(e, np.float32))
         self.pos_grid = self._add("pos_grid", _truncated_normal(rng, (g, g, e)))
         self.cls = self._add("cls", _truncated_normal(rng, (e,))) if m["pool"] == "cls" else None
         self.cls_pos = self._add("cls_pos", _truncated_normal(rng, (e,))) if m["pool"] == "cls" else None
         super().build(input_shape)
 
+    def _window(self, patch_size: int) -> int:
+        """The tokenizer window of a patch size (SPEC 2.1; the patch itself without overlap)."""
+        return patch_size + self.max_dims.get("patch_overlap", 0)
+
     def _resized(self, patch_size: int, grid: int) -> dict:
         """Kernel, bias and positions (all E_max channels) for a patch size and token grid."""
         m = self.max_dims
         kernel = self.kernel
-        if patch_size != m["patch_size"]:
-            b = tf.constant(interp_matrix(patch_size, m["patch_size"]))   # (p_max, p) upsampling
+        k, k_max = self._window(patch_size), self._window(m["patch_size"])
+        if k != k_max:
+            b = tf.constant(interp_matrix(k, k_max))                       # (k_max, k) upsampling
             kernel = tf.einsum("ai,bj,abce->ijce", b, b, kernel)
         pos = self.pos_grid
         if grid != m["grid"]:
@@ -138,7 +144,7 @@ class SuperPatchEmbed(_SuperLayer):
 
     def call(self, images, embed, patch_size: int):
         w = self._resized(patch_size, images.shape[1] // patch_size)
-        return F.patch_embed(images, **{k: v * embed for k, v in w.items()})
+        return F.patch_embed(images, **{k: v * embed for k, v in w.items()}, stride=patch_size)
 
 
 class SuperAttention(_SuperLayer):

@@ -139,9 +139,21 @@ def test_imagenet_space_pairs_patch_sizes_with_tiling_resolutions():
     assert isinstance(space.largest(), ArchConfig) and space.largest().num_patches == 225
 
 
-def test_a_conv_tokenizer_subnet_is_outside_every_space_until_the_supernet_trains_one():
+def test_a_subnet_window_other_than_the_spaces_is_outside_it():
     space = SearchSpace.from_dict(tiny())
     config = space.sample(np.random.default_rng(0))
     space.check(config)
     with pytest.raises(UserError, match="patch_kernel"):
         space.check(config.replace(patch_kernel=config.patch_size + 2))
+
+
+def test_patch_overlap_gives_every_subnet_a_wider_window_and_keeps_old_fingerprints():
+    plain, conv = SearchSpace.from_dict(tiny()), SearchSpace.from_dict(tiny(patch_overlap=3))
+    assert "patch_overlap" not in plain.to_dict() and SearchSpace.from_dict(tiny(patch_overlap=0)) == plain
+    assert plain.fingerprint() != conv.fingerprint() and SearchSpace.from_dict(conv.to_dict()) == conv
+    config = conv.sample(np.random.default_rng(1))
+    assert config.kernel == config.patch_size + 3 and conv.contains(config) and not plain.contains(config)
+    assert conv.decode(conv.encode(config)) == config
+    for bad in (-1, 1.5, True, 300):                       # (8 + 300)^2 > 65535
+        with pytest.raises(UserError, match="patch_overlap"):
+            SearchSpace.from_dict(tiny(patch_overlap=bad))

@@ -12,9 +12,12 @@ from common.errors import UserError
 from test_space import IMAGENET, tiny
 
 
-@pytest.fixture(scope="module", params=["mean", "cls"])
+@pytest.fixture(scope="module", params=["mean", "cls", "conv_tokenizer"])
 def net(request):
-    space = SearchSpace.from_dict(tiny(channels=3, num_classes=5, pool=request.param))
+    """Supernets of plain patch embeddings (mean and cls pooling) and of convolutional tokenizers
+    (every window 3 pixels wider than its patch: 7x7 and 11x11, SPEC 2.1)."""
+    settings = {"pool": "mean", "patch_overlap": 3} if request.param == "conv_tokenizer" else {"pool": request.param}
+    space = SearchSpace.from_dict(tiny(channels=3, num_classes=5, **settings))
     return Supernet(space, seed=1)
 
 
