@@ -85,8 +85,8 @@ def _build(model) -> QModel:
         if oc.builtinCode != schema.BuiltinOperator.CUSTOM or code not in contract.OPS:
             raise ValueError(f"operator {code or oc.builtinCode} is not one of the custom ops "
                              f"{', '.join(contract.OPS)}")
-        if oc.version != contract.VERSION:
-            raise ValueError(f"{code} version {oc.version} is not implemented ({contract.VERSION} is)")
+        if oc.version != contract.VERSIONS[code]:
+            raise ValueError(f"{code} version {oc.version} is not implemented ({contract.VERSIONS[code]} is)")
         codes.append(code)
     ops = []
     for o in sg.operators:

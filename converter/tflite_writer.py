@@ -14,6 +14,8 @@ from flatbuffers import flexbuffers
 import common  # noqa: F401  (sets TF_USE_LEGACY_KERAS before tensorflow is imported)
 from tensorflow.lite.python import schema_py_generated as schema
 
+from tflm_ops import contract
+
 from .qmodel import FILE_IDENTIFIER, OFFLINE_PLAN_NAME, SCHEMA_VERSION
 
 BUFFER_ALIGNMENT = 16
@@ -87,7 +89,7 @@ def to_flatbuffer(qmodel) -> bytes:
         oc.builtinCode = schema.BuiltinOperator.CUSTOM
         oc.deprecatedBuiltinCode = schema.BuiltinOperator.CUSTOM
         oc.customCode = code
-        oc.version = 1
+        oc.version = contract.VERSIONS[code]
         model.operatorCodes.append(oc)
     subgraph.operators = []
     for op in qmodel.ops:

@@ -63,7 +63,7 @@ def test_options_error_names_the_field():
     assert contract.options_error("MCUF_PATCH_EMBED", good) is None
     cases = {"patch": (4097, "'patch' is 4097, outside [1, 4096]"), "has_cls": (2, "'has_cls' is 2"),
              "pos_zp": (-129, "'pos_zp' is -129"), "pos_mult": (1 << 29, "'pos_mult', 'pos_shift'"),
-             "version": (0, "'version' is 0; the kernels implement version 1"),
+             "version": (1, "'version' is 1; the kernels implement version 2"),
              "kernel": (3, "'kernel' (3) is smaller than 'patch' (4)")}
     for key, (value, message) in cases.items():
         assert message in contract.options_error("MCUF_PATCH_EMBED", {**good, key: value}), key

@@ -105,7 +105,8 @@ def test_flatbuffer_round_trip_in_tflm_schema(converted, fashion_mnist):
     assert codes == {"MCUF_PATCH_EMBED", "MCUF_ATTENTION", "MCUF_MLP", "MCUF_HEAD"}
     for i in range(model.OperatorCodesLength()):
         oc = model.OperatorCodes(i)
-        assert oc.BuiltinCode() == schema.BuiltinOperator.CUSTOM and oc.Version() == 1
+        version = 2 if oc.CustomCode() == b"MCUF_PATCH_EMBED" else 1      # SPEC 4: the patch embedding gained kernel
+        assert oc.BuiltinCode() == schema.BuiltinOperator.CUSTOM and oc.Version() == version
     g = model.Subgraphs(0)
     names = [g.Tensors(i).Name().decode() for i in range(g.TensorsLength())]
     assert names[:2 * arch.depth + 3] == plan.tensor_names
@@ -114,7 +115,7 @@ def test_flatbuffer_round_trip_in_tflm_schema(converted, fashion_mnist):
     assert image_q.ZeroPoint(0) == -128 and abs(image_q.Scale(0) - 1 / 255) < 1e-9
     for i in range(g.OperatorsLength()):
         options = flexbuffers.Loads(g.Operators(i).CustomOptionsAsNumpy().tobytes())
-        assert options == qmodel.ops[i].options and options["version"] == 1
+        assert options == qmodel.ops[i].options and options["version"] == (2 if i == 0 else 1)
     meta = {model.Metadata(i).Name().decode(): model.Metadata(i).Buffer() for i in range(model.MetadataLength())}
     offline = np.frombuffer(model.Buffers(meta["OfflineMemoryAllocation"]).DataAsNumpy().tobytes(), np.int32)
     n = g.TensorsLength()
@@ -144,8 +145,8 @@ def test_options_hold_the_architecture_and_the_tensor_scales(converted):
     tensor = {t.name: t for t in qmodel.tensors}
     assert [op.code for op in qmodel.ops] == ["MCUF_PATCH_EMBED"] + ["MCUF_ATTENTION", "MCUF_MLP"] * 2 + ["MCUF_HEAD"]
     pe, attn0, mlp0, attn1, mlp1, head = (op.options for op in qmodel.ops)
-    assert all(o["version"] == 1 for o in (pe, attn0, mlp0, attn1, mlp1, head))
-    assert (pe["patch"], pe["has_cls"], head["pool"]) == (7, 0, 0)
+    assert pe["version"] == 2 and all(o["version"] == 1 for o in (attn0, mlp0, attn1, mlp1, head))
+    assert (pe["patch"], pe["kernel"], pe["has_cls"], head["pool"]) == (7, 7, 0, 0)
     for attn in (attn0, attn1):
         assert (attn["heads"], attn["qkv_dim"], attn["qkv_rank"], attn["proj_rank"]) == (2, 48, 0, 0)
         assert (attn["qkv_t_zp"], attn["proj_t_zp"]) == (0, 0)                  # full rank: no intermediate

@@ -191,7 +191,7 @@ def _malformed(rng, base: kc.Case) -> list:
 
     variant(inputs=base.inputs[:-1])                                      # wrong tensor count
     variant(inputs=base.inputs + [base.inputs[-1]])
-    variant(options={**base.options, "version": 2})                       # wrong version
+    variant(options={**base.options, "version": base.options["version"] + 1})   # wrong version
     key = sorted(base.options)[int(rng.integers(len(base.options)))]
     variant(options={k: v for k, v in base.options.items() if k != key})  # missing option
     variant(options={**base.options, key: "seven"})                       # not an integer

@@ -96,6 +96,8 @@ CORRUPTIONS = {
     "res_shift_out_of_range": (_set_option(2, "res_shift", 31), ["op 2 (MCUF_MLP)", "'res_shift'", "[-31, 30]"]),
     "pool_mult_invalid": (_set_option(5, "pool_mult", 5), ["op 5 (MCUF_HEAD)", "'pool_mult'", "not a valid"]),
     "version_2": (_set_option(4, "version", 2), ["op 4 (MCUF_MLP)", "'version' is 2"]),
+    "patch_embed_version_1": (_set_option(0, "version", 1), ["op 0 (MCUF_PATCH_EMBED)", "'version' is 1"]),
+    "kernel_below_patch": (_set_option(0, "kernel", 6), ["op 0 (MCUF_PATCH_EMBED)", "'kernel' (6)", "'patch' (7)"]),
     "heads_not_dividing_qkv_dim": (_set_option(1, "heads", 3), ["op 1 (MCUF_ATTENTION)", "'qkv_dim'", "'heads'"]),
     "option_missing": (_drop_option(0, "pos_zp"), ["op 0 (MCUF_PATCH_EMBED)", "'pos_zp' is missing"]),
     "option_not_an_integer": (_option_bytes(0, "has_cls", True), ["op 0 (MCUF_PATCH_EMBED)", "'has_cls'", "integer"]),

@@ -16,7 +16,8 @@ from typing import NamedTuple
 
 import numpy as np
 
-VERSION = 1                        # OperatorCode.version and the "version" option (SPEC 4)
+VERSION = 1                        # OperatorCode.version and the "version" option (SPEC 4) of the ops
+# not listed in VERSIONS; MCUF_PATCH_EMBED 2 added option `kernel` (the convolutional tokenizer).
 INT32_MAX = (1 << 31) - 1
 MAX_SIZE = 65535                   # every size: T, E, P*P*C, heads, dims, ranks
 MAX_PATCH = 4096
@@ -49,11 +50,12 @@ def _multiplier(prefix: str) -> tuple:
 
 
 _VERSION = Option("version", VERSION, VERSION)
+VERSIONS = {"MCUF_PATCH_EMBED": 2, "MCUF_ATTENTION": VERSION, "MCUF_MLP": VERSION, "MCUF_HEAD": VERSION}
 _LN = (Option("ln_eps", 0, LN_EPS_MAX), _zero_point("ln_zp"))
 
 # Options of each op, in the order of the C kSpecs tables (SPEC 2.1-2.4).
 OPTIONS = {
-    "MCUF_PATCH_EMBED": (_VERSION, Option("patch", 1, MAX_PATCH), Option("kernel", 1, MAX_PATCH), Option("has_cls", 0, 1),
+    "MCUF_PATCH_EMBED": (Option("version", 2, 2), Option("patch", 1, MAX_PATCH), Option("kernel", 1, MAX_PATCH), Option("has_cls", 0, 1),
                          _zero_point("pos_zp"), *_multiplier("pos")),
     "MCUF_ATTENTION": (_VERSION, Option("heads", 1, MAX_SIZE), Option("qkv_dim", 1, MAX_SIZE),
                        Option("qkv_rank", 0, MAX_SIZE), Option("proj_rank", 0, MAX_SIZE), *_LN,
@@ -197,8 +199,8 @@ def options_error(code: str, options) -> str | None:
             return f"option '{spec.name}' is missing"
         if not _is_int(value):
             return f"option '{spec.name}' is not an integer ({value!r})"
-        if spec.name == "version" and value != VERSION:
-            return f"option 'version' is {value}; the kernels implement version {VERSION}"
+        if spec.name == "version" and value != VERSIONS[code]:
+            return f"option 'version' is {value}; the kernels implement version {VERSIONS[code]}"
         if not spec.min <= value <= spec.max:
             return f"option '{spec.name}' is {value}, outside [{spec.min}, {spec.max}]"
     for prefix in MULTIPLIER_PAIRS[code]:
@@ -232,7 +234,7 @@ def check_options(code: str, options) -> dict:
 def make_options(code: str, **values) -> dict:
     """The FlexBuffer options map of an op in spec order; every option but version must be given."""
     names = [spec.name for spec in OPTIONS[code]]
-    given = {"version": VERSION, **values}
+    given = {"version": VERSIONS[code], **values}
     if sorted(given) != sorted(names):
         raise ValueError(f"{code} options: missing {sorted(set(names) - set(given))}, "
                          f"unknown {sorted(set(given) - set(names))}")

@@ -12,8 +12,9 @@ namespace {
 
 constexpr const char* kOp = "MCUF_PATCH_EMBED";
 enum { kVersion, kPatch, kKernel, kHasCls, kPosZp, kPosMult, kPosShift, kNumOptions };
+// Version 2 added `kernel` (SPEC 4); the other ops are at kOpVersion.
 const OptionSpec kSpecs[kNumOptions] = {
-    {"version", kOpVersion, kOpVersion}, {"patch", 1, 4096},
+    {"version", 2, 2},                   {"patch", 1, 4096},
     {"kernel", 1, 4096},                 {"has_cls", 0, 1},
     {"pos_zp", -128, 127},               {"pos_mult", -kInt32Max, kInt32Max},
     {"pos_shift", -31, 30}};
