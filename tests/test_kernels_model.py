@@ -23,6 +23,9 @@ CONFIGS = {
                                   pool="mean"),
     "cls-full-rank": ArchConfig(image_size=28, channels=1, patch_size=4, embed_dim=20, num_classes=10,
                                 num_heads=(1,), qkv_dim=(16,), mlp_hidden=(40,), pool="cls"),
+    # the convolutional tokenizer (SPEC 2.1): 7x7 windows of stride 4, tokens over the image in place
+    "conv-tokenizer": ArchConfig(image_size=28, channels=1, patch_size=4, patch_kernel=7, embed_dim=24,
+                                 num_classes=10, num_heads=(2,), qkv_dim=(24,), mlp_hidden=(48,), fc1_rank=(8,)),
 }
 
 
@@ -61,10 +64,12 @@ def test_custom_op_model_on_cortex_m7_equals_reference(fashion_mnist, tmp_path):
     from deploy import app, qemu
     root = tflm_root_or_skip()
     arm_or_skip()
-    path = _converted("mean-mixed-rank", fashion_mnist, tmp_path)
     images = quantize_images(np.asarray(fashion_mnist.x_test[:4], np.float64) / 255.0)
-    spec = app.AppSpec(app.model_array_cc(path, tmp_path), arena_bytes=64 * 1024, images=images,
-                       labels=fashion_mnist.y_test[:4])
-    output, _ = qemu.run_qemu(app.build_app(root, "qemu-m7", spec, tmp_path / "app.elf"))
-    expected = run_tflite(path, images).reshape(len(images), -1)
-    assert int(np.count_nonzero(output.outputs != expected)) == 0
+    for name in ("mean-mixed-rank", "conv-tokenizer"):
+        (tmp_path / name).mkdir()
+        path = _converted(name, fashion_mnist, tmp_path / name)
+        spec = app.AppSpec(app.model_array_cc(path, tmp_path / name), arena_bytes=64 * 1024, images=images,
+                           labels=fashion_mnist.y_test[:4])
+        output, _ = qemu.run_qemu(app.build_app(root, "qemu-m7", spec, tmp_path / name / "app.elf"))
+        expected = run_tflite(path, images).reshape(len(images), -1)
+        assert int(np.count_nonzero(output.outputs != expected)) == 0, name
