@@ -43,13 +43,15 @@ def _augment(image, seed):
 
 
 def train_batches(x: np.ndarray, y: np.ndarray, batch_size: int, seed: int, epoch: int,
-                  augment: bool = True) -> tf.data.Dataset:
-    """One epoch of (float images / 255, int labels) batches; the last partial batch is dropped."""
+                  augment: bool = True, passes: int = 1) -> tf.data.Dataset:
+    """One epoch of (float images / 255, int labels) batches: `passes` shuffled passes over the
+    data (a step floor on a small set), then the last partial batch is dropped."""
     if len(x) < batch_size:
         raise UserError(f"batch size {batch_size} is larger than the {len(x)} training images; "
                         f"pass a smaller --batch-size")
-    order = epoch_rng(seed, epoch, 0).permutation(len(x))
-    seeds = epoch_rng(seed, epoch, 2).integers(0, 2**31 - 1, (len(x), 2, 2), dtype=np.int64)
+    order_rng = epoch_rng(seed, epoch, 0)
+    order = np.concatenate([order_rng.permutation(len(x)) for _ in range(passes)])
+    seeds = epoch_rng(seed, epoch, 2).integers(0, 2**31 - 1, (len(order), 2, 2), dtype=np.int64)
     ds = tf.data.Dataset.from_tensor_slices((x[order], y[order], seeds))
 
     def prepare(image, label, s):

@@ -1,6 +1,8 @@
 """Fine-tune an exported (static) subnet: the supernet trainer's optimizer, loss and
-pipeline on one fixed architecture, as a compiled step; a checkpoint per epoch in
-`backup_dir` makes an interrupted run resume exactly."""
+pipeline on one fixed architecture, as a compiled step. The weights with the best
+validation accuracy so far (the start counts, as epoch 0) are kept and handed back, so
+fine-tuning never ends worse than it started. A checkpoint per epoch in `backup_dir`
+(weights, optimizer, the best weights) makes an interrupted run resume exactly."""
 from __future__ import annotations
 
 import shutil
@@ -16,7 +18,7 @@ from common import datasets
 
 from . import batches
 from .run_folder import TrainSettings
-from .train import make_optimizer, smoothed_loss
+from .train import make_optimizer, smoothed_loss, step_floor_note
 
 
 def evaluate_model(model: keras.Model, x: np.ndarray, y: np.ndarray, batch_size: int = 1000) -> float:
@@ -25,23 +27,58 @@ def evaluate_model(model: keras.Model, x: np.ndarray, y: np.ndarray, batch_size:
                          model.input_shape[3], batch_size)
 
 
+class BestWeights(tf.Module):
+    """A copy of the model's weights at its best validation accuracy (`epoch` 0 = the start)."""
+
+    def __init__(self, model: keras.Model):
+        super().__init__(name="best")
+        self.weights = [tf.Variable(w, trainable=False) for w in model.weights]
+        self.accuracy = tf.Variable(-1.0, dtype=tf.float64, trainable=False)
+        self.epoch = tf.Variable(-1, dtype=tf.int64, trainable=False)
+
+    @property
+    def known(self) -> bool:
+        return int(self.epoch.numpy()) >= 0
+
+    def offer(self, model: keras.Model, accuracy: float, epoch: int) -> bool:
+        """Keep `model`'s weights if they beat the best so far (ties keep the earlier)."""
+        if self.known and accuracy <= float(self.accuracy.numpy()):
+            return False
+        for kept, w in zip(self.weights, model.weights):
+            kept.assign(w)
+        self.accuracy.assign(accuracy)
+        self.epoch.assign(epoch)
+        return True
+
+    def restore_into(self, model: keras.Model) -> None:
+        for w, kept in zip(model.weights, self.weights):
+            w.assign(kept)
+
+
 def finetune_subnet(model: keras.Model, x_train, y_train, x_val, y_val, settings: TrainSettings,
                     backup_dir=None, progress: bool = True, stop_after: int | None = None) -> list:
-    """Train `model` in place for `settings.epochs` (this call: at most `stop_after` epochs);
-    returns this call's per-epoch metrics. Images are uint8 at any size (resized to the model's input)."""
+    """Train `model` for `settings.epochs` (this call: at most `stop_after` epochs) and leave in
+    it the weights with the best validation accuracy seen (the start included). Returns this
+    call's per-epoch metrics; each record carries `best_val_acc` / `best_epoch` (0 = the start).
+    Images are uint8 at any size (resized to the model's input)."""
     size, channels = model.input_shape[1], model.input_shape[3]
     num_classes = model.output_shape[-1]
     x_train = datasets.resize(x_train, size, size, channels)
-    steps = len(x_train) // settings.batch_size
+    steps, passes = settings.steps_per_epoch(len(x_train)), settings.passes_per_epoch(len(x_train))
+    if progress and passes > 1:
+        tqdm.write(step_floor_note(settings, len(x_train)))
     optimizer = make_optimizer(settings, steps)
     optimizer.build(model.trainable_variables)
     epoch_var = tf.Variable(0, dtype=tf.int64, trainable=False)
+    best = BestWeights(model)
     manager = None
     if backup_dir is not None:
-        checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer, epoch=epoch_var)
+        checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer, epoch=epoch_var, best=best)
         manager = tf.train.CheckpointManager(checkpoint, str(backup_dir), max_to_keep=1)
         if manager.latest_checkpoint:
             checkpoint.restore(manager.latest_checkpoint).assert_existing_objects_matched()
+    if not best.known:
+        best.offer(model, evaluate_model(model, x_val, y_val), 0)
 
     @tf.function
     def step(images, labels):
@@ -56,7 +93,8 @@ def finetune_subnet(model: keras.Model, x_train, y_train, x_val, y_val, settings
         if stop_after is not None and len(history) >= stop_after:
             break
         start, loss_sum, correct = time.time(), 0.0, 0.0
-        dataset = batches.train_batches(x_train, y_train, settings.batch_size, settings.seed, epoch, settings.augment)
+        dataset = batches.train_batches(x_train, y_train, settings.batch_size, settings.seed, epoch,
+                                        settings.augments(len(x_train)), passes)
         bar = tqdm(dataset, total=steps, desc=f"finetune {epoch + 1}/{settings.epochs}", disable=not progress,
                    leave=False)
         for i, (images, labels) in enumerate(bar, 1):
@@ -64,14 +102,19 @@ def finetune_subnet(model: keras.Model, x_train, y_train, x_val, y_val, settings
             loss_sum, correct = loss_sum + float(loss), correct + float(hits)
             bar.set_postfix(loss=f"{loss_sum / i:.3f}", acc=f"{correct / (i * settings.batch_size):.3f}")
         bar.close()
-        history.append({"epoch": epoch + 1, "train_loss": loss_sum / max(1, steps),
-                        "val_acc": evaluate_model(model, x_val, y_val), "epoch_seconds": time.time() - start})
+        val_acc = evaluate_model(model, x_val, y_val)
+        best.offer(model, val_acc, epoch + 1)
+        history.append({"epoch": epoch + 1, "train_loss": loss_sum / max(1, steps), "val_acc": val_acc,
+                        "best_val_acc": float(best.accuracy.numpy()), "best_epoch": int(best.epoch.numpy()),
+                        "optimizer_steps": int(optimizer.iterations), "epoch_seconds": time.time() - start})
         epoch_var.assign(epoch + 1)
         if manager is not None:
             manager.save(checkpoint_number=epoch + 1)
         if progress:
             tqdm.write(f"finetune epoch {epoch + 1}/{settings.epochs}: loss {history[-1]['train_loss']:.3f}, "
-                       f"val acc {history[-1]['val_acc']:.3f}")
+                       f"val acc {val_acc:.4f} (best {history[-1]['best_val_acc']:.4f}, epoch "
+                       f"{history[-1]['best_epoch']})")
+    best.restore_into(model)
     return history
 
 

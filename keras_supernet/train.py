@@ -45,6 +45,13 @@ def make_optimizer(settings: TrainSettings, steps_per_epoch: int) -> keras.optim
     return optimizer
 
 
+def step_floor_note(settings: TrainSettings, num_images: int) -> str:
+    passes = settings.passes_per_epoch(num_images)
+    return (f"step floor {settings.min_steps}: each epoch is {passes} passes over the {num_images} training "
+            f"images ({settings.steps_per_epoch(num_images)} steps), augmentation "
+            f"{'on' if settings.augments(num_images) else 'off'}")
+
+
 def smoothed_loss(labels, logits, num_classes: int, smoothing: float):
     """Per-example cross-entropy with label smoothing."""
     targets = tf.one_hot(labels, num_classes) * (1.0 - smoothing) + smoothing / num_classes
@@ -113,7 +120,10 @@ class SupernetTrainer:
         if data.num_classes != space.num_classes:
             raise UserError(f"dataset {data.name!r} has {data.num_classes} classes but space {space.name!r} "
                             f"has num_classes {space.num_classes}")
-        self.steps_per_epoch = len(self.x_train) // settings.batch_size
+        self.passes = settings.passes_per_epoch(len(self.x_train))
+        self.steps_per_epoch = settings.steps_per_epoch(len(self.x_train))
+        if progress and self.passes > 1:
+            tqdm.write(step_floor_note(settings, len(self.x_train)))
         with self.strategy.scope():
             self.supernet = Supernet(space, seed=settings.seed)
             self.optimizer = make_optimizer(settings, self.steps_per_epoch)
@@ -177,7 +187,8 @@ class SupernetTrainer:
             start = time.time()
             rng = batches.epoch_rng(s.seed, epoch, 1)
             dataset = self.strategy.experimental_distribute_dataset(
-                batches.train_batches(self.x_train, self.y_train, s.batch_size, s.seed, epoch, s.augment))
+                batches.train_batches(self.x_train, self.y_train, s.batch_size, s.seed, epoch,
+                                      s.augments(len(self.x_train)), self.passes))
             loss_sum = correct = seen = 0.0
             bar = tqdm(dataset, total=self.steps_per_epoch, desc=f"epoch {epoch + 1}/{s.epochs}",
                        disable=not self.progress, leave=False)

@@ -19,32 +19,44 @@ from pathlib import Path
 from common import atomic
 from common.errors import UserError
 
-SPACE = Path(__file__).resolve().parent.parent / "configs" / "spaces" / "fmnist.yaml"
+SPACES = Path(__file__).resolve().parent.parent / "configs" / "spaces"
 STATE_FILE = "demo_state.json"
+# A real 64 KiB SRAM / 256 KiB flash class MCU, with a latency cap: at most 1.8 M MACs
+# per image excludes about a quarter of the demo space (its deepest, widest subnets) and
+# bounds the fine-tuning time of whichever subnet wins.
+DEFAULT_BOARD = "stm32l432kc"
+DEFAULT_MAX_MACS = 1_800_000
 
 
 @dataclass(frozen=True)
 class DemoSettings:
+    space: str                  # configs/spaces/<space>.yaml
     supernet_epochs: int
-    train_limit: int
-    val_limit: int
+    supernet_train_limit: int   # 0 = the whole training split
+    supernet_sampling: str
+    supernet_lr: float
+    val_limit: int              # validation images for search fitness and for keeping the best fine-tune epoch
     population: int
     generations: int
     parents: int
     mutations: int
     crossovers: int
     finetune_epochs: int
+    finetune_train_limit: int
+    min_steps: int              # the step floor of both trainings
     calib: int
-    eval_images: int
+    eval_images: int            # test images for the float / int8 (numpy reference) accuracy
     verify_images: int
 
 
-TINY = DemoSettings(supernet_epochs=4, train_limit=20000, val_limit=2000, population=16, generations=4,
-                    parents=4, mutations=6, crossovers=6, finetune_epochs=3, calib=200, eval_images=2000,
-                    verify_images=50)
-FULL = DemoSettings(supernet_epochs=40, train_limit=0, val_limit=0, population=50, generations=20,
-                    parents=10, mutations=25, crossovers=25, finetune_epochs=20, calib=500, eval_images=10000,
-                    verify_images=1000)
+TINY = DemoSettings(space="fmnist_demo", supernet_epochs=1, supernet_train_limit=0, supernet_sampling="uniform",
+                    supernet_lr=5e-3, val_limit=2000, population=16, generations=5, parents=4, mutations=6,
+                    crossovers=6, finetune_epochs=16, finetune_train_limit=0, min_steps=0, calib=300,
+                    eval_images=10000, verify_images=50)
+FULL = DemoSettings(space="fmnist_demo", supernet_epochs=40, supernet_train_limit=0, supernet_sampling="sandwich",
+                    supernet_lr=2e-3, val_limit=0, population=50, generations=20, parents=10, mutations=25,
+                    crossovers=25, finetune_epochs=40, finetune_train_limit=0, min_steps=0, calib=500,
+                    eval_images=10000, verify_images=1000)
 
 
 def _stage_args(out: Path, s: DemoSettings, budget: list, data: str, qemu: bool) -> list:
@@ -52,16 +64,19 @@ def _stage_args(out: Path, s: DemoSettings, budget: list, data: str, qemu: bool)
     supernet, search, subnet, model = out / "supernet", out / "search", out / "subnet.keras", out / "model"
     resume = ["--resume"] if (supernet / "run.json").exists() else []
     return [
-        ("train-supernet", ["train-supernet", "--space", str(SPACE), "--out", str(supernet), "--data", data,
-                            "--epochs", str(s.supernet_epochs), "--train-limit", str(s.train_limit),
-                            "--val-limit", str(s.val_limit), *resume]),
+        ("train-supernet", ["train-supernet", "--space", str(SPACES / f"{s.space}.yaml"), "--out", str(supernet),
+                            "--data", data, "--epochs", str(s.supernet_epochs),
+                            "--train-limit", str(s.supernet_train_limit), "--val-limit", str(s.val_limit),
+                            "--sampling", s.supernet_sampling, "--lr", str(s.supernet_lr),
+                            "--min-steps", str(s.min_steps), *resume]),
         ("search", ["search", "--supernet", str(supernet), "--out", str(search), "--data", data, *budget,
                     "--val-limit", str(s.val_limit), "--population", str(s.population),
                     "--generations", str(s.generations), "--parents", str(s.parents),
                     "--mutations", str(s.mutations), "--crossovers", str(s.crossovers)]),
         ("finetune", ["finetune", "--supernet", str(supernet), "--arch", str(search / "best_subnet.json"),
                       "--out", str(subnet), "--data", data, "--epochs", str(s.finetune_epochs),
-                      "--train-limit", str(s.train_limit), "--val-limit", str(s.val_limit), "--force"]),
+                      "--train-limit", str(s.finetune_train_limit), "--val-limit", str(s.val_limit),
+                      "--min-steps", str(s.min_steps), "--force"]),
         ("convert", ["convert", str(subnet), "--out", str(model), "--data", data, "--calib", str(s.calib),
                      "--eval", str(s.eval_images), "--force"]),
         ("verify", ["verify", str(model), "--images", str(s.verify_images), "--data", data, "--json",
@@ -105,6 +120,7 @@ def summarize(out: Path, verify_result: dict, budget: dict) -> dict:
                          "macs": arch.macs()},
         "accuracy": {"float": report.get("float_accuracy"), "int8": report.get("int8_accuracy"),
                      "test_images": report.get("accuracy", {}).get("test_images"),
+                     "int8_measured_by": "numpy reference interpreter (converter/interpreter.py)",
                      "supernet_inherited_val": best.get("accuracy"),
                      "int8_reference_on_verify_images": verify_result.get("int8_accuracy")},
         "sram": {"predicted_arena_bytes_cortex_m": report["planned_arena_bytes"],
@@ -125,21 +141,29 @@ def summarize(out: Path, verify_result: dict, budget: dict) -> dict:
     return summary
 
 
-def run_demo(out, full: bool = False, board: str | None = None, sram: str | None = None,
-             flash: str | None = None, data: str = "fashion_mnist", qemu: bool | None = None,
-             force: bool = False, settings: DemoSettings | None = None) -> dict:
+def demo_budget(board: str | None = None, sram: str | None = None, flash: str | None = None,
+                max_macs: int | None = None):
+    """(Budget, the search's budget flags): the demo board and MAC cap unless a budget is given."""
     from search.budget import Budget
 
+    if board is None and sram is None and flash is None:
+        board = DEFAULT_BOARD
+        max_macs = DEFAULT_MAX_MACS if max_macs is None else max_macs
+    budget = Budget.from_args(board=board, sram=sram, flash=flash, max_macs=max_macs)
+    return budget, [*(["--board", board] if board else []), *(["--sram", str(sram)] if sram else []),
+                    *(["--flash", str(flash)] if flash else []),
+                    *(["--max-macs", str(max_macs)] if max_macs is not None else [])]
+
+
+def run_demo(out, full: bool = False, board: str | None = None, sram: str | None = None,
+             flash: str | None = None, data: str = "fashion_mnist", qemu: bool | None = None,
+             force: bool = False, settings: DemoSettings | None = None, max_macs: int | None = None) -> dict:
+    budget, budget_args = demo_budget(board, sram, flash, max_macs)
     out = Path(out)
     if force and out.exists():
         shutil.rmtree(out)
     out.mkdir(parents=True, exist_ok=True)
     settings = settings or (FULL if full else TINY)
-    if board is None and sram is None and flash is None:
-        sram, flash = DEFAULT_SRAM, DEFAULT_FLASH
-    budget = Budget.from_args(board=board, sram=sram, flash=flash)
-    budget_args = [*(["--board", board] if board else []), *(["--sram", str(sram)] if sram else []),
-                   *(["--flash", str(flash)] if flash else [])]
     use_qemu = _qemu_available() if qemu is None else qemu
     run_key = {"settings": asdict(settings), "budget": budget_args, "data": data}
     state_path = out / STATE_FILE
@@ -165,13 +189,8 @@ def run_demo(out, full: bool = False, board: str | None = None, sram: str | None
                                 f"bytes; see {out / 'model'} and run `mcuformer verify` for details")
         atomic.write_json(state_path, state)
     shutil.copyfile(out / "search" / "pareto.png", out / "pareto.png")
-    summary = summarize(out, verify_result, {"sram": budget.sram, "flash": budget.flash, "source": budget.source})
+    summary = summarize(out, verify_result, budget.to_dict())
     summary["stage_seconds"] = {k: v["seconds"] for k, v in state["done"].items()}
     atomic.write_json(out / "summary.json", summary)
     return summary
 
-
-# Tight enough that more than half of the Fashion-MNIST space is infeasible
-# (45% of 3,000 random subnets fit, by search.memory.evaluate), so the search has
-# something to decide; the whole space fits an STM32F746 easily.
-DEFAULT_SRAM, DEFAULT_FLASH = "6KiB", "128KiB"

@@ -4,14 +4,22 @@ import json
 
 import pytest
 
-from mcuformer.demo import DemoSettings, run_demo
+from mcuformer.demo import DemoSettings, demo_budget, run_demo
 from common.errors import UserError
 
-MICRO = DemoSettings(supernet_epochs=1, train_limit=1024, val_limit=256, population=4, generations=1,
-                     parents=2, mutations=1, crossovers=1, finetune_epochs=1, calib=32, eval_images=200,
-                     verify_images=8)
+MICRO = DemoSettings(space="fmnist_demo", supernet_epochs=1, supernet_train_limit=1024, supernet_sampling="uniform",
+                     supernet_lr=5e-3, val_limit=256, population=4, generations=1, parents=2, mutations=1,
+                     crossovers=1, finetune_epochs=1, finetune_train_limit=1024, min_steps=0, calib=32,
+                     eval_images=200, verify_images=8)
 
-pytestmark = pytest.mark.slow
+
+def test_default_budget_is_a_real_64k_256k_board():
+    budget, args = demo_budget()
+    assert (budget.sram, budget.flash, budget.max_macs) == (64 * 1024, 256 * 1024, 1_800_000)
+    assert args == ["--board", "stm32l432kc", "--max-macs", "1800000"] and "stm32l432kc" in budget.source
+    assert demo_budget(max_macs=900_000)[0].max_macs == 900_000
+    budget, args = demo_budget(sram="6KiB", flash="224KiB")
+    assert (budget.sram, budget.flash, args) == (6 * 1024, 224 * 1024, ["--sram", "6KiB", "--flash", "224KiB"])
 
 
 @pytest.fixture(scope="module")
@@ -20,6 +28,7 @@ def demo(tmp_path_factory):
     return out, run_demo(out, sram="6KiB", flash="224KiB", qemu=False, settings=MICRO)
 
 
+@pytest.mark.slow
 def test_demo_runs_every_stage(demo):
     out, summary = demo
     state = json.loads((out / "demo_state.json").read_text())
@@ -38,6 +47,7 @@ def test_demo_runs_every_stage(demo):
         assert abs(host["arena_error_pct"]) <= 2.0
 
 
+@pytest.mark.slow
 def test_demo_resumes_and_refuses_other_settings(demo, capsys):
     out, summary = demo
     again = run_demo(out, sram="6KiB", flash="224KiB", qemu=False, settings=MICRO)

@@ -107,7 +107,7 @@ def test_cli_train_then_finetune(tmp_path):
     space.write_text(json.dumps(TINY))
     out = tmp_path / "sn"
     args = ["--space", str(space), "--out", str(out), "--epochs", "1", "--batch-size", "64",
-            "--train-limit", "256", "--val-limit", "200", "--sampling", "uniform"]
+            "--train-limit", "256", "--val-limit", "200", "--sampling", "uniform", "--min-steps", "0"]
     proc = run_cli("train-supernet", *args)
     assert proc.returncode == 0, proc.stderr
     assert "val acc largest" in proc.stdout and (out / "ckpt" / "checkpoint").exists()
@@ -118,7 +118,7 @@ def test_cli_train_then_finetune(tmp_path):
     arch.write_text(json.dumps(config.to_dict()))
     model_path = tmp_path / "model.keras"
     ft = ["finetune", "--supernet", str(out), "--arch", str(arch), "--out", str(model_path), "--epochs", "1",
-          "--batch-size", "64", "--train-limit", "256", "--val-limit", "200"]
+          "--batch-size", "64", "--train-limit", "256", "--val-limit", "200", "--min-steps", "0"]
     proc = run_cli(*ft)
     assert proc.returncode == 0, proc.stderr
     assert "fine-tuned" in proc.stdout
@@ -149,7 +149,7 @@ def test_cli_resumes_exactly_after_sigkill(tmp_path, fashion_mnist):
     args = [sys.executable, "-m", "mcuformer", "train-supernet", "--space", str(space), "--out", str(out),
             "--epochs", "2", "--batch-size", "64", "--train-limit", "1920", "--val-limit", "200",
             "--num-random", "1", "--seed", "3", "--strategy", "one-device", "--distill", "--augment",
-            "--clipnorm", "1.0"]
+            "--clipnorm", "1.0", "--min-steps", "0"]
     proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         deadline = time.time() + 300
@@ -245,3 +245,73 @@ def test_finetune_resumes_exactly(fashion_mnist, tmp_path):
     assert [h["epoch"] for h in history] == [2]
     for a, b in zip(straight.get_weights(), resumed.get_weights()):
         assert np.array_equal(a, b)
+
+
+def test_finetune_never_ends_worse_than_its_start(fashion_mnist):
+    """A huge LR wrecks every epoch after the start: the start's weights come back, unchanged."""
+    from keras_supernet.finetune import evaluate_model, finetune_subnet
+    from keras_supernet.batches import split_data
+    from keras_supernet.supernet import Supernet
+
+    space = SearchSpace.from_dict(TINY)
+    x_tr, y_tr, x_val, y_val = split_data(fashion_mnist, 28, 1, train_limit=512, val_limit=300)
+    model = export_subnet(Supernet(space, seed=2), space.largest())
+    finetune_subnet(model, x_tr, y_tr, x_val, y_val, TrainSettings(epochs=2, batch_size=64, sampling="uniform",
+                                                                   lr=3e-3, seed=1, min_steps=48), progress=False)
+    start_weights, start_acc = [w.copy() for w in model.get_weights()], evaluate_model(model, x_val, y_val)
+    assert start_acc > 0.2                                    # a start worth keeping: twice chance
+
+    wrecking = TrainSettings(epochs=3, batch_size=64, sampling="uniform", lr=50.0, weight_decay=0.0, seed=1)
+    history = finetune_subnet(model, x_tr, y_tr, x_val, y_val, wrecking, progress=False)
+    assert all(r["val_acc"] < start_acc for r in history)    # every later epoch is worse
+    assert [r["best_epoch"] for r in history] == [0, 0, 0]
+    assert all(np.array_equal(a, b) for a, b in zip(model.get_weights(), start_weights))
+    assert evaluate_model(model, x_val, y_val) == start_acc
+
+
+def test_best_weights_keep_the_best_epoch_not_the_last():
+    from keras_supernet.finetune import BestWeights
+
+    import tf_keras as keras
+
+    model = keras.Sequential([keras.layers.Dense(2, input_shape=(3,))])
+    best = BestWeights(model)
+    for epoch, (fill, acc) in enumerate([(0.0, 0.50), (1.0, 0.70), (2.0, 0.60), (3.0, 0.70)]):
+        model.set_weights([np.full(w.shape, fill, np.float32) for w in model.get_weights()])
+        best.offer(model, acc, epoch)
+    model.set_weights([np.full(w.shape, 9.0, np.float32) for w in model.get_weights()])
+    best.restore_into(model)
+    assert int(best.epoch.numpy()) == 1 and float(best.accuracy.numpy()) == 0.70   # a tie keeps the earlier
+    assert all(np.all(w == 1.0) for w in model.get_weights())
+
+
+def test_step_floor_gives_a_small_folder_its_steps(fashion_mnist, tmp_path):
+    """100 images, batch 32 (3 steps a pass), 2 epochs, floor 50 steps: each epoch is 9 passes
+    (900 images, 28 steps), 56 optimizer steps in all instead of 6."""
+    from keras_supernet.finetune import finetune_subnet
+    from keras_supernet.batches import split_data
+
+    run = make(tmp_path / "floor", fashion_mnist, epochs=2, batch_size=32, train_limit=100, min_steps=50,
+               sampling="uniform", distill=False)
+    run.fit()
+    assert int(run.optimizer.iterations) == 56
+
+    space = SearchSpace.from_dict(TINY)
+    x_tr, y_tr, x_val, y_val = split_data(fashion_mnist, 28, 1, train_limit=100, val_limit=100)
+    settings = TrainSettings(epochs=2, batch_size=32, sampling="uniform", min_steps=50)
+    history = finetune_subnet(export_subnet(run.supernet, space.smallest()), x_tr, y_tr, x_val, y_val,
+                              settings, progress=False)
+    assert history[-1]["optimizer_steps"] == 56
+    unfloored = finetune_subnet(export_subnet(run.supernet, space.smallest()), x_tr, y_tr, x_val, y_val,
+                                TrainSettings(epochs=2, batch_size=32, sampling="uniform"), progress=False)
+    assert unfloored[-1]["optimizer_steps"] == 6
+
+
+def test_augmentation_by_default_only_when_the_data_is_seen_many_times():
+    small = TrainSettings(epochs=5, min_steps=2000)               # 2,000 images: 27 passes an epoch, 135 in all
+    assert small.passes_per_epoch(2000) == 27 and small.augments(2000)
+    assert not TrainSettings(epochs=10, min_steps=2000).augments(54000)     # 10 passes
+    assert TrainSettings(epochs=3, min_steps=2000).passes_per_epoch(54000) == 2    # 421 steps a pass
+    assert not TrainSettings(epochs=3, min_steps=2000).augments(54000)      # 6 passes
+    assert not TrainSettings(epochs=5, min_steps=2000, augment=False).augments(2000)
+    assert TrainSettings(epochs=1, augment=True).augments(54000)

@@ -77,7 +77,8 @@ def check_out(path, force: bool | None = None, folder: bool = True) -> Path:
             raise UserError(f"output {path} exists and is not a folder; pass another --out")
         if not folder and path.is_dir():
             raise UserError(f"output {path} is a folder; pass a file name")
-    existing = next(p for p in (path, *path.parents) if p.exists())
+    replaced_file = not folder and path.is_file()         # --force over an existing file: check its folder
+    existing = next(p for p in (path.parents if replaced_file else (path, *path.parents)) if p.exists())
     if not existing.is_dir():
         raise UserError(f"cannot write {path}: {existing} is a file, not a folder")
     if not os.access(existing, os.W_OK | os.X_OK):

@@ -5,6 +5,7 @@ interrupted run resumes from its per-epoch backup when run again.
 """
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import shutil
@@ -24,7 +25,7 @@ def add_arguments(parser) -> None:
     parser.add_argument("--out", required=True, type=path_arg, help="output model file (.keras)")
     parser.add_argument("--force", action="store_true", help="replace an existing output")
     add_data(parser)
-    from keras_supernet.run_folder import finetune_settings    # no TensorFlow: the defaults live there
+    from keras_supernet.run_folder import CLI_MIN_STEPS, finetune_settings   # no TensorFlow: the defaults live there
 
     d = finetune_settings()
     parser.add_argument("--epochs", type=int, default=d.epochs)
@@ -33,9 +34,15 @@ def add_arguments(parser) -> None:
     parser.add_argument("--weight-decay", type=float, default=d.weight_decay)
     parser.add_argument("--warmup-epochs", type=float, default=d.warmup_epochs)
     parser.add_argument("--label-smoothing", type=float, default=d.label_smoothing)
-    parser.add_argument("--augment", action="store_true", help="random shifts and flips (slows short runs)")
+    parser.add_argument("--augment", action=argparse.BooleanOptionalAction, default=d.augment,
+                        help="random 2-px shifts (pad + crop) and horizontal flips (default: only when the "
+                             "run makes at least 30 passes over the data, i.e. a small dataset at --min-steps)")
+    parser.add_argument("--min-steps", type=int, default=CLI_MIN_STEPS,
+                        help="train at least this many optimizer steps: on a small dataset each epoch "
+                             "repeats the data (0 = exactly --epochs passes)")
     parser.add_argument("--train-limit", type=int, default=0, help="use only the first N training images (0 = all)")
-    parser.add_argument("--val-limit", type=int, default=0)
+    parser.add_argument("--val-limit", type=int, default=0,
+                        help="use only the first N validation images (0 = all); the best of them is kept")
     parser.add_argument("--seed", type=int, default=0)
 
 
@@ -65,7 +72,8 @@ def _arch_and_settings(args):
     trained_space(args.supernet).check(arch)
     settings = finetune_settings(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                                  weight_decay=args.weight_decay, warmup_epochs=args.warmup_epochs,
-                                 label_smoothing=args.label_smoothing, augment=args.augment, seed=args.seed)
+                                 label_smoothing=args.label_smoothing, augment=args.augment, seed=args.seed,
+                                 min_steps=args.min_steps)
     return arch, settings
 
 
@@ -111,7 +119,8 @@ def run(args) -> int:
     history = finetune_subnet(model, x_tr, y_tr, x_val, y_val, settings, backup_dir=backup)
     save_keras_atomic(model, out)
     clear_backup(backup)
-    final = history[-1]["val_acc"] if history else inherited
+    best, best_epoch = evaluate_model(model, x_val, y_val), (history[-1]["best_epoch"] if history else 0)
+    kept = "the inherited weights" if best_epoch == 0 else f"epoch {best_epoch}"
     print(f"{out}: {arch.describe()}; params {arch.params()}, MACs {arch.macs()}; val acc inherited "
-          f"{inherited:.4f} -> fine-tuned {final:.4f}")
+          f"{inherited:.4f} -> fine-tuned {best:.4f} (best on validation: {kept})")
     return 0
