@@ -6,6 +6,7 @@ import pytest
 
 from mcuformer.demo import DemoSettings, demo_budget, run_demo
 from common.errors import UserError
+from tests.tflm_fixtures import tflm_root_or_skip
 
 MICRO = DemoSettings(space="fmnist_demo", supernet_epochs=1, supernet_train_limit=1024, supernet_sampling="uniform",
                      supernet_lr=5e-3, val_limit=256, population=4, generations=1, parents=2, mutations=1,
@@ -39,12 +40,24 @@ def test_demo_runs_every_stage(demo):
     assert json.loads((out / "summary.json").read_text()) == json.loads(json.dumps(summary))
     # the winner respects the budget the search was given
     assert summary["sram"]["required_arena_bytes_cortex_m"] <= 6 * 1024
-    assert 0.0 <= summary["accuracy"]["int8"] <= 1.0 and summary["accuracy"]["test_images"] == 200
+    # accuracies on 200 test images are multiples of 1/200; the int8 one is the converter's report's
+    assert summary["accuracy"]["test_images"] == 200
+    assert summary["accuracy"]["int8"] * 200 == pytest.approx(round(summary["accuracy"]["int8"] * 200))
+    report = json.loads((out / "model" / "report.json").read_text())
+    assert summary["accuracy"]["int8"] == report["int8_accuracy"]
+
+
+@pytest.mark.slow
+@pytest.mark.tflm
+def test_demo_measures_its_model_in_tflm(demo):
+    """With a TFLM tree the summary carries what TFLM measured: bit-exact outputs, the planned arena."""
+    tflm_root_or_skip()
+    out, summary = demo
     host = summary["verification"]["host"]
-    if host and "skipped" not in host:       # with a TFLM tree: measured, bit-exact, arena as planned
-        assert host["mismatched_outputs"] == 0
-        assert host["arena_used_bytes"] == summary["sram"]["measured_arena_bytes_host"]
-        assert abs(host["arena_error_pct"]) <= 2.0
+    report = json.loads((out / "model" / "report.json").read_text())
+    assert host["mismatched_outputs"] == 0
+    assert host["arena_used_bytes"] == summary["sram"]["measured_arena_bytes_host"] == report["planned_arena_bytes_host"]
+    assert host["arena_bytes"] == (report["required_arena_bytes_host"] + 15) // 16 * 16
 
 
 @pytest.mark.slow
