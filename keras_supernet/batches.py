@@ -43,15 +43,18 @@ def _augment(image, seed):
 
 
 def train_batches(x: np.ndarray, y: np.ndarray, batch_size: int, seed: int, epoch: int,
-                  augment: bool = True, passes: int = 1) -> tf.data.Dataset:
+                  augment: bool = True, passes: int = 1, skip_batches: int = 0) -> tf.data.Dataset:
     """One epoch of (float images / 255, int labels) batches: `passes` shuffled passes over the
-    data (a step floor on a small set), then the last partial batch is dropped."""
+    data (a step floor on a small set), then the last partial batch is dropped. `skip_batches`
+    starts that same epoch after its first batches without reading them (a mid-epoch resume)."""
     if len(x) < batch_size:
         raise UserError(f"batch size {batch_size} is larger than the {len(x)} training images; "
                         f"pass a smaller --batch-size")
     order_rng = epoch_rng(seed, epoch, 0)
     order = np.concatenate([order_rng.permutation(len(x)) for _ in range(passes)])
     seeds = epoch_rng(seed, epoch, 2).integers(0, 2**31 - 1, (len(order), 2, 2), dtype=np.int64)
+    start = skip_batches * batch_size
+    order, seeds = order[start:], seeds[start:]
     ds = tf.data.Dataset.from_tensor_slices((x[order], y[order], seeds))
 
     def prepare(image, label, s):

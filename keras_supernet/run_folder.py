@@ -22,6 +22,8 @@ SAMPLING = ("sandwich", "uniform")
 CLI_MIN_STEPS = 2000
 # `augment=None` turns augmentation on for runs that see the data at least this many times.
 AUTO_AUGMENT_PASSES = 30
+# Settings a resume may change: more epochs extend the run, checkpoint_steps only says when state is saved.
+RESUMABLE_CHANGES = ("epochs", "checkpoint_steps")
 
 
 @dataclasses.dataclass
@@ -48,6 +50,7 @@ class TrainSettings:
     val_limit: int = 0
     seed: int = 0
     min_steps: int = 0              # train at least this many optimizer steps (each epoch repeats the data)
+    checkpoint_steps: int = 200     # supernet: also checkpoint every this many steps within an epoch (0 = per epoch)
 
     def __post_init__(self):
         def bad(field, message):
@@ -62,6 +65,8 @@ class TrainSettings:
                 bad(name, f"must be at least 1, got {getattr(self, name)}")
         if self.min_steps < 0:
             bad("min_steps", f"must be 0 (no floor) or more, got {self.min_steps}")
+        if self.checkpoint_steps < 0:
+            bad("checkpoint_steps", f"must be 0 (per epoch only) or more, got {self.checkpoint_steps}")
         if self.lr <= 0 or not 0 <= self.label_smoothing < 1 or self.weight_decay < 0 or self.warmup_epochs < 0:
             bad("lr", "lr must be > 0, label_smoothing in [0, 1), weight_decay and warmup_epochs >= 0")
 
@@ -125,7 +130,7 @@ def prepare_run_folder(out: Path, space: SearchSpace, settings: TrainSettings, r
         if not resume:
             raise UserError(f"{out} already holds a supernet training run; pass --resume to continue "
                             f"it or --force to start over")
-        changed = [k for k, v in run["settings"].items() if k != "epochs" and current.get(k) != v]
+        changed = [k for k, v in run["settings"].items() if k not in RESUMABLE_CHANGES and current.get(k) != v]
         if changed:
             raise UserError(f"cannot resume {out}: setting {changed[0]!r} was "
                             f"{run['settings'][changed[0]]!r}, now {current[changed[0]]!r}")

@@ -1,10 +1,13 @@
 """Supernet training: sandwich or uniform subnet sampling, in-place distillation,
 AdamW + cosine with warmup, label smoothing, light augmentation; a checkpoint
-per epoch that resumes exactly (weights, optimizer state, step counter; the
-data order, augmentation and subnet draws of an epoch derive from (seed, epoch)).
+per epoch and every `checkpoint_steps` steps within one, that resumes exactly
+(weights, optimizer state, step counter, the position in the epoch and the
+subnet sampler's state; the data order, augmentation and subnet draws of an
+epoch derive from (seed, epoch), so a resume skips the batches already trained).
 
 Run folder:  run.json (space + settings; a run of another space is refused),
-ckpt/ (tf.train checkpoints), history.json (per-epoch metrics), logs/ (TensorBoard).
+ckpt/ (tf.train checkpoints per epoch), ckpt/steps/ (the latest mid-epoch one),
+history.json (per-epoch metrics), logs/ (TensorBoard).
 """
 from __future__ import annotations
 
@@ -131,10 +134,42 @@ class SupernetTrainer:
             self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
         self.checkpoint = tf.train.Checkpoint(model=self.supernet, optimizer=self.optimizer, epoch=self.epoch)
         self.manager = tf.train.CheckpointManager(self.checkpoint, str(self.out / "ckpt"), max_to_keep=2)
+        # The unfinished epoch: steps trained, the subnet sampler's state and the metric sums so far.
+        self.position = tf.Variable(0, dtype=tf.int64, trainable=False, name="position")
+        self.sampler_state = tf.Variable("", dtype=tf.string, trainable=False, name="sampler_state")
+        self.sums = tf.Variable([0.0, 0.0, 0.0], dtype=tf.float64, trainable=False, name="sums")
+        self.step_checkpoint = tf.train.Checkpoint(model=self.supernet, optimizer=self.optimizer, epoch=self.epoch,
+                                                   position=self.position, sampler_state=self.sampler_state,
+                                                   sums=self.sums)
+        self.step_manager = tf.train.CheckpointManager(self.step_checkpoint, str(self.out / "ckpt" / "steps"),
+                                                       max_to_keep=1)
         self.history, self._steps = [], {}
         if self.manager.latest_checkpoint:
             _restore(self.checkpoint, self.manager.latest_checkpoint)
-            self.history = self._read_history()[:int(self.epoch.numpy())]
+        self._restore_mid_epoch()
+        self.history = self._read_history()[:int(self.epoch.numpy())]
+
+    def _restore_mid_epoch(self) -> None:
+        """The mid-epoch checkpoint when it lies inside the epoch after the latest epoch checkpoint
+        (an older one, from an epoch already finished, is ignored)."""
+        path = self.step_manager.latest_checkpoint
+        if not path:
+            return
+        try:
+            its_epoch = tf.train.load_checkpoint(path).get_tensor("epoch/.ATTRIBUTES/VARIABLE_VALUE")
+        except (ValueError, tf.errors.OpError):
+            return
+        if int(its_epoch) == int(self.epoch.numpy()):
+            _restore(self.step_checkpoint, path)
+            if self.progress:
+                tqdm.write(f"resuming epoch {int(its_epoch) + 1} at step {int(self.position.numpy())}"
+                           f"/{self.steps_per_epoch}")
+
+    def _save_mid_epoch(self, step: int, rng, loss_sum: float, correct: float, seconds: float):
+        self.position.assign(step)
+        self.sampler_state.assign(json.dumps(rng.bit_generator.state))
+        self.sums.assign([loss_sum, correct, seconds])
+        self.step_manager.save(checkpoint_number=int(self.optimizer.iterations))
 
     def _read_history(self) -> list:
         path = self.out / "history.json"
@@ -175,33 +210,48 @@ class SupernetTrainer:
             self._steps[grids] = tf.function(step)
         return self._steps[grids]
 
-    def fit(self, stop_after: int | None = None) -> list:
+    def fit(self, stop_after: int | None = None, stop_after_steps: int | None = None) -> list:
         """Train up to `settings.epochs` (from the latest checkpoint); `stop_after` ends this call
-        after that many epochs (as a kill would)."""
+        after that many epochs, `stop_after_steps` after that many optimizer steps (as a kill would)."""
         s = self.settings
         writer = tf.summary.create_file_writer(str(self.out / "logs"))
-        done_now = 0
+        done_now = steps_now = 0
         for epoch in range(int(self.epoch.numpy()), s.epochs):
             if stop_after is not None and done_now >= stop_after:
                 break
             start = time.time()
-            rng = batches.epoch_rng(s.seed, epoch, 1)
+            first = int(self.position.numpy())
+            if first:                                   # resuming inside this epoch
+                rng = np.random.default_rng()
+                rng.bit_generator.state = json.loads(self.sampler_state.numpy().decode())
+                loss_sum, correct, earlier_seconds = (float(v) for v in self.sums.numpy())
+            else:
+                rng = batches.epoch_rng(s.seed, epoch, 1)
+                loss_sum = correct = earlier_seconds = 0.0
+            seen = first * s.batch_size
             dataset = self.strategy.experimental_distribute_dataset(
                 batches.train_batches(self.x_train, self.y_train, s.batch_size, s.seed, epoch,
-                                      s.augments(len(self.x_train)), self.passes))
-            loss_sum = correct = seen = 0.0
-            bar = tqdm(dataset, total=self.steps_per_epoch, desc=f"epoch {epoch + 1}/{s.epochs}",
+                                      s.augments(len(self.x_train)), self.passes, skip_batches=first))
+            bar = tqdm(dataset, total=self.steps_per_epoch, initial=first, desc=f"epoch {epoch + 1}/{s.epochs}",
                        disable=not self.progress, leave=False)
-            for step, (images, labels) in enumerate(bar, 1):
+            for step, (images, labels) in enumerate(bar, first + 1):
+                if stop_after_steps is not None and steps_now >= stop_after_steps:
+                    bar.close()
+                    return self.history
                 configs = self.sample_configs(rng)
                 grids = tuple((c.image_size, c.patch_size) for c in configs)
                 loss, hits = self._step(grids)(images, labels, tuple(self.supernet.masks(c) for c in configs))
                 loss_sum += float(self.strategy.reduce("SUM", loss, axis=None))
                 correct += float(self.strategy.reduce("SUM", hits, axis=None))
                 seen += s.batch_size
+                steps_now += 1
                 bar.set_postfix(loss=f"{loss_sum / step:.3f}", acc=f"{correct / seen:.3f}")
+                if s.checkpoint_steps and step % s.checkpoint_steps == 0 and step < self.steps_per_epoch:
+                    self._save_mid_epoch(step, rng, loss_sum, correct,
+                                         earlier_seconds + time.time() - start)
             bar.close()
-            seconds = time.time() - start
+            self.position.assign(0)
+            seconds = earlier_seconds + time.time() - start
             record = {"epoch": epoch + 1, "train_loss": loss_sum / max(1, self.steps_per_epoch),
                       "train_acc_first": correct / max(1.0, seen),
                       "val_acc_largest": evaluate_subnet(self.supernet, self.space.largest(), self.x_val, self.y_val),

@@ -51,6 +51,30 @@ def test_kill_and_resume_gives_the_same_weights(uninterrupted, fashion_mnist, tm
     assert strip(json.loads((tmp_path / "run" / "history.json").read_text())) == strip(uninterrupted.history)
 
 
+def test_mid_epoch_checkpoint_resumes_exactly_without_redoing_steps(fashion_mnist, tmp_path):
+    """12 steps, a checkpoint every 4: stopped after 6 steps (steps 5-6 lost, as a kill would),
+    the resume starts at step 5 and trains 8 steps, ending on the uninterrupted run's weights."""
+    one_epoch = dict(epochs=1, batch_size=32, train_limit=384, checkpoint_steps=4)     # 384 / 32 = 12 steps
+    reference = make(tmp_path / "reference", fashion_mnist, **one_epoch)
+    reference.fit()
+    assert int(reference.optimizer.iterations) == 12
+    make(tmp_path / "run", fashion_mnist, **one_epoch).fit(stop_after_steps=6)
+    assert not (tmp_path / "run" / "history.json").exists()
+    resumed = make(tmp_path / "run", fashion_mnist, resume=True, **one_epoch)
+    assert int(resumed.optimizer.iterations) == 4 and int(resumed.position.numpy()) == 4
+    calls = []
+    compiled = resumed._step
+    resumed._step = lambda grids: (lambda *a: (calls.append(1), compiled(grids)(*a))[1])
+    resumed.fit()
+    assert len(calls) == 8 and int(resumed.optimizer.iterations) == 12
+    for a, b in zip(reference.supernet.weights, resumed.supernet.weights):
+        assert np.array_equal(a.numpy(), b.numpy()), a.name
+    for a, b in zip(reference.optimizer.variables(), resumed.optimizer.variables()):
+        assert np.array_equal(a.numpy(), b.numpy()), a.name
+    strip = lambda h: [{k: v for k, v in r.items() if k != "epoch_seconds"} for r in h]   # noqa: E731
+    assert strip(resumed.history) == strip(reference.history) and len(resumed.history) == 1
+
+
 def test_training_learns_and_logs(uninterrupted):
     history = uninterrupted.history
     assert [r["epoch"] for r in history] == [1, 2]
@@ -165,6 +189,48 @@ def test_cli_resumes_exactly_after_sigkill(tmp_path, fashion_mnist):
     assert resumed.returncode == 0, resumed.stderr
 
     reference = make(tmp_path / "reference", fashion_mnist, train_limit=1920)
+    reference.fit()
+    killed = load_supernet(out)
+    for a, b in zip(reference.supernet.weights, killed.weights):
+        assert np.array_equal(a.numpy(), b.numpy()), a.name
+
+
+@pytest.mark.slow
+def test_cli_resumes_exactly_after_sigkill_mid_epoch(tmp_path, fashion_mnist):
+    """SIGKILL once a mid-epoch checkpoint exists (epoch 1 of 1 unfinished), then --resume:
+    the same weights as an uninterrupted run."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    space = tmp_path / "tiny.yaml"
+    space.write_text(json.dumps(TINY))
+    out = tmp_path / "killed"
+    args = [sys.executable, "-m", "mcuformer", "train-supernet", "--space", str(space), "--out", str(out),
+            "--epochs", "1", "--batch-size", "32", "--train-limit", "1920", "--val-limit", "200",
+            "--num-random", "1", "--seed", "3", "--strategy", "one-device", "--distill", "--augment",
+            "--clipnorm", "1.0", "--min-steps", "0", "--checkpoint-steps", "4"]     # 60 steps
+    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 300
+        while not (out / "ckpt" / "steps" / "checkpoint").exists() and proc.poll() is None and time.time() < deadline:
+            time.sleep(0.02)
+        os.kill(proc.pid, signal.SIGKILL)
+    finally:
+        proc.wait()
+    assert proc.returncode == -signal.SIGKILL
+    assert (out / "ckpt" / "steps" / "checkpoint").exists() and not (out / "ckpt" / "ckpt-1.index").exists()
+    saved = tf.train.load_checkpoint(tf.train.latest_checkpoint(str(out / "ckpt" / "steps")))
+    position = int(saved.get_tensor("position/.ATTRIBUTES/VARIABLE_VALUE"))
+    assert position > 0 and position % 4 == 0
+    resumed = subprocess.run(args + ["--resume"], capture_output=True, text=True)
+    assert resumed.returncode == 0, resumed.stderr
+    assert f"resuming epoch 1 at step {position}/60" in resumed.stdout        # not from the start
+
+    reference = make(tmp_path / "reference", fashion_mnist, epochs=1, batch_size=32, train_limit=1920,
+                     checkpoint_steps=4)
     reference.fit()
     killed = load_supernet(out)
     for a, b in zip(reference.supernet.weights, killed.weights):

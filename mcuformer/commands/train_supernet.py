@@ -38,6 +38,9 @@ def add_arguments(parser) -> None:
                         help="train at least this many optimizer steps: on a small dataset each epoch "
                              "repeats the data (0 = exactly --epochs passes)")
     parser.add_argument("--clipnorm", type=float, default=d.clipnorm, help="global gradient-norm clip (0 = none)")
+    parser.add_argument("--checkpoint-steps", type=int, default=d.checkpoint_steps,
+                        help="also checkpoint every N steps inside an epoch, so --resume after a kill loses "
+                             "at most N steps (0 = per epoch only)")
     parser.add_argument("--train-limit", type=int, default=0, help="use only the first N training images (0 = all)")
     parser.add_argument("--val-limit", type=int, default=0, help="use only the first N validation images (0 = all)")
     parser.add_argument("--seed", type=int, default=0)
@@ -65,7 +68,8 @@ def _space_and_settings(args):
         epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay,
         warmup_epochs=args.warmup_epochs, label_smoothing=args.label_smoothing, sampling=args.sampling,
         num_random=args.num_random, distill=args.distill, augment=args.augment, clipnorm=args.clipnorm,
-        train_limit=args.train_limit, val_limit=args.val_limit, seed=args.seed, min_steps=args.min_steps)
+        train_limit=args.train_limit, val_limit=args.val_limit, seed=args.seed, min_steps=args.min_steps,
+        checkpoint_steps=args.checkpoint_steps)
     return space, settings
 
 
