@@ -95,3 +95,15 @@ def check_data(source: str) -> None:
 def check_at_least(value, minimum, flag: str) -> None:
     if value < minimum:
         raise UserError(f"{flag} must be at least {minimum}, got {value}")
+
+
+def add_augment_and_step_floor(parser, defaults) -> None:
+    """--augment and --min-steps, shared by train-supernet and finetune (`defaults`: their settings)."""
+    from keras_supernet.run_folder import CLI_MIN_STEPS   # no TensorFlow: the defaults live there
+
+    parser.add_argument("--augment", action=argparse.BooleanOptionalAction, default=defaults.augment,
+                        help="random 2-px shifts (pad + crop) and horizontal flips (default: only when the "
+                             "run makes at least 30 passes over the data, i.e. a small dataset at --min-steps)")
+    parser.add_argument("--min-steps", type=int, default=CLI_MIN_STEPS,
+                        help="train at least this many optimizer steps: on a small dataset each epoch "
+                             "repeats the data (0 = exactly --epochs passes)")

@@ -5,7 +5,6 @@ interrupted run resumes from its per-epoch backup when run again.
 """
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import shutil
@@ -14,7 +13,7 @@ from pathlib import Path
 
 from common.errors import UserError
 
-from .arguments import add_data, check_at_least, check_data, check_out, path_arg
+from .arguments import add_augment_and_step_floor, add_data, check_at_least, check_data, check_out, path_arg
 
 
 def add_arguments(parser) -> None:
@@ -25,7 +24,7 @@ def add_arguments(parser) -> None:
     parser.add_argument("--out", required=True, type=path_arg, help="output model file (.keras)")
     parser.add_argument("--force", action="store_true", help="replace an existing output")
     add_data(parser)
-    from keras_supernet.run_folder import CLI_MIN_STEPS, finetune_settings   # no TensorFlow: the defaults live there
+    from keras_supernet.run_folder import finetune_settings   # no TensorFlow: the defaults live there
 
     d = finetune_settings()
     parser.add_argument("--epochs", type=int, default=d.epochs)
@@ -34,12 +33,7 @@ def add_arguments(parser) -> None:
     parser.add_argument("--weight-decay", type=float, default=d.weight_decay)
     parser.add_argument("--warmup-epochs", type=float, default=d.warmup_epochs)
     parser.add_argument("--label-smoothing", type=float, default=d.label_smoothing)
-    parser.add_argument("--augment", action=argparse.BooleanOptionalAction, default=d.augment,
-                        help="random 2-px shifts (pad + crop) and horizontal flips (default: only when the "
-                             "run makes at least 30 passes over the data, i.e. a small dataset at --min-steps)")
-    parser.add_argument("--min-steps", type=int, default=CLI_MIN_STEPS,
-                        help="train at least this many optimizer steps: on a small dataset each epoch "
-                             "repeats the data (0 = exactly --epochs passes)")
+    add_augment_and_step_floor(parser, d)
     parser.add_argument("--train-limit", type=int, default=0, help="use only the first N training images (0 = all)")
     parser.add_argument("--val-limit", type=int, default=0,
                         help="use only the first N validation images (0 = all); the best of them is kept")

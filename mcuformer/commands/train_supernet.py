@@ -5,15 +5,14 @@ continue after an interruption. TensorBoard logs go to OUT/logs.
 """
 from __future__ import annotations
 
-import argparse
 
 from common.errors import UserError
 
-from .arguments import add_data, add_out, check_at_least, check_data, check_out, path_arg
+from .arguments import add_augment_and_step_floor, add_data, add_out, check_at_least, check_data, check_out, path_arg
 
 
 def add_arguments(parser) -> None:
-    from keras_supernet.run_folder import CLI_MIN_STEPS, TrainSettings   # no TensorFlow: the defaults live there
+    from keras_supernet.run_folder import TrainSettings   # no TensorFlow: the defaults live there
 
     d = TrainSettings()
     parser.add_argument("--space", required=True, type=path_arg, help="search space file, e.g. configs/spaces/fmnist.yaml")
@@ -31,12 +30,7 @@ def add_arguments(parser) -> None:
     parser.add_argument("--num-random", type=int, default=d.num_random)
     parser.add_argument("--distill", action="store_true",
                         help="sandwich: in-place distillation from the largest subnet (slows short runs)")
-    parser.add_argument("--augment", action=argparse.BooleanOptionalAction, default=d.augment,
-                        help="random 2-px shifts (pad + crop) and horizontal flips (default: only when the "
-                             "run makes at least 30 passes over the data, i.e. a small dataset at --min-steps)")
-    parser.add_argument("--min-steps", type=int, default=CLI_MIN_STEPS,
-                        help="train at least this many optimizer steps: on a small dataset each epoch "
-                             "repeats the data (0 = exactly --epochs passes)")
+    add_augment_and_step_floor(parser, d)
     parser.add_argument("--clipnorm", type=float, default=d.clipnorm, help="global gradient-norm clip (0 = none)")
     parser.add_argument("--checkpoint-steps", type=int, default=d.checkpoint_steps,
                         help="also checkpoint every N steps inside an epoch, so --resume after a kill loses "
