@@ -1,6 +1,11 @@
 """Supernet training: exact kill-and-resume, refusing another space's run, TensorBoard
 logs, and the train-supernet / finetune commands end to end (tiny settings)."""
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
 
 import numpy as np
 import pytest
@@ -161,12 +166,6 @@ def test_cli_train_then_finetune(tmp_path):
 @pytest.mark.slow
 def test_cli_resumes_exactly_after_sigkill(tmp_path, fashion_mnist):
     """A real kill (SIGKILL during epoch 2), then --resume: same weights as an uninterrupted run."""
-    import os
-    import signal
-    import subprocess
-    import sys
-    import time
-
     space = tmp_path / "tiny.yaml"
     space.write_text(json.dumps(TINY))
     out = tmp_path / "killed"
@@ -174,37 +173,17 @@ def test_cli_resumes_exactly_after_sigkill(tmp_path, fashion_mnist):
             "--epochs", "2", "--batch-size", "64", "--train-limit", "1920", "--val-limit", "200",
             "--num-random", "1", "--seed", "3", "--strategy", "one-device", "--distill", "--augment",
             "--clipnorm", "1.0", "--min-steps", "0"]
-    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        deadline = time.time() + 300
-        while not (out / "ckpt" / "ckpt-1.index").exists() and proc.poll() is None and time.time() < deadline:
-            time.sleep(0.05)
-        time.sleep(0.3)                                     # into epoch 2 (30 compiled steps)
-        os.kill(proc.pid, signal.SIGKILL)
-    finally:
-        proc.wait()
-    assert proc.returncode == -signal.SIGKILL
+    _sigkill_when(args, out / "ckpt" / "ckpt-1.index", settle=0.3)      # into epoch 2 (30 compiled steps)
     assert (out / "ckpt" / "ckpt-1.index").exists() and not (out / "ckpt" / "ckpt-2.index").exists()
     resumed = subprocess.run(args + ["--resume"], capture_output=True, text=True)
     assert resumed.returncode == 0, resumed.stderr
-
-    reference = make(tmp_path / "reference", fashion_mnist, train_limit=1920)
-    reference.fit()
-    killed = load_supernet(out)
-    for a, b in zip(reference.supernet.weights, killed.weights):
-        assert np.array_equal(a.numpy(), b.numpy()), a.name
+    _assert_same_weights(make(tmp_path / "reference", fashion_mnist, train_limit=1920), out)
 
 
 @pytest.mark.slow
 def test_cli_resumes_exactly_after_sigkill_mid_epoch(tmp_path, fashion_mnist):
     """SIGKILL once a mid-epoch checkpoint exists (epoch 1 of 1 unfinished), then --resume:
     the same weights as an uninterrupted run."""
-    import os
-    import signal
-    import subprocess
-    import sys
-    import time
-
     space = tmp_path / "tiny.yaml"
     space.write_text(json.dumps(TINY))
     out = tmp_path / "killed"
@@ -212,15 +191,7 @@ def test_cli_resumes_exactly_after_sigkill_mid_epoch(tmp_path, fashion_mnist):
             "--epochs", "1", "--batch-size", "32", "--train-limit", "1920", "--val-limit", "200",
             "--num-random", "1", "--seed", "3", "--strategy", "one-device", "--distill", "--augment",
             "--clipnorm", "1.0", "--min-steps", "0", "--checkpoint-steps", "4"]     # 60 steps
-    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        deadline = time.time() + 300
-        while not (out / "ckpt" / "steps" / "checkpoint").exists() and proc.poll() is None and time.time() < deadline:
-            time.sleep(0.02)
-        os.kill(proc.pid, signal.SIGKILL)
-    finally:
-        proc.wait()
-    assert proc.returncode == -signal.SIGKILL
+    _sigkill_when(args, out / "ckpt" / "steps" / "checkpoint")
     assert (out / "ckpt" / "steps" / "checkpoint").exists() and not (out / "ckpt" / "ckpt-1.index").exists()
     saved = tf.train.load_checkpoint(tf.train.latest_checkpoint(str(out / "ckpt" / "steps")))
     position = int(saved.get_tensor("position/.ATTRIBUTES/VARIABLE_VALUE"))
@@ -229,10 +200,28 @@ def test_cli_resumes_exactly_after_sigkill_mid_epoch(tmp_path, fashion_mnist):
     assert resumed.returncode == 0, resumed.stderr
     assert f"resuming epoch 1 at step {position}/60" in resumed.stdout        # not from the start
 
-    reference = make(tmp_path / "reference", fashion_mnist, epochs=1, batch_size=32, train_limit=1920,
-                     checkpoint_steps=4)
+    _assert_same_weights(make(tmp_path / "reference", fashion_mnist, epochs=1, batch_size=32, train_limit=1920,
+                              checkpoint_steps=4), out)
+
+
+def _sigkill_when(args, ready, settle: float = 0.0) -> None:
+    """Start the CLI, SIGKILL it once `ready` exists (plus `settle` seconds), and check it died of that."""
+    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 300
+        while not ready.exists() and proc.poll() is None and time.time() < deadline:
+            time.sleep(0.02)
+        time.sleep(settle)
+        os.kill(proc.pid, signal.SIGKILL)
+    finally:
+        proc.wait()
+    assert proc.returncode == -signal.SIGKILL
+
+
+def _assert_same_weights(reference, killed_dir) -> None:
+    """An uninterrupted run of `reference` ends on exactly the resumed run's weights."""
     reference.fit()
-    killed = load_supernet(out)
+    killed = load_supernet(killed_dir)
     for a, b in zip(reference.supernet.weights, killed.weights):
         assert np.array_equal(a.numpy(), b.numpy()), a.name
 
@@ -256,8 +245,6 @@ SupernetTrainer(SearchSpace.from_dict(space), TrainSettings(**settings), sys.arg
 @pytest.mark.slow
 def test_two_replica_mirrored_strategy_matches_one_device(tmp_path, fashion_mnist):
     """Loss scaling and gradient all-reduce are right: 2 replicas x 32 images = 1 device x 64."""
-    import subprocess
-    import sys
 
     settings = dict(SETTINGS, epochs=1)
     out = tmp_path / "mirrored"
