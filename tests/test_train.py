@@ -245,7 +245,6 @@ SupernetTrainer(SearchSpace.from_dict(space), TrainSettings(**settings), sys.arg
 @pytest.mark.slow
 def test_two_replica_mirrored_strategy_matches_one_device(tmp_path, fashion_mnist):
     """Loss scaling and gradient all-reduce are right: 2 replicas x 32 images = 1 device x 64."""
-
     settings = dict(SETTINGS, epochs=1)
     out = tmp_path / "mirrored"
     proc = subprocess.run([sys.executable, "-c", MIRRORED_SCRIPT, str(out), json.dumps(TINY), json.dumps(settings)],
