@@ -15,10 +15,11 @@ import tf_keras as keras
 from tqdm import tqdm
 
 from common import datasets
+from common.errors import UserError
 
 from . import batches
 from .run_folder import TrainSettings
-from .train import make_optimizer, smoothed_loss, step_floor_note
+from .train import distill_loss, make_optimizer, smoothed_loss, step_floor_note
 
 
 def evaluate_model(model: keras.Model, x: np.ndarray, y: np.ndarray, batch_size: int = 1000) -> float:
@@ -56,12 +57,15 @@ class BestWeights(tf.Module):
 
 
 def finetune_subnet(model: keras.Model, x_train, y_train, x_val, y_val, settings: TrainSettings,
-                    backup_dir=None, progress: bool = True, stop_after: int | None = None) -> list:
+                    backup_dir=None, progress: bool = True, stop_after: int | None = None,
+                    teacher: keras.Model | None = None) -> list:
     """Train `model` for `settings.epochs` (this call: at most `stop_after` epochs) and leave in
     it the weights with the best validation accuracy seen (the start included). Returns this
     call's per-epoch metrics; each record carries `best_val_acc` / `best_epoch` (0 = the start).
-    Images are uint8 at any size (resized to the model's input)."""
+    Images are uint8 at any size (resized to the model's input). With a `teacher` (same input
+    shape and classes), the loss mixes in its soft predictions by `settings.teacher_weight`."""
     size, channels = model.input_shape[1], model.input_shape[3]
+    check_teacher(teacher, model)
     num_classes = model.output_shape[-1]
     x_train = datasets.resize(x_train, size, size, channels)
     steps, passes = settings.steps_per_epoch(len(x_train)), settings.passes_per_epoch(len(x_train))
@@ -84,7 +88,11 @@ def finetune_subnet(model: keras.Model, x_train, y_train, x_val, y_val, settings
     def step(images, labels):
         with tf.GradientTape() as tape:
             logits = model(images, training=True)
-            loss = tf.reduce_mean(smoothed_loss(labels, logits, num_classes, settings.label_smoothing))
+            per_example = smoothed_loss(labels, logits, num_classes, settings.label_smoothing)
+            if teacher is not None:
+                w = settings.teacher_weight
+                per_example = (1 - w) * per_example + w * distill_loss(teacher(images, training=False), logits)
+            loss = tf.reduce_mean(per_example)
         optimizer.apply_gradients(zip(tape.gradient(loss, model.trainable_variables), model.trainable_variables))
         return loss, tf.reduce_sum(tf.cast(tf.argmax(logits, -1) == labels, tf.float32))
 
@@ -116,6 +124,15 @@ def finetune_subnet(model: keras.Model, x_train, y_train, x_val, y_val, settings
                        f"{history[-1]['best_epoch']})")
     best.restore_into(model)
     return history
+
+
+def check_teacher(teacher, model) -> None:
+    if teacher is None:
+        return
+    if tuple(teacher.input_shape[1:]) != tuple(model.input_shape[1:]) or teacher.output_shape[-1] != model.output_shape[-1]:
+        raise UserError(f"the teacher takes {tuple(teacher.input_shape[1:])} images to {teacher.output_shape[-1]} "
+                        f"classes but the subnet {tuple(model.input_shape[1:])} to {model.output_shape[-1]}; "
+                        f"train a teacher for this subnet (mcuformer train-teacher)")
 
 
 def clear_backup(backup_dir) -> None:

@@ -21,6 +21,7 @@ COMMANDS = {
     "train-supernet": ("train_supernet", "train the weight-sharing ViT supernet"),
     "evolve-space": ("evolve_space", "evolve the search space (S3 / E-T error)"),
     "search": ("search", "evolutionary search under a board's SRAM/flash budget"),
+    "train-teacher": ("train_teacher", "train a small CNN teacher for distillation (finetune --teacher)"),
     "finetune": ("finetune", "fine-tune (optionally QAT) a searched subnet"),
     "convert": ("convert", "int8-quantize a subnet and write the TFLM flatbuffer"),
     "verify": ("verify", "run a converted model in the Python reference / TFLM and compare"),

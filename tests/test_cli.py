@@ -11,10 +11,10 @@ from mcuformer.cli import COMMANDS
 def test_help_lists_every_subcommand():
     proc = run_cli("--help")
     assert proc.returncode == 0
-    for name in ["train-supernet", "evolve-space", "search", "finetune", "convert", "verify",
+    for name in ["train-supernet", "evolve-space", "search", "train-teacher", "finetune", "convert", "verify",
                  "report", "build", "arduino-lib", "demo"]:
         assert name in proc.stdout
-    assert set(COMMANDS) == {"train-supernet", "evolve-space", "search", "finetune", "convert",
+    assert set(COMMANDS) == {"train-supernet", "evolve-space", "search", "train-teacher", "finetune", "convert",
                              "verify", "report", "build", "arduino-lib", "demo"}
 
 
@@ -43,6 +43,7 @@ _BAD_ARGUMENTS = [
     (["search", "--supernet", "nowhere", "--sram", "12XB", "--flash", "1MB", "--out", "o"], "--sram"),
     (["search", "--supernet", "nowhere", "--board", "no_such_board", "--out", "o"], "unknown board"),
     (["finetune", "--supernet", "s", "--arch", "a.json", "--out", "model.h5"], "must end in .keras"),
+    (["train-teacher", "--out", "teacher.h5"], "must end in .keras"),
     (["finetune", "--supernet", "s", "--arch", "nowhere.json", "--out", "m.keras"], "nowhere.json does not exist"),
     (["convert", "nowhere.keras", "--out", "o"], "nowhere.keras does not exist"),
     (["convert", "{keras3}", "--out", "o"], "Keras 3"),

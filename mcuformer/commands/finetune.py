@@ -33,6 +33,10 @@ def add_arguments(parser) -> None:
     parser.add_argument("--weight-decay", type=float, default=d.weight_decay)
     parser.add_argument("--warmup-epochs", type=float, default=d.warmup_epochs)
     parser.add_argument("--label-smoothing", type=float, default=d.label_smoothing)
+    parser.add_argument("--teacher", type=path_arg,
+                        help="distil from this model's soft predictions (.keras, e.g. mcuformer train-teacher)")
+    parser.add_argument("--teacher-weight", type=float, default=d.teacher_weight,
+                        help="share of the teacher's term in the loss (with --teacher)")
     add_augment_and_step_floor(parser, d)
     parser.add_argument("--train-limit", type=int, default=0, help="use only the first N training images (0 = all)")
     parser.add_argument("--val-limit", type=int, default=0,
@@ -59,6 +63,12 @@ def save_keras_atomic(model, out: Path) -> None:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+def load_teacher(path):
+    from converter.keras_load import load_model
+
+    return load_model(path)
+
+
 def _arch_and_settings(args):
     from keras_supernet.run_folder import finetune_settings, trained_space
 
@@ -67,7 +77,7 @@ def _arch_and_settings(args):
     settings = finetune_settings(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                                  weight_decay=args.weight_decay, warmup_epochs=args.warmup_epochs,
                                  label_smoothing=args.label_smoothing, augment=args.augment, seed=args.seed,
-                                 min_steps=args.min_steps)
+                                 min_steps=args.min_steps, teacher_weight=args.teacher_weight)
     return arch, settings
 
 
@@ -77,6 +87,8 @@ def check(args) -> None:
         raise UserError(f"--out {out}: the model file must end in .keras")
     check_out(out, force=args.force, folder=False)
     _arch_and_settings(args)
+    if args.teacher and not Path(args.teacher).exists():
+        raise UserError(f"--teacher {args.teacher}: no such model; train one with `mcuformer train-teacher`")
     check_at_least(args.train_limit, 0, "--train-limit")
     check_at_least(args.val_limit, 0, "--val-limit")
     check_data(args.data)
@@ -102,15 +114,17 @@ def run(args) -> int:
     x_tr, y_tr, x_val, y_val = split_data(data, arch.image_size, arch.channels, train_limit=args.train_limit,
                                           val_limit=args.val_limit)
     model = export_subnet(supernet, arch)
+    teacher = load_teacher(args.teacher) if args.teacher else None
     inherited = evaluate_model(model, x_val, y_val)
     backup = out.with_name(f".{out.name}.backup")
-    meta = {"supernet": str(Path(args.supernet).resolve()), "arch": arch.to_dict(), "settings": settings.to_dict()}
+    meta = {"supernet": str(Path(args.supernet).resolve()), "arch": arch.to_dict(), "settings": settings.to_dict(),
+            "teacher": args.teacher}
     meta_file = backup / "meta.json"
     if backup.exists() and (not meta_file.exists() or json.loads(meta_file.read_text()) != meta):
         clear_backup(backup)          # a backup of another run: start over
     backup.mkdir(parents=True, exist_ok=True)
     meta_file.write_text(json.dumps(meta))
-    history = finetune_subnet(model, x_tr, y_tr, x_val, y_val, settings, backup_dir=backup)
+    history = finetune_subnet(model, x_tr, y_tr, x_val, y_val, settings, backup_dir=backup, teacher=teacher)
     save_keras_atomic(model, out)
     clear_backup(backup)
     best, best_epoch = evaluate_model(model, x_val, y_val), (history[-1]["best_epoch"] if history else 0)
