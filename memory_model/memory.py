@@ -27,7 +27,7 @@ from functools import lru_cache
 from tflm_ops import contract
 
 from .greedy_planner import Buffer, align_up, maximum_memory_size, plan_offsets
-from . import tflm_required_arena, tflm_tail
+from . import op_instructions, tflm_required_arena, tflm_tail
 
 
 @dataclass(frozen=True)
@@ -352,19 +352,23 @@ class Cost:
     tail: int
     model_bytes: int
     arena_used: int      # TFLM's arena_used_bytes() after AllocateTensors: head + tail
+    instructions: int | None = None   # ESTIMATE (op_instructions.py) of Invoke's instructions; custom ops only
 
     def to_dict(self) -> dict:
         return {"sram": self.sram, "flash": self.flash, "macs": self.macs, "latency_proxy": self.latency,
                 "arena_head": self.head, "arena_tail": self.tail, "arena_used": self.arena_used,
-                "model_bytes": self.model_bytes}
+                "model_bytes": self.model_bytes, "instructions_estimate": self.instructions}
 
 
 def evaluate(config, techniques: Techniques = Techniques(), pointer_size: int = 4) -> Cost:
-    """SRAM, flash, MACs and latency proxy of a subnet deployed by this project."""
+    """SRAM, flash, MACs, latency proxy and instruction estimate of a subnet deployed by this project."""
+    instructions = None
     if techniques.operator_integration:
         head = head_bytes(config, techniques)
         tail = tflm_tail.custom_graph_tail(config, pointer_size)
         required = tflm_required_arena.custom_graph_required(config, head, pointer_size)
+        estimates = op_instructions.estimate(config)
+        instructions = None if None in estimates else sum(estimates)
     else:
         from .builtin_graph import builtin_arena
         head, tail = builtin_arena(config, pointer_size)
@@ -372,4 +376,4 @@ def evaluate(config, techniques: Techniques = Techniques(), pointer_size: int = 
     model = model_flash_bytes(config)
     macs = config.macs()
     return Cost(sram=required, flash=model + CODE_FLASH_BYTES, macs=macs, latency=latency_proxy(config, macs),
-                head=head, tail=tail, model_bytes=model, arena_used=head + tail)
+                head=head, tail=tail, model_bytes=model, arena_used=head + tail, instructions=instructions)

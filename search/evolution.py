@@ -190,7 +190,8 @@ class Search:
 
     # ---- outputs -------------------------------------------------------------------------------
     def write_results(self) -> dict:
-        entries = [dict(e, config=e["config"].to_dict(), describe=e["config"].describe()) for e in self.ranked()]
+        entries = [dict(e, config=e["config"].to_dict(), describe=e["config"].describe(),
+                        flash_split=self.budget.split(e["cost"]["model_bytes"]).to_dict()) for e in self.ranked()]
         front = pareto_front(entries)
         best = entries[0]
         result = {"space": self.space.to_dict(), "budget": self.budget.to_dict(),
@@ -200,6 +201,6 @@ class Search:
                   "population": entries}
         atomic.write_json(self.out / RESULT_FILE, result)
         atomic.write_json(self.out / BEST_FILE, {"arch": best["config"], "accuracy": best["accuracy"],
-                                                 "cost": best["cost"]})
+                                                 "cost": best["cost"], "flash_split": best["flash_split"]})
         plot_front(entries, front, self.budget, self.out / PLOT_FILE)
         return result

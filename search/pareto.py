@@ -30,7 +30,9 @@ def plot_front(entries: list, front: list, budget, path) -> None:
 
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), sharey=True)
     for ax, key, limit, label in ((axes[0], "sram", budget.sram, "TFLM arena (KiB)"),
-                                  (axes[1], "flash", budget.flash, "flash: model + code (KiB)")):
+                                  (axes[1], "flash", budget.flash + budget.external_flash,
+                                   "flash: model + code (KiB)" + (", internal + external" if budget.external_flash
+                                                                  else ""))):
         ax.scatter([e["cost"][key] / 1024 for e in entries], [e["accuracy"] for e in entries],
                    s=10, c="0.6", label="evaluated")
         ordered = sorted(front, key=lambda e: e["cost"][key])

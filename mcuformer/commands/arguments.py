@@ -47,6 +47,23 @@ def add_budget(parser) -> None:
     parser.add_argument("--flash", help="flash budget, e.g. 1MB (overrides the board)")
 
 
+def add_region_and_latency_budget(parser) -> None:
+    """External flash and where the weights go, and the instruction-estimate cap (search)."""
+    from memory_model.flash_split import WEIGHTS_IN
+
+    parser.add_argument("--external-flash", help="external memory-mapped flash for the model, e.g. 16MB "
+                                                 "(overrides the board's external_flash)")
+    parser.add_argument("--weights-in", choices=WEIGHTS_IN, default="auto",
+                        help="where the model goes: internal flash, external flash, or auto (internal when "
+                             "code + model fit there, else external)")
+    latency = parser.add_mutually_exclusive_group()
+    latency.add_argument("--max-instructions", type=int,
+                         help="cap on the ESTIMATED instructions per inference (memory_model/op_instructions.py)")
+    latency.add_argument("--max-latency-ms", type=float,
+                         help="the same cap as an ESTIMATED time: ms x the board's clock_mhz x 1000 instructions "
+                              "(assumes one instruction per cycle; not a measured latency)")
+
+
 def add_out(parser, default: str | None = None, force: bool = True, what: str = "output folder") -> None:
     parser.add_argument("--out", default=default, required=default is None, type=path_arg, help=what)
     if force:

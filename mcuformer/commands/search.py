@@ -13,7 +13,7 @@ from pathlib import Path
 
 from common.errors import UserError
 
-from .arguments import add_budget, add_data, add_out, check_at_least, check_data, check_out, path_arg
+from .arguments import add_budget, add_data, add_region_and_latency_budget, add_out, check_at_least, check_data, check_out, path_arg
 
 
 def add_arguments(parser) -> None:
@@ -21,6 +21,7 @@ def add_arguments(parser) -> None:
                         help="supernet training folder (mcuformer train-supernet --out)")
     add_budget(parser)
     parser.add_argument("--max-macs", type=int, help="optional cap on multiply-accumulates per inference")
+    add_region_and_latency_budget(parser)
     add_out(parser)
     add_data(parser)
     parser.add_argument("--val-limit", type=int, default=0, help="score on the first N validation images (0 = all)")
@@ -47,7 +48,9 @@ def _plan(args):
     from search.budget import Budget, check_feasible
     from search.evolution import EvolutionSettings
 
-    budget = Budget.from_args(args.board, args.sram, args.flash, args.max_macs)
+    budget = Budget.from_args(args.board, args.sram, args.flash, args.max_macs, external_flash=args.external_flash,
+                              weights_in=args.weights_in, max_instructions=args.max_instructions,
+                              max_latency_ms=args.max_latency_ms)
     techniques = (Techniques.off() if args.no_operator_integration
                   else Techniques(True, not args.no_patch_decomposition, not args.no_token_overwrite))
     space = trained_space(args.supernet)
@@ -68,6 +71,7 @@ def check(args) -> None:
 
 def run(args) -> int:
     from common import datasets
+    from search.budget import describe_instruction_estimate
     from search.evolution import CACHE_FILE, Search
     from search.fitness import FitnessCache, SupernetFitness, supernet_fitness_identity
 
@@ -86,5 +90,8 @@ def run(args) -> int:
     best = result["best"]
     print(f"best: top-1 {best['accuracy']:.4f} (validation, inherited weights), arena {best['cost']['sram']:,} B, "
           f"flash {best['cost']['flash']:,} B, {best['cost']['macs']:,} MACs: {best['describe']}")
+    print(f"  flash split: {budget.split(best['cost']['model_bytes']).describe()}")
+    if best["cost"].get("instructions_estimate") is not None:
+        print(f"  {describe_instruction_estimate(best['cost']['instructions_estimate'], budget.clock_mhz)}")
     print(f"wrote {out / 'search.json'}, {out / 'best_subnet.json'}, {out / 'pareto.png'}")
     return 0
