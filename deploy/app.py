@@ -1,8 +1,10 @@
 """The example app (examples/image_classification) built for a platform.
 
 Platforms: `host` (linux x86_64), `qemu-m7` (the QEMU `mps2-an500` twin of a
-Cortex-M7 board: same sources, semihosting output, its memory map) and a
-board (`stm32f746`: ITM output, DWT cycles, the board's linker script).
+Cortex-M7 board: same sources, semihosting output, its memory map), `qemu-m7-ext`
+(the same twin for a model in external flash: the model array in PSRAM at
+0x60000000, code in SSRAM1) and a board (`stm32f746`, `stm32f746g-disco`,
+`stm32h743i-eval`: ITM output, DWT cycles, the board's linker script).
 """
 from __future__ import annotations
 
@@ -20,8 +22,12 @@ from . import tflm_make
 
 EXAMPLE_DIR = tflm_make.PROJECT_ROOT / "examples" / "image_classification"
 PLATFORM_DIR = tflm_make.MAKE_DIR / "platform"
-LINKER_SCRIPTS = {"qemu-m7": "mps2_an500.ld", "stm32f746": "stm32f746.ld"}
-PLATFORM_SOURCES = {"host": "host.cc", "qemu-m7": "semihosting.cc", "stm32f746": "stm32f746.cc"}
+LINKER_SCRIPTS = {"qemu-m7": "mps2_an500.ld", "qemu-m7-ext": "mps2_an500_ext.ld", "stm32f746": "stm32f746.ld",
+                  "stm32f746g-disco": "stm32f746g_disco.ld", "stm32h743i-eval": "stm32h743i_eval.ld"}
+# stm32f746.cc touches only Cortex-M7 core peripherals (caches, DWT, ITM), so the H743 uses it too
+PLATFORM_SOURCES = {"host": "host.cc", "qemu-m7": "semihosting.cc", "qemu-m7-ext": "semihosting.cc",
+                    "stm32f746": "stm32f746.cc", "stm32f746g-disco": "stm32f746.cc",
+                    "stm32h743i-eval": "stm32f746.cc"}
 MODEL_CRC_SYMBOL = "mcuformer_model_data_crc32"
 
 
@@ -32,6 +38,7 @@ class AppSpec:
     images: np.ndarray          # int8 [N, ...] embedded test images
     labels: np.ndarray          # [N]
     with_builtins: bool = False  # also register builtin ops (builtin-op baselines)
+    model_section: str | None = None   # a named section for the model array (external flash), else .rodata
 
 
 def arena_size(required_bytes: int) -> int:
@@ -111,7 +118,7 @@ def build_app(root: Path, platform: str, spec: AppSpec, out: Path, board=None) -
     with tflm_make.target_lock(root, target):
         _write_if_changed(gen_dir / "model_data.h", header)
         sources += [
-            _write_if_changed(gen_dir / "model_data.cc", model_cc.read_text()),
+            _write_if_changed(gen_dir / "model_data.cc", in_section(model_cc.read_text(), spec.model_section)),
             _write_if_changed(gen_dir / "test_images.cc", _test_images_cc(spec.images, spec.labels)),
             _write_if_changed(gen_dir / "arena.cc", _ARENA_CC.format(bytes=spec.arena_bytes)),
         ]
@@ -126,6 +133,20 @@ def build_app(root: Path, platform: str, spec: AppSpec, out: Path, board=None) -
             raise
 
 
+_MODEL_ARRAY = re.compile(r"^(alignas\(16\) const unsigned char \w+\[\])( = \{)$", re.M)
+
+
+def in_section(model_cc: str, section: str | None) -> str:
+    """model_data.cc's text with its model array placed in `section` (None: unchanged, .rodata)."""
+    if section is None:
+        return model_cc
+    placed, count = _MODEL_ARRAY.subn(rf'\1 __attribute__((section("{section}")))\2', model_cc)
+    if count != 1:
+        raise UserError("model_data.cc does not declare its model array as `mcuformer convert` writes it; "
+                        "convert the model again")
+    return placed
+
+
 _ARENA_CC = """#include <stddef.h>
 #include <stdint.h>
 
@@ -135,13 +156,33 @@ extern const size_t g_arena_bytes = {bytes};
 """
 
 
-def section_sizes(elf: Path) -> dict:
-    """.text/.data/.bss of an ARM ELF (arm-none-eabi-size, Berkeley format)."""
-    proc = subprocess.run(["arm-none-eabi-size", str(elf)], capture_output=True, text=True)
+def _size(*args) -> str:
+    proc = subprocess.run(["arm-none-eabi-size", *map(str, args)], capture_output=True, text=True)
     if proc.returncode != 0:
-        raise UserError(f"arm-none-eabi-size failed on {elf}: {proc.stderr.strip()}")
-    text, data, bss = (int(v) for v in proc.stdout.splitlines()[1].split()[:3])
-    return {"text": text, "data": data, "bss": bss, "flash": text + data, "ram": data + bss}
+        raise UserError(f"arm-none-eabi-size failed on {args[-1]}: {proc.stderr.strip()}")
+    return proc.stdout
+
+
+def section_table(elf: Path) -> dict:
+    """{section: (bytes, address)} of an ARM ELF (arm-none-eabi-size -A)."""
+    table = {}
+    for line in _size("-A", elf).splitlines():
+        parts = line.split()
+        if len(parts) == 3 and parts[0].startswith(".") and parts[1].isdigit():
+            table[parts[0]] = (int(parts[1]), int(parts[2]))
+    return table
+
+
+def section_sizes(elf: Path, external_section: str | None = None) -> dict:
+    """.text/.data/.bss of an ARM ELF (arm-none-eabi-size, Berkeley format); with `external_section`,
+    the bytes and address of that section (the model in external flash) and the internal flash
+    (.text + .data less that section, which Berkeley counts in .text)."""
+    text, data, bss = (int(v) for v in _size(elf).splitlines()[1].split()[:3])
+    out = {"text": text, "data": data, "bss": bss, "flash": text + data, "ram": data + bss}
+    if external_section:
+        size, address = section_table(elf).get(external_section, (0, None))
+        out.update(external_flash=size, external_address=address, internal_flash=text + data - size)
+    return out
 
 
 @dataclass

@@ -5,7 +5,10 @@ TFLM's AllocateTensors succeeds with, rounded up to 16) against the board's SRAM
 and the model against its flash, then builds through the TFLM Makefile (cortex_m_generic,
 CMSIS-NN) the app for the board and its QEMU twin (mps2-an500 for Cortex-M7),
 reports .text/.data/.bss, and with --qemu runs the twin on the embedded test
-images (instructions per inference from QEMU). Writes OUT/build.json.
+images (instructions per inference from QEMU). On a board with external flash
+(stm32f746g-disco, stm32h743i-eval) the model goes there when it does not fit
+internal flash, or with --weights-in external: internal and external bytes are
+reported separately. Writes OUT/build.json.
 """
 from __future__ import annotations
 
@@ -21,6 +24,9 @@ def add_arguments(parser) -> None:
     parser.add_argument("--out", type=path_arg, help="output folder (default MODEL_DIR/build/BOARD)")
     parser.add_argument("--images", type=int, default=4, help="test images embedded in the app (default 4)")
     add_data(parser)
+    parser.add_argument("--weights-in", choices=("auto", "internal", "external"), default="auto",
+                        help="where the model goes: auto (internal flash when code + model fit, else the board's "
+                             "external flash), internal, or external")
     parser.add_argument("--qemu", action="store_true", help="run the QEMU twin and count instructions")
     parser.add_argument("--host", action="store_true", help="also build the app for the host and run the model there")
     parser.add_argument("--json", action="store_true", help="print build.json instead of a summary")
@@ -45,7 +51,7 @@ def run(args) -> int:
 
     board = load_board(args.board)
     result = build_for_board(args.model_dir, board, out=args.out, images=args.images, data=args.data,
-                             run_host=args.host, run_qemu=args.qemu)
+                             run_host=args.host, run_qemu=args.qemu, weights_in=args.weights_in)
     if args.json:
         print(json.dumps(result, indent=2))
         return 0
@@ -53,6 +59,11 @@ def run(args) -> int:
     print(f"{result['elf']}: .text {sec['text']} B, .data {sec['data']} B, .bss {sec['bss']} B "
           f"(flash {sec['flash']} of {board.flash} B, RAM {sec['ram']} of {board.sram} B; "
           f"arena {result['arena_bytes']} B)")
+    if "external_flash" in sec:
+        ext = board.external_flash
+        where = (f"at {sec['external_address']:#010x}" if sec["external_flash"] else "none: the model is internal")
+        print(f"  internal flash {sec['internal_flash']} of {board.flash} B; external flash ({ext.kind}) "
+              f"{sec['external_flash']} of {ext.size} B, section .mcuformer_ext_weights {where}")
     for name in ("qemu", "host"):
         run_info = result.get(name)
         if run_info and "skipped" not in run_info:
