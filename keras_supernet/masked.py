@@ -29,6 +29,13 @@ def _rank_mask(rank: int, size: int) -> np.ndarray:
     return _leading(rank or size, size)
 
 
+def window_offset(patch_size: int, kernel: int, overlap_max: int) -> int:
+    """Where a K x K tokenizer window starts inside the widest one (patch_size + overlap_max) of
+    the same stride: both SAME-padded, (K - P) // 2 zeros before, so this offset makes the
+    narrower window see exactly the pixels the static K x K convolution sees."""
+    return overlap_max // 2 - (kernel - patch_size) // 2
+
+
 def arch_masks(config: ArchConfig, max_dims: dict) -> dict:
     """The subnet as fixed-shape float32 arrays (the same shapes for every subnet)."""
     e_max, q_max, h_max, d_max = (max_dims[k] for k in ("embed_dim", "qkv_dim", "mlp_hidden", "depth"))
@@ -45,7 +52,12 @@ def arch_masks(config: ArchConfig, max_dims: dict) -> dict:
         return per_block(lambda i: _rank_mask(getattr(config, f"{name}_rank")[i], size) if i is not None
                          else np.zeros(size, np.float32))
 
+    overlap_max = max_dims.get("patch_overlap", 0)
+    window = np.zeros(max_dims["patch_size"] + overlap_max, np.float32)
+    start = window_offset(config.patch_size, config.kernel, overlap_max)
+    window[start:start + config.kernel] = 1.0
     return {
+        "window": window,
         "embed": _leading(config.embed_dim, e_max),
         "blocks": _leading(config.depth, d_max),
         "qkv": per_block(qkv_cols),

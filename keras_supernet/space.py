@@ -4,13 +4,14 @@ Pure Python (no TensorFlow), so search and space evolution can sample,
 mutate and check thousands of subnets per second.
 
 Searchable dimensions (`SearchSpace.dimensions`, name -> list of choices):
-`image_size`, `patch_size`, `embed_dim`, `depth` (one per subnet) and
-`num_heads`, `mlp_ratio`, `rank_ratio` (one per block; the rank ratio once
-per linear layer qkv/proj/fc1/fc2). Fixed: `channels`, `num_classes`,
-`head_dim` (qkv_dim = heads * head_dim), `pool` and `patch_overlap` (default 0:
-every subnet's tokenizer window is `patch_size + patch_overlap`, the
-convolutional tokenizer of SPEC 2.1 when positive). A rank ratio maps to an
-integer rank `round(ratio * min(in, out))` (at least 1); `full` is rank 0.
+`image_size`, `patch_size`, `patch_overlap`, `embed_dim`, `depth` (one per
+subnet) and `num_heads`, `mlp_ratio`, `rank_ratio` (one per block; the rank
+ratio once per linear layer qkv/proj/fc1/fc2). A subnet's tokenizer window is
+`patch_size + patch_overlap` (the convolutional tokenizer of SPEC 2.1 when the
+overlap is positive; `patch_overlap` defaults to [0] and may be one integer).
+Fixed: `channels`, `num_classes`, `head_dim` (qkv_dim = heads * head_dim) and
+`pool`. A rank ratio maps to an integer rank `round(ratio * min(in, out))` (at
+least 1); `full` is rank 0.
 """
 from __future__ import annotations
 
@@ -28,11 +29,12 @@ from tflm_ops import contract
 from .arch import LINEARS, POOLS, ArchConfig
 
 FULL = "full"
-GLOBAL_DIMS = ("image_size", "patch_size", "embed_dim", "depth")
+GLOBAL_DIMS = ("image_size", "patch_size", "patch_overlap", "embed_dim", "depth")
 BLOCK_DIMS = ("num_heads", "mlp_ratio", "rank_ratio")
 DIMENSIONS = GLOBAL_DIMS + BLOCK_DIMS
-FIXED = ("channels", "num_classes", "head_dim", "pool", "patch_overlap")
-INT_DIMS = ("image_size", "patch_size", "embed_dim", "depth", "num_heads")
+FIXED = ("channels", "num_classes", "head_dim", "pool")
+INT_DIMS = ("image_size", "patch_size", "patch_overlap", "embed_dim", "depth", "num_heads")
+OPTIONAL_DIMS = {"patch_overlap": [0]}      # dimensions a space file may leave out
 
 
 def _rank_key(choice):
@@ -54,29 +56,31 @@ class SearchSpace:
     """Choices per dimension plus the fixed settings; every subnet is an `ArchConfig`."""
 
     def __init__(self, name: str, dimensions: dict, channels: int, num_classes: int, head_dim: int,
-                 pool: str = "mean", patch_overlap: int = 0):
+                 pool: str = "mean"):
         self.name = str(name)
         self.channels, self.num_classes, self.head_dim, self.pool = channels, num_classes, head_dim, pool
-        self.patch_overlap = patch_overlap
-        self.dimensions = {d: self._clean(d, dimensions.get(d)) for d in DIMENSIONS}
+        self.dimensions = {d: self._clean(d, dimensions.get(d, OPTIONAL_DIMS.get(d))) for d in DIMENSIONS}
         self._validate()
 
     # ---- loading / saving ------------------------------------------------------------
     @classmethod
     def from_dict(cls, data: dict, where: str = "search space") -> "SearchSpace":
-        check_keys(data, ("name",) + DIMENSIONS + FIXED, where, required=DIMENSIONS + FIXED[:3])
-        return cls(data.get("name", "space"), {d: data[d] for d in DIMENSIONS}, data["channels"],
-                   data["num_classes"], data["head_dim"], data.get("pool", "mean"), data.get("patch_overlap", 0))
+        required = tuple(d for d in DIMENSIONS if d not in OPTIONAL_DIMS) + FIXED[:3]
+        check_keys(data, ("name",) + DIMENSIONS + FIXED, where, required=required)
+        return cls(data.get("name", "space"), {d: data[d] for d in DIMENSIONS if d in data}, data["channels"],
+                   data["num_classes"], data["head_dim"], data.get("pool", "mean"))
 
     @classmethod
     def load(cls, path) -> "SearchSpace":
         return cls.from_dict(load_mapping(path, "search space"), where=f"search space {Path(path).name}")
 
     def to_dict(self) -> dict:
-        overlap = {"patch_overlap": self.patch_overlap} if self.patch_overlap else {}   # old fingerprints hold
-        return {"name": self.name, **{d: list(c) for d, c in self.dimensions.items()},
-                "channels": self.channels, "num_classes": self.num_classes, "head_dim": self.head_dim,
-                "pool": self.pool, **overlap}
+        dims = {d: list(c) for d, c in self.dimensions.items()}
+        overlap = dims.pop("patch_overlap")       # spelled as before when fixed, so old fingerprints hold
+        if overlap != [0]:
+            dims["patch_overlap"] = overlap[0] if len(overlap) == 1 else overlap
+        return {"name": self.name, **dims, "channels": self.channels, "num_classes": self.num_classes,
+                "head_dim": self.head_dim, "pool": self.pool}
 
     def fingerprint(self) -> str:
         """Identifies the space's shape (not its name): checkpoints are bound to it."""
@@ -111,7 +115,9 @@ class SearchSpace:
                 bad(f"choice {c!r} is not a number" + (" or 'full'" if dim == "rank_ratio" else ""))
             if dim in INT_DIMS and c != int(c):
                 bad(f"choice {c!r} must be an integer")
-            if c <= 0 or (dim == "rank_ratio" and c > 1):
+            if dim == "patch_overlap" and c < 0:
+                bad(f"choice {c!r} is out of range (must be 0 or more)")
+            if (c <= 0 and dim != "patch_overlap") or (dim == "rank_ratio" and c > 1):
                 bad(f"choice {c!r} is out of range ({'0 < ratio <= 1' if dim == 'rank_ratio' else 'must be positive'})")
             out.append(int(c) if dim in INT_DIMS else float(c))
         return sorted(set(out), key=_rank_key)
@@ -124,11 +130,10 @@ class SearchSpace:
             bad("channels", f"must be 1 or 3, got {self.channels!r}")
         if not isinstance(self.num_classes, int) or self.num_classes < 2:
             bad("num_classes", f"must be an integer >= 2, got {self.num_classes!r}")
-        if isinstance(self.patch_overlap, bool) or not isinstance(self.patch_overlap, int) or not (
-                0 <= self.patch_overlap and (max(self.dimensions["patch_size"]) + self.patch_overlap) ** 2
-                * self.channels <= contract.MAX_SIZE):
-            bad("patch_overlap", f"must be an integer >= 0 with (patch_size + patch_overlap)^2 x channels <= "
-                f"{contract.MAX_SIZE}, got {self.patch_overlap!r}")
+        window = max(self.dimensions["patch_size"]) + max(self.dimensions["patch_overlap"])
+        if window ** 2 * self.channels > contract.MAX_SIZE:
+            bad("patch_overlap", f"the largest window (patch_size + patch_overlap)^2 x channels must be <= "
+                f"{contract.MAX_SIZE}, got {window}^2 x {self.channels}")
         if not isinstance(self.head_dim, int) or self.head_dim <= 0:
             bad("head_dim", f"must be a positive integer, got {self.head_dim!r}")
         if self.pool not in POOLS:
@@ -154,9 +159,9 @@ class SearchSpace:
         for field in ("channels", "num_classes", "pool"):
             if getattr(config, field) != getattr(self, field):
                 bad(field, f"{getattr(config, field)!r} but the space has {getattr(self, field)!r}")
-        if config.kernel != config.patch_size + self.patch_overlap:
+        if config.kernel - config.patch_size not in self.dimensions["patch_overlap"]:
             bad("patch_kernel", f"{config.kernel} but the space's windows are patch_size {config.patch_size} "
-                f"+ patch_overlap {self.patch_overlap}")
+                f"+ patch_overlap {self.dimensions['patch_overlap']}")
         for field, value in (("image_size", config.image_size), ("patch_size", config.patch_size),
                              ("embed_dim", config.embed_dim), ("depth", config.depth)):
             if value not in self.dimensions[field]:
@@ -184,7 +189,8 @@ class SearchSpace:
                       "fc1": lambda i: (e, hidden[i]), "fc2": lambda i: (hidden[i], e)}[lin]
             ranks[f"{lin}_rank"] = [rank_for(r, *shapes(i)) for i, r in enumerate(genes[f"{lin}_rank_ratio"])]
         return ArchConfig(image_size=genes["image_size"], channels=self.channels, patch_size=genes["patch_size"],
-                          patch_kernel=genes["patch_size"] + self.patch_overlap, embed_dim=e, num_classes=self.num_classes, num_heads=heads, qkv_dim=qkv,
+                          patch_kernel=genes["patch_size"] + genes.get("patch_overlap", 0), embed_dim=e,
+                          num_classes=self.num_classes, num_heads=heads, qkv_dim=qkv,
                           mlp_hidden=hidden, pool=self.pool, **ranks)
 
     def encode(self, config: ArchConfig) -> dict:
@@ -193,7 +199,8 @@ class SearchSpace:
             raise UserError(f"subnet outside search space {self.name!r}: {field}: {message}")
 
         e = config.embed_dim
-        genes = {"image_size": config.image_size, "patch_size": config.patch_size, "embed_dim": e,
+        genes = {"image_size": config.image_size, "patch_size": config.patch_size,
+                 "patch_overlap": config.kernel - config.patch_size, "embed_dim": e,
                  "num_heads": list(config.num_heads), "mlp_ratio": []}
         genes.update({f"{lin}_rank_ratio": [] for lin in LINEARS})
         for i in range(config.depth):
@@ -243,7 +250,9 @@ class SearchSpace:
         else:
             raise UserError(f"sampling mode must be uniform, smallest or largest, got {mode!r}")
         depth = pick("depth")
-        genes = {"image_size": image, "patch_size": patch, "embed_dim": pick("embed_dim")}
+        genes = {"image_size": image, "patch_size": patch, "embed_dim": pick("embed_dim"),
+                 # a fixed overlap draws nothing, so spaces without the choice sample as they always did
+                 "patch_overlap": pick("patch_overlap") if len(dims["patch_overlap"]) > 1 else dims["patch_overlap"][0]}
         blocks = [self._block_genes(pick) for _ in range(depth)]
         genes.update({k: [b[k] for b in blocks] for k in blocks[0]})
         return self.decode(genes)
@@ -263,7 +272,7 @@ class SearchSpace:
         def choice(options):
             return options[int(rng.integers(len(options)))]
 
-        for dim in ("embed_dim", "image_size"):
+        for dim in ("embed_dim", "image_size", "patch_overlap")[:3 if len(dims["patch_overlap"]) > 1 else 2]:
             if rng.random() < global_prob:
                 genes[dim] = choice(dims[dim])
         if rng.random() < global_prob or genes["patch_size"] not in self.patches_for(genes["image_size"]):
@@ -281,7 +290,9 @@ class SearchSpace:
         """Each gene from either parent (per block where both have the block; depth from one)."""
         rng = np.random.default_rng(rng)
         ga, gb = self.encode(a), self.encode(b)
-        child = {k: (ga if rng.random() < 0.5 else gb)[k] for k in ("image_size", "embed_dim")}
+        keys = ("image_size", "embed_dim", "patch_overlap")[:3 if len(self.dimensions["patch_overlap"]) > 1 else 2]
+        child = {k: (ga if rng.random() < 0.5 else gb)[k] for k in keys}
+        child.setdefault("patch_overlap", ga["patch_overlap"])
         patches = self.patches_for(child["image_size"])
         options = [g["patch_size"] for g in (ga, gb) if g["patch_size"] in patches] or patches
         child["patch_size"] = options[int(rng.integers(len(options)))]
@@ -301,7 +312,7 @@ class SearchSpace:
         return {"embed_dim": e, "qkv_dim": q, "mlp_hidden": hidden, "depth": max(d["depth"]),
                 "patch_size": max(d["patch_size"]), "image_size": max(d["image_size"]), "grid": grid,
                 "channels": self.channels, "num_classes": self.num_classes, "pool": self.pool,
-                "head_dim": self.head_dim, "patch_overlap": self.patch_overlap}
+                "head_dim": self.head_dim, "patch_overlap": max(d["patch_overlap"])}
 
     def __repr__(self) -> str:
         return f"SearchSpace({self.name!r}, {self.dimensions})"

@@ -15,8 +15,10 @@ Weight sharing choices:
 * Patch embedding: one kernel at the largest patch size; a p x p kernel is its
   pseudo-inverse (FlexiViT "PI") resize K_p = B^T K B with B the bilinear
   p -> p_max upsampling matrix, so a p-patch gives the token its upsampled
-  p_max-patch would give. A space with `patch_overlap` o (the convolutional
-  tokenizer, SPEC 2.1) does the same with (p + o) x (p + o) windows of stride p.
+  p_max-patch would give. A space with `patch_overlap` choices (the convolutional
+  tokenizer, SPEC 2.1) does the same with (p + o_max) x (p + o_max) windows of
+  stride p; a subnet's smaller overlap o uses the (p + o) x (p + o) part of that
+  window its SAME padding aligns with (`masked.window_offset`), masked in training.
 * Positional embedding: one grid at the largest token grid, bilinearly resized
   to the subnet's grid (the class token's position is separate).
 """
@@ -140,11 +142,19 @@ class SuperPatchEmbed(_SuperLayer):
 
     def active_weights(self) -> dict:
         cfg = self.config
-        return {k: v[..., :cfg.embed_dim] for k, v in self._resized(cfg.patch_size, cfg.grid).items()}
+        w = {k: v[..., :cfg.embed_dim] for k, v in self._resized(cfg.patch_size, cfg.grid).items()}
+        start = M.window_offset(cfg.patch_size, cfg.kernel, self.max_dims["patch_overlap"])
+        w["kernel"] = w["kernel"][start:start + cfg.kernel, start:start + cfg.kernel]
+        return w
 
-    def call(self, images, embed, patch_size: int):
+    def call(self, images, embed, patch_size: int, window=None):
+        """`window`: the subnet's tokenizer window as a 0/1 mask over the largest one (masks["window"])."""
         w = self._resized(patch_size, images.shape[1] // patch_size)
-        return F.patch_embed(images, **{k: v * embed for k, v in w.items()}, stride=patch_size)
+        w = {k: v * embed for k, v in w.items()}
+        if window is not None and self.max_dims["patch_overlap"]:
+            rows = window[:self._window(patch_size)]
+            w["kernel"] = w["kernel"] * rows[:, None, None, None] * rows[None, :, None, None]
+        return F.patch_embed(images, **w, stride=patch_size)
 
 
 class SuperAttention(_SuperLayer):

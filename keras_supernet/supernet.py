@@ -66,7 +66,7 @@ class Supernet(keras.Model):
         it are not run; without (the training graph, one for all depths) they run and are discarded
         by `masks["blocks"]` (a select, not a `tf.cond`: TF's cond gradients race when several
         subnets share one graph)."""
-        x = self.patch_embed(images, masks["embed"], patch_size)
+        x = self.patch_embed(images, masks["embed"], patch_size, masks["window"])
         blocks = list(zip(self.attn_blocks, self.mlp_blocks))
         for i, (attn, mlp) in enumerate(blocks[:depth]):
             y = mlp(attn(x, masks), masks)

@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from keras_supernet.space import BLOCK_DIMS, FULL, DIMENSIONS, SearchSpace
+from keras_supernet.space import BLOCK_DIMS, DIMENSIONS, FULL, OPTIONAL_DIMS, SearchSpace
 from common import atomic
 from common.errors import UserError
 
@@ -32,7 +32,7 @@ from .fitness import FitnessCache, cached_scores
 from memory_model.memory import Techniques, evaluate
 
 # One step of each dimension when its choices do not give a spacing.
-DEFAULT_STEPS = {"image_size": 4, "patch_size": 1, "embed_dim": 16, "depth": 1, "num_heads": 1,
+DEFAULT_STEPS = {"image_size": 4, "patch_size": 1, "patch_overlap": 1, "embed_dim": 16, "depth": 1, "num_heads": 1,
                  "mlp_ratio": 0.5, "rank_ratio": 0.25}
 TOP_TIER = 50
 
@@ -109,7 +109,7 @@ def _as_choice(dim: str, value: float):
 def _legal(dim: str, value: float) -> bool:
     if dim == "rank_ratio":
         return 0.0 < value <= 1.0 + 1e-9
-    return value > 0
+    return value >= 0 if dim == "patch_overlap" else value > 0
 
 
 def _ahead(space, dim, values, step, up) -> list:
@@ -161,7 +161,7 @@ def score_space(space: SearchSpace, budget: Budget, fitness, cache, samples: int
                 techniques: Techniques = Techniques(), progress: bool = False) -> dict:
     """{dim: {"choices": [...], "scores": [...], "slope": s}} for every searchable dimension."""
     out = {}
-    for dim in DIMENSIONS:
+    for dim in evolving_dimensions(space):
         choices = list(space.dimensions[dim])
         scores = []
         for choice in choices:
@@ -174,10 +174,16 @@ def score_space(space: SearchSpace, budget: Budget, fitness, cache, samples: int
     return out
 
 
-def evolve_once(space: SearchSpace, scores: dict, tolerance: float, dims=DIMENSIONS) -> tuple:
+def evolving_dimensions(space: SearchSpace) -> list:
+    """Every dimension, except an optional one the space leaves at its default (a fixed
+    `patch_overlap` [0]: evolution does not switch the convolutional tokenizer on by itself)."""
+    return [d for d in DIMENSIONS if d not in OPTIONAL_DIMS or space.dimensions[d] != OPTIONAL_DIMS[d]]
+
+
+def evolve_once(space: SearchSpace, scores: dict, tolerance: float, dims=None) -> tuple:
     """(next space, {dim: action}) from one round's scores."""
     changes, actions = {}, {}
-    for dim in dims:
+    for dim in dims or list(scores):
         # Choices no feasible subnet can use are dropped first.
         feasible = [c for c, s in zip(scores[dim]["choices"], scores[dim]["scores"]) if s["n"] > 0]
         if not feasible:
