@@ -188,10 +188,11 @@ class SearchSpace:
             shapes = {"qkv": lambda i: (e, 3 * qkv[i]), "proj": lambda i: (qkv[i], e),
                       "fc1": lambda i: (e, hidden[i]), "fc2": lambda i: (hidden[i], e)}[lin]
             ranks[f"{lin}_rank"] = [rank_for(r, *shapes(i)) for i, r in enumerate(genes[f"{lin}_rank_ratio"])]
+        # without a window gene (e.g. search.budget.uniform_subnets): the narrowest, the cheapest
+        overlap = genes.get("patch_overlap", self.dimensions["patch_overlap"][0])
         return ArchConfig(image_size=genes["image_size"], channels=self.channels, patch_size=genes["patch_size"],
-                          patch_kernel=genes["patch_size"] + genes.get("patch_overlap", 0), embed_dim=e,
-                          num_classes=self.num_classes, num_heads=heads, qkv_dim=qkv,
-                          mlp_hidden=hidden, pool=self.pool, **ranks)
+                          patch_kernel=genes["patch_size"] + overlap, embed_dim=e, num_classes=self.num_classes,
+                          num_heads=heads, qkv_dim=qkv, mlp_hidden=hidden, pool=self.pool, **ranks)
 
     def encode(self, config: ArchConfig) -> dict:
         """The genes of a subnet of this space (inverse of `decode`)."""

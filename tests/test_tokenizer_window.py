@@ -69,3 +69,12 @@ def test_every_window_exports_exactly_and_shares_its_token_grids_graph(space):
     grids = {(c.image_size, c.patch_size, c.depth) for c in configs}
     windows = {(c.image_size, c.patch_size, c.depth, c.kernel) for c in configs}
     assert len(net._graphs.by_grid) == len(grids) < len(windows)
+
+
+def test_a_subnet_without_a_window_gene_gets_the_spaces_narrowest():
+    from search.budget import uniform_subnets
+
+    fixed = SearchSpace.from_dict(tiny(patch_overlap=3))
+    assert all(fixed.contains(c) and c.kernel == c.patch_size + 3 for c in uniform_subnets(fixed))
+    chosen = SearchSpace.from_dict(tiny(patch_overlap=[1, 3]))
+    assert all(c.kernel == c.patch_size + 1 for c in uniform_subnets(chosen))
