@@ -1,0 +1,388 @@
+"""Benchmark (issue 15): searched int8 ViTs on Fashion-MNIST under real board budgets,
+against random feasible subnets given the same final training and a small CNN.
+
+Stages (each resumes; finished ones are skipped when the benchmark runs again):
+  cnn_full, cnn_small     the CNN reference, which is also the pipeline's distillation
+                          teacher (`mcuformer train-teacher`), on all training images and
+                          on the first --small-images of them
+  small_data              the whole pipeline (train-supernet, search, finetune distilling
+                          from cnn_small's teacher, convert) on those --small-images, at the
+                          step floor; small_data_no_teacher: the same without distillation
+  <budget>/winner         train-supernet once per space, search under the budget,
+                          finetune the winner, convert: float and int8 test top-1
+  <budget>/random_<i>     --randoms random subnets that fit the same budget, given the
+                          same final training (finetune from the supernet) and conversion
+  evolve/space            evolve-space (S3) from that supernet under --evolve-budget:
+                          E-T error per dimension and round
+  evolve/winner           the evolved space given the starting space's supernet training,
+                          search and final training: did the evolved space win?
+Every number is the full 10,000-image test set, int8 through the numpy reference.
+Search and the kept fine-tuning epoch use the validation split only.
+
+    .venv/bin/python benchmarks/accuracy_fmnist.py [--only cnn_small,small_data] [--budgets f746_15m]
+
+Writes benchmarks/results/accuracy_fmnist.json (after every stage) and
+accuracy_fmnist.png (accuracy against flash and against MACs).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from common import atomic  # noqa: E402  (sets TF_USE_LEGACY_KERAS first)
+from common.errors import UserError  # noqa: E402
+
+SPACES = ROOT / "configs" / "spaces"
+RESULTS = ROOT / "benchmarks" / "results"
+# name: (space, mcuformer search budget flags, what it stands for)
+BUDGETS = {
+    "f746_15m": ("fmnist_f746", ["--board", "stm32f746", "--max-macs", "15000000"],
+                 "STM32F746 (320 KiB SRAM, 1 MiB flash incl. code), <= 15 M MACs"),
+    "f746_nocap": ("fmnist_f746", ["--board", "stm32f746"], "STM32F746 (320 KiB SRAM, 1 MiB flash), no MAC cap"),
+    "mcu_64k": ("fmnist_f746", ["--board", "stm32l432kc"], "64 KiB SRAM / 256 KiB flash (STM32L432KC)"),
+}
+
+
+def log_path(work: Path, stage: str) -> Path:
+    return work / "logs" / (stage.replace("/", "_") + ".log")
+
+
+def mcuformer(argv: list, work: Path, stage: str) -> None:
+    """One pipeline command in its own process (its own TensorFlow graphs), output to the stage log."""
+    log = log_path(work, stage)
+    log.parent.mkdir(parents=True, exist_ok=True)
+    print(f"[{stage}] mcuformer {' '.join(argv)}  (log: {log})", flush=True)
+    with open(log, "a") as out:
+        proc = subprocess.run([sys.executable, "-m", "mcuformer", *argv], stdout=out, stderr=subprocess.STDOUT,
+                              cwd=ROOT)
+    if proc.returncode != 0:
+        tail = log.read_text(errors="replace").strip().splitlines()[-1:] or ["(no output)"]
+        raise UserError(f"stage {stage}: `mcuformer {argv[0]}` failed: {tail[0]} (see {log})")
+
+
+def model_record(model_dir: Path) -> dict:
+    from keras_supernet.arch import ArchConfig
+
+    report = json.loads((model_dir / "report.json").read_text())
+    arch = ArchConfig.from_dict(report["arch"])
+    return {"arch": arch.describe(), "config": report["arch"], "params": arch.params(), "macs": arch.macs(),
+            "float_top1": report["float_accuracy"], "int8_top1": report["int8_accuracy"],
+            "test_images": report.get("accuracy", {}).get("test_images"),
+            "flash_model_bytes": report["flash_bytes"], "required_arena_bytes": report.get("required_arena_bytes")}
+
+
+def validation_of(log: Path) -> dict:
+    """The inherited and fine-tuned validation accuracy that `mcuformer finetune` printed last."""
+    import re
+
+    found = re.findall(r"val acc inherited ([0-9.]+) -> fine-tuned ([0-9.]+)", log.read_text(errors="replace"))
+    if not found:
+        return {}
+    inherited, tuned = found[-1]
+    return {"val_inherited": float(inherited), "val_finetuned": float(tuned)}
+
+
+class Bench:
+    def __init__(self, args):
+        self.args, self.work = args, Path(args.work)
+        self.state_file = self.work / "state.json"
+        self.state = json.loads(self.state_file.read_text()) if self.state_file.exists() else {"results": {}}
+        self.work.mkdir(parents=True, exist_ok=True)
+        self.data_flags = ["--data", "fashion_mnist"]
+
+    def done(self, stage: str) -> bool:
+        return stage in self.state["results"]
+
+    def record(self, stage: str, result: dict, started: float) -> None:
+        """Merge into the state file under a lock: two benchmark processes may run different stages."""
+        import fcntl
+
+        result["wall_seconds"] = round(time.time() - started, 1)
+        result["command"] = "benchmarks/accuracy_fmnist.py " + " ".join(sys.argv[1:])
+        with open(self.work / ".lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            if self.state_file.exists():
+                self.state = json.loads(self.state_file.read_text())
+            self.state["results"][stage] = result
+            atomic.write_json(self.state_file, self.state)
+            write_results(self.state)
+        print(f"[{stage}] {json.dumps({k: v for k, v in result.items() if k not in ('config', 'command')})}",
+              flush=True)
+
+    # --- the pipeline, one command per step ---------------------------------------------------
+    def supernet(self, name: str, space: str, extra: list, val_images: int) -> Path:
+        folder = self.work / name
+        if (folder / "done").exists():
+            return folder
+        resume = ["--resume"] if (folder / "run.json").exists() else []
+        space_file = space if space.endswith(".json") else str(SPACES / f"{space}.yaml")
+        mcuformer(["train-supernet", "--space", space_file, "--out", str(folder),
+                   *self.data_flags, "--epochs", str(self.args.supernet_epochs), "--sampling", self.args.supernet_sampling,
+                   "--val-limit", str(val_images), *extra, *resume], self.work, name)
+        (folder / "done").write_text("")
+        return folder
+
+    def search(self, name: str, supernet: Path, budget: list, val_images: int) -> Path:
+        folder = self.work / name
+        if not (folder / "best_subnet.json").exists():
+            a = self.args
+            mcuformer(["search", "--supernet", str(supernet), "--out", str(folder), *self.data_flags, *budget,
+                       "--val-limit", str(val_images), "--population", str(a.population),
+                       "--generations", str(a.generations), "--parents", str(max(2, a.population // 4)),
+                       "--mutations", str(a.population // 2), "--crossovers", str(a.population // 2)],
+                      self.work, name)
+        return folder / "best_subnet.json"
+
+    def final_model(self, name: str, supernet: Path, arch: Path, extra: list, val_images: int) -> dict:
+        """Finetune (the final training, the same for winner and random subnets) and convert."""
+        a, folder = self.args, self.work / name
+        subnet, model = folder / "subnet.keras", folder / "model"
+        if not subnet.exists():
+            mcuformer(["finetune", "--supernet", str(supernet), "--arch", str(arch), "--out", str(subnet),
+                       *self.data_flags, "--epochs", str(a.finetune_epochs), "--val-limit", str(val_images),
+                       *extra], self.work, name)
+        trained = validation_of(log_path(self.work, name))
+        if not (model / "report.json").exists():
+            mcuformer(["convert", str(subnet), "--out", str(model), *self.data_flags, "--calib", "500",
+                       "--eval", "10000", "--force", "--no-baseline"], self.work, name)
+        return {**model_record(model), **trained}
+
+    # --- stages ---------------------------------------------------------------------------------
+    def cnn(self, stage: str, train_images: int, val_images: int) -> None:
+        """The CNN reference is the pipeline's distillation teacher (`mcuformer train-teacher`)."""
+        started, teacher = time.time(), self.teacher(stage, train_images, val_images)
+        from common import datasets
+        from converter.keras_load import load_model
+        from keras_supernet.finetune import evaluate_model
+        from keras_supernet.teacher import cnn_teacher_macs
+
+        data = datasets.load("fashion_mnist")
+        model = load_model(teacher)
+        self.record(stage, {"model": "2-conv CNN (keras_supernet/teacher.py)", "params": model.count_params(),
+                            "macs": cnn_teacher_macs(28, 1, 10), "train_images": train_images or "all",
+                            "val_images": val_images, "test_top1": evaluate_model(model, data.x_test, data.y_test)},
+                    started)
+
+    def teacher(self, stage: str, train_images: int, val_images: int) -> Path:
+        out = self.work / stage / "teacher.keras"
+        if not out.exists():
+            floor = ["--min-steps", str(self.args.min_steps)] if train_images else ["--min-steps", "0"]
+            mcuformer(["train-teacher", "--out", str(out), *self.data_flags, "--epochs", str(self.args.cnn_epochs),
+                       "--train-limit", str(train_images), "--val-limit", str(val_images), *floor], self.work, stage)
+        return out
+
+    def small_data(self, stage: str, with_teacher: bool) -> None:
+        started = time.time()
+        a = self.args
+        limit = ["--train-limit", str(a.small_images), "--min-steps", str(a.min_steps)]
+        val = a.small_val_images
+        supernet = self.supernet("small_data/supernet", a.small_space, limit, val)
+        best = self.search("small_data/search", supernet, ["--board", "stm32f746", "--max-macs", "15000000"], val)
+        teacher = ["--teacher", str(self.teacher("cnn_small", a.small_images, val))] if with_teacher else []
+        result = self.final_model(f"{stage}/final", supernet, best, limit + teacher, val)
+        result.update(train_images=a.small_images, val_images=val, teacher=bool(teacher))
+        self.record(stage, result, started)
+
+    def budget_stage(self, budget: str, which: str) -> None:
+        space, flags, _ = BUDGETS[budget]
+        stage, started = f"{budget}/{which}", time.time()
+        val = self.args.val_images
+        supernet = self.supernet(f"supernet_{space}", space, ["--min-steps", "0"], val)
+        if which == "winner":
+            arch = self.search(f"{budget}/search", supernet, flags, val)
+        else:
+            arch = self.work / budget / which / "arch.json"
+            if not arch.exists():
+                atomic.write_json(arch, random_feasible(space, flags, seed=int(which.split("_")[1])).to_dict())
+        result = self.final_model(stage, supernet, arch, [], val)
+        self.record(stage, result, started)
+
+    def evolve_space(self, stage: str) -> None:
+        """S3 on the budget's space: E-T error per dimension and round, and the evolved space."""
+        space, flags, _ = BUDGETS[self.args.evolve_budget]
+        started, a = time.time(), self.args
+        supernet = self.supernet(f"supernet_{space}", space, ["--min-steps", "0"], a.val_images)
+        out = self.work / "evolve" / "space"
+        if not (out / "done").exists():
+            mcuformer(["evolve-space", "--supernet", str(supernet), "--out", str(out), *self.data_flags, *flags,
+                       "--rounds", str(a.evolve_rounds), "--samples", str(a.evolve_samples),
+                       "--retrain-epochs", "1", "--val-limit", str(a.val_images)], self.work, stage)
+            (out / "done").write_text("")
+        record = json.loads((out / "evolve_space.json").read_text())
+        rounds = [{"round": r["round"],
+                   "et_error": {d: [round(x["ET"], 4) for x in v["scores"]] for d, v in r["dimensions"].items()},
+                   "choices": {d: v["choices"] for d, v in r["dimensions"].items()},
+                   "action": {d: v["action"] for d, v in r["dimensions"].items()}} for r in record["rounds"]]
+        self.record(stage, {"budget": a.evolve_budget, "start_space": record["settings"]["start_space"],
+                            "final_space": record["final_space"], "rounds": rounds}, started)
+
+    def evolved_winner(self, stage: str) -> None:
+        """The evolved space gets the starting space's supernet training, search and final training."""
+        _, flags, _ = BUDGETS[self.args.evolve_budget]
+        started, val = time.time(), self.args.val_images
+        space_file = self.work / "evolve" / "space" / "space_final.json"
+        supernet = self.supernet("evolve/supernet", str(space_file), ["--min-steps", "0"], val)
+        arch = self.search("evolve/search", supernet, flags, val)
+        result = self.final_model(stage, supernet, arch, [], val)
+        start = self.state["results"].get(f"{self.args.evolve_budget}/winner")
+        if start:
+            result["minus_start_space_winner_int8"] = result["int8_top1"] - start["int8_top1"]
+        self.record(stage, result, started)
+
+    def stages(self):
+        a = self.args
+        yield "cnn_small", lambda: self.cnn("cnn_small", a.small_images, a.small_val_images)
+        yield "small_data", lambda: self.small_data("small_data", with_teacher=True)
+        yield "small_data_no_teacher", lambda: self.small_data("small_data_no_teacher", with_teacher=False)
+        for budget in a.budgets:
+            yield f"{budget}/winner", lambda b=budget: self.budget_stage(b, "winner")
+            for i in range(a.randoms):
+                yield f"{budget}/random_{i}", lambda b=budget, i=i: self.budget_stage(b, f"random_{i}")
+        yield "evolve/space", lambda: self.evolve_space("evolve/space")
+        yield "evolve/winner", lambda: self.evolved_winner("evolve/winner")
+        yield "cnn_full", lambda: self.cnn("cnn_full", 0, a.val_images)
+
+    def run(self) -> None:
+        for stage, run in self.stages():
+            if self.args.only and not any(stage.startswith(o) for o in self.args.only):
+                continue
+            if self.done(stage):
+                print(f"[{stage}] done earlier, skipped")
+                continue
+            run()
+
+
+def random_feasible(space_name: str, flags: list, seed: int):
+    """A subnet drawn uniformly from the space, redrawn until it fits the budget."""
+    from keras_supernet.space import SearchSpace
+    from memory_model.memory import evaluate
+    from search.budget import Budget
+
+    space = SearchSpace.load(SPACES / f"{space_name}.yaml")
+    opts = dict(zip(flags[0::2], flags[1::2]))
+    budget = Budget.from_args(board=opts.get("--board"), max_macs=opts.get("--max-macs"))
+    rng = np.random.default_rng(1000 + seed)
+    for _ in range(100000):
+        config = space.sample(rng)
+        if budget.admits(evaluate(config)):
+            return config
+    raise UserError(f"no random subnet of {space_name} fits {budget.describe()}")
+
+
+def summarize(results: dict) -> dict:
+    out = {}
+    for budget in BUDGETS:
+        winner = results.get(f"{budget}/winner")
+        randoms = [r for k, r in results.items() if k.startswith(f"{budget}/random_")]
+        if not winner:
+            continue
+        entry = {"winner_int8": winner["int8_top1"], "int8_minus_float": winner["int8_top1"] - winner["float_top1"]}
+        if randoms:
+            mean = float(np.mean([r["int8_top1"] for r in randoms]))
+            entry.update(random_int8_mean=mean, random_count=len(randoms), winner_minus_random_mean=winner["int8_top1"] - mean)
+        out[budget] = entry
+    if "small_data" in results and "cnn_small" in results:
+        out["small_data"] = {"pipeline_int8": results["small_data"]["int8_top1"],
+                             "cnn": results["cnn_small"]["test_top1"],
+                             "pipeline_minus_cnn": results["small_data"]["int8_top1"] - results["cnn_small"]["test_top1"]}
+    return out
+
+
+def write_results(state: dict) -> None:
+    results = state["results"]
+    doc = {"machine": f"{platform.machine()}, {platform.processor() or 'cpu'}, python {platform.python_version()}",
+           "note": "each result names the command (and so the settings) that produced it",
+           "budgets": {k: {"space": v[0], "flags": v[1], "label": v[2]} for k, v in BUDGETS.items()},
+           "results": results, "summary": summarize(results),
+           "wall_seconds_total": round(sum(r.get("wall_seconds", 0) for r in results.values()), 1)}
+    atomic.write_json(RESULTS / "accuracy_fmnist.json", doc)
+    plot(results, RESULTS / "accuracy_fmnist.png")
+
+
+def plot(results: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+    marks = {"winner": ("o", "searched winner"), "random": ("x", "random feasible"), "small": ("s", "2,000 images")}
+    for key, r in results.items():
+        if "int8_top1" not in r:
+            continue
+        kind = "small" if key == "small_data" else ("winner" if key.endswith("winner") else "random")
+        for ax, x in zip(axes, (r["flash_model_bytes"] / 1024, r["macs"] / 1e6)):
+            ax.scatter(x, 100 * r["int8_top1"], marker=marks[kind][0], label=f"{marks[kind][1]}", s=40)
+            ax.annotate(key.split("/")[0], (x, 100 * r["int8_top1"]), fontsize=7)
+    for key in ("cnn_full", "cnn_small"):
+        if key in results:
+            for ax in axes:
+                ax.axhline(100 * results[key]["test_top1"], ls="--", lw=1, color="grey")
+                ax.text(ax.get_xlim()[0], 100 * results[key]["test_top1"], f" CNN {key[4:]}", fontsize=7,
+                        va="bottom")
+    for ax, label in zip(axes, ("model flash (KiB)", "MACs per image (M)")):
+        ax.set_xlabel(label)
+        ax.set_ylabel("int8 test top-1 (%)")
+        handles, labels = ax.get_legend_handles_labels()
+        unique = dict(zip(labels, handles))
+        ax.legend(unique.values(), unique.keys(), fontsize=8)
+        ax.grid(alpha=0.3)
+    fig.suptitle("Fashion-MNIST, 10,000 test images, int8 (numpy reference)")
+    fig.tight_layout()
+    tmp = path.with_suffix(".tmp.png")
+    fig.savefig(tmp, dpi=110)
+    tmp.replace(path)
+    plt.close(fig)
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--work", default=str(ROOT / "out" / "bench_accuracy_fmnist"))
+    p.add_argument("--only", type=lambda s: [x for x in s.split(",") if x], default=[],
+                   help="comma-separated stage prefixes to run (default: all)")
+    p.add_argument("--budgets", type=lambda s: s.split(","), default=list(BUDGETS))
+    p.add_argument("--randoms", type=int, default=3)
+    p.add_argument("--supernet-epochs", type=int, default=6)
+    p.add_argument("--supernet-sampling", choices=("sandwich", "uniform"), default="sandwich")
+    p.add_argument("--population", type=int, default=24)
+    p.add_argument("--generations", type=int, default=8)
+    p.add_argument("--finetune-epochs", type=int, default=30)
+    p.add_argument("--val-images", type=int, default=2000)
+    p.add_argument("--small-images", type=int, default=2000)
+    p.add_argument("--small-val-images", type=int, default=500,
+                   help="validation images of the small-data runs (a small labelled set has few)")
+    p.add_argument("--small-space", default="fmnist_demo")
+    p.add_argument("--min-steps", type=int, default=2000)
+    p.add_argument("--cnn-epochs", type=int, default=30)
+    p.add_argument("--evolve-budget", default="mcu_64k", help="the budget of the evolve-space stages")
+    p.add_argument("--evolve-rounds", type=int, default=2)
+    p.add_argument("--evolve-samples", type=int, default=8)
+    args = p.parse_args(argv)
+    unknown = [b for b in args.budgets if b not in BUDGETS]
+    if unknown:
+        p.error(f"unknown budget {unknown[0]!r}; choose from {', '.join(BUDGETS)}")
+    return args
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    started = time.time()
+    Bench(args).run()
+    print(f"done in {time.time() - started:.0f} s; wrote {RESULTS / 'accuracy_fmnist.json'}")
+    return 0
+
+
+if __name__ == "__main__":
+    from mcuformer.cli import run_guarded
+
+    sys.exit(run_guarded(main))
