@@ -20,6 +20,7 @@ def build_report(model_dir, board=None, measured=None) -> dict:
     from deploy.app import arena_size
     from keras_supernet.arch import ArchConfig
     from memory_model import op_instructions
+    from memory_model.flash_split import split_flash
     from memory_model.memory import CODE_FLASH_BYTES, custom_graph_plan
     from memory_model.per_op import graph_costs
 
@@ -47,6 +48,8 @@ def build_report(model_dir, board=None, measured=None) -> dict:
         # the board gives the static arena `mcuformer build` allocates: the required arena rounded up to 16
         out["board"] = _board(board, arena_size(plan.required_arena_bytes(POINTER_SIZE)),
                               costs.file_bytes + CODE_FLASH_BYTES, costs.instructions)
+        out["board"]["flash_split"] = split_flash(costs.file_bytes, CODE_FLASH_BYTES, board.flash,
+                                                  board.external_flash.size if board.external_flash else 0).to_dict()
     if measured is not None:
         out["measured"] = measured
     for key in ("import", "low_rank"):
@@ -129,6 +132,12 @@ def _summary(report) -> list:
                      f"static arena {b['arena_bytes']:,d} B, headroom {b['sram_headroom_bytes']:,d} B; flash "
                      f"{format_bytes(b['flash_bytes'])}, model + code {b['model_and_code_flash_bytes']:,d} B, "
                      f"headroom {b['flash_headroom_bytes']:,d} B")
+        split = b["flash_split"]
+        if split["external_flash_capacity"]:
+            lines.append(f"flash split on {b['name']}: internal {split['internal_flash_bytes']:,d} of "
+                         f"{split['internal_flash_capacity']:,d} B, external {split['external_flash_bytes']:,d} of "
+                         f"{split['external_flash_capacity']:,d} B (the model in "
+                         f"{split['weights_in']} flash{'' if split['fits'] else '; DOES NOT FIT'})")
         if "latency_ms_estimate" in b:
             lines.append(f"latency ESTIMATE at {b['clock_mhz']} MHz: {b['latency_ms_estimate']:.2f} ms "
                          f"({t['instructions']:,d} estimated instructions at one per cycle; not measured)")
