@@ -12,8 +12,8 @@ def test_scratch_bytes_of_mcuformer_shaped_ops():
     assert contract.scratch_bytes("MCUF_PATCH_EMBED", patch=20, kernel=20, grid_w=12, embed=192, channels=3) == 3504
     assert contract.scratch_bytes("MCUF_ATTENTION", qkv_rank=0, **attention) == 56836
     assert contract.scratch_bytes("MCUF_ATTENTION", qkv_rank=48, **attention) == 56884
-    assert contract.scratch_bytes("MCUF_MLP", embed=192, hidden=768, fc1_rank=0, fc2_rank=0) == 960
-    assert contract.scratch_bytes("MCUF_MLP", embed=192, hidden=768, fc1_rank=0, fc2_rank=96) == 1056
+    assert contract.scratch_bytes("MCUF_MLP", embed=192, hidden=768, fc1_rank=0, fc2_rank=0) == 7872
+    assert contract.scratch_bytes("MCUF_MLP", embed=192, hidden=768, fc1_rank=0, fc2_rank=96) == 8640
     assert contract.scratch_bytes("MCUF_HEAD", embed=192) == 1152
 
 
@@ -21,7 +21,8 @@ def test_segments_align_to_4_and_empty_ones_take_no_space():
     assert contract.layout_bytes([5, 0, 3]) == 11          # 5 -> 8 + 3
     assert contract.layout_bytes([5, 3, 0]) == 11          # a trailing empty segment adds no padding
     assert contract.layout_bytes([1, 1, 1]) == 9           # 0..1, 4..5, 8..9
-    assert contract.scratch_bytes("MCUF_MLP", embed=5, hidden=3, fc1_rank=2, fc2_rank=0) == 8 + 4 + 3
+    # h 5 -> 8, then int16 x 4 tokens of 8 (E 5), 4 (rank 2) and 4 (hidden 3) columns
+    assert contract.scratch_bytes("MCUF_MLP", embed=5, hidden=3, fc1_rank=2, fc2_rank=0) == 8 + 64 + 32 + 32
 
 
 def test_multiplier_rule_edges():

@@ -132,7 +132,8 @@ def c_scratch(code: str, values: dict) -> list:
     text = source(OP_FILES[code])
     names = re.search(r"enum \{ (kScratch\w+(?:, kScratch\w+)*), kNumScratch \};", text).group(1).split(", ")
     sizes = dict(re.findall(r"size\[kScratch(\w+)\] = ([^;]+);", text))
-    namespace = {"__builtins__": {}, "max": max, **values}
+    namespace = {"__builtins__": {}, "max": max, "PackedBytes": contract.packed_bytes,
+                 "kTokenBatch": contract.TOKEN_BATCH, **values}
     for name, body in re.findall(r"int32_t (\w+)\(\) const \{ return ([^;]+); \}", text):
         if name not in namespace:
             try:

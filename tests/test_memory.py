@@ -104,7 +104,8 @@ def test_scratch_sizes_follow_spec_align4_segments():
     t, e, d = config.num_tokens, config.embed_dim, config.qkv_dim[0]
     assert sizes[0] == config.grid * e + config.patch_dim
     assert sizes[1] == 2 * t * d + e + 2 * d + 4 * t
-    assert sizes[2] == e + config.mlp_hidden[0]
+    ceil4 = lambda n: (n + 3) // 4 * 4                                      # noqa: E731
+    assert sizes[2] == ceil4(e) + 2 * 4 * ceil4(e) + 2 * 4 * ceil4(config.mlp_hidden[0])   # h, packed h, packed g
     assert sizes[-1] == e + 4 * e + e
     low = config.replace(qkv_rank=[5] * 4)
     assert scratch_bytes(low)[1] == ((2 * t * d + e + 5 + 3) & ~3) + 2 * d + 4 * t

@@ -138,8 +138,17 @@ def attention_scratch(*, tokens, embed, qkv_dim, qkv_rank, proj_rank, **_) -> li
             ("ctx", qkv_dim), ("a", 4 * tokens)]
 
 
+TOKEN_BATCH = 4        # tokens per pass of the attention's and MLP's linears (kTokenBatch in C)
+
+
+def packed_bytes(values: int) -> int:
+    """int16 copies of TOKEN_BATCH tokens of `values` int8 each, padded to groups of 4 (SPEC 0)."""
+    return 2 * TOKEN_BATCH * ((values + 3) // 4 * 4)
+
+
 def mlp_scratch(*, embed, hidden, fc1_rank, fc2_rank, **_) -> list:
-    return [("h", embed), ("t", max(fc1_rank, fc2_rank)), ("a", hidden)]
+    return [("h", embed), ("h_packed", packed_bytes(embed)), ("t_packed", packed_bytes(max(fc1_rank, fc2_rank))),
+            ("g_packed", packed_bytes(hidden))]
 
 
 def head_scratch(*, embed, **_) -> list:

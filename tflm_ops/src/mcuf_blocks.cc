@@ -61,6 +61,98 @@ void DotS8x4(const int8_t* x, const int8_t* w, int32_t stride, int32_t n, int32_
   dots[3] = acc3;
 }
 
+void PackToken(const int8_t* x, int32_t n, int32_t nb, int32_t t, int16_t* packed) {
+  for (int32_t c = 0; c < n; ++c) packed[PackedIndex(nb, t, c)] = x[c];
+}
+
+namespace {
+
+#if defined(CMSIS_NN) && defined(ARM_MATH_DSP)
+// Two words in one LDRD, post-incremented (GCC pairs no loads for the Cortex-M7).
+static inline void LoadPairIa(const int16_t** p, int32_t* lo, int32_t* hi) {
+  struct Pair {
+    int32_t v[2];
+  };
+  __asm__("ldrd %0, %1, [%2], #8"
+          : "=r"(*lo), "=r"(*hi), "+r"(*p)
+          : "m"(*reinterpret_cast<const Pair*>(*p)));
+}
+#endif
+
+template <int NB>
+inline __attribute__((always_inline)) void DotPackedN(const int8_t* w, const int16_t* x,
+                                                      int32_t n, int32_t bias, int32_t* dots) {
+  int32_t acc[NB];
+#pragma GCC unroll 4
+  for (int t = 0; t < NB; ++t) acc[t] = 0;
+  const int32_t groups = n >> 2;
+  int32_t g = 0;
+#if defined(CMSIS_NN) && defined(ARM_MATH_DSP)
+  // Per four columns: one weight load and two SXTB16 for NB tokens' two SMLADs
+  // each (one LDRD of their packed halves); two groups per pass.
+  auto group = [&](int32_t w4) {
+    const int32_t w_even = SXTB16(w4), w_odd = SXTB16_RORn((uint32_t)w4, 8);
+#pragma GCC unroll 4
+    for (int t = 0; t < NB; ++t) {
+      int32_t x02, x13;
+      LoadPairIa(&x, &x02, &x13);
+      acc[t] = SMLAD(w_even, x02, acc[t]);
+      acc[t] = SMLAD(w_odd, x13, acc[t]);
+    }
+  };
+  for (; g + 1 < groups; g += 2) {
+    group(arm_nn_read_s8x4_ia(&w));
+    group(arm_nn_read_s8x4_ia(&w));
+  }
+  if (g < groups) {
+    group(arm_nn_read_s8x4_ia(&w));
+    ++g;
+  }
+#else
+  for (; g < groups; ++g, w += 4) {
+#pragma GCC unroll 4
+    for (int t = 0; t < NB; ++t, x += 4) {
+      acc[t] += w[0] * x[0] + w[2] * x[1] + w[1] * x[2] + w[3] * x[3];
+    }
+  }
+#endif
+  for (int32_t c = g * 4; c < n; ++c, ++w) {
+#pragma GCC unroll 4
+    for (int t = 0; t < NB; ++t) acc[t] += *w * x[t * 4 + PackedIndex(1, 0, c & 3)];
+  }
+#pragma GCC unroll 4
+  for (int t = 0; t < NB; ++t) dots[t] = WrapAdd(bias, acc[t]);
+}
+
+}  // namespace
+
+template <int NB>
+void DotRowsPackedN(const LinearFactor& f, const int16_t* x, int32_t begin, int32_t end,
+                    int32_t* acc) {
+  for (int32_t o = begin; o < end; ++o, acc += NB) {
+    DotPackedN<NB>(f.weights + (int64_t)o * f.in, x, f.in, f.bias[o], acc);
+  }
+}
+
+void DotRowsPacked(const LinearFactor& f, const int16_t* x, int32_t nb, int32_t begin,
+                   int32_t end, int32_t* acc) {
+  static_assert(kTokenBatch == 4, "DotRowsPacked instantiates 1..4 tokens");
+  switch (nb) {
+    case 4: DotRowsPackedN<4>(f, x, begin, end, acc); break;
+    case 3: DotRowsPackedN<3>(f, x, begin, end, acc); break;
+    case 2: DotRowsPackedN<2>(f, x, begin, end, acc); break;
+    default: DotRowsPackedN<1>(f, x, begin, end, acc); break;
+  }
+}
+
+void LinearFirstFactorPacked(const Linear& layer, const int16_t* x, int32_t nb, int16_t* t) {
+  ForEachRowPacked(layer.v, x, nb, 0, layer.rank, [&](int32_t o, const int32_t* acc) {
+    const RequantRow rq(layer.v.rq + 2 * o);
+    int16_t* out = t + PackedIndex(nb, 0, o);
+    for (int32_t k = 0; k < nb; ++k) out[4 * k] = (int16_t)rq.S8(acc[k], layer.t_zp);
+  });
+}
+
 void LinearQuantRows(const LinearFactor& f, const int8_t* x, int32_t begin, int32_t end,
                      int32_t z_out, int8_t* y) {
   ForEachAcc(f, x, begin, end, [&](int32_t o, int32_t acc) {

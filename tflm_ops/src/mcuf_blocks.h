@@ -8,6 +8,10 @@
 
 #include "mcuf_fixedpoint.h"
 
+#if defined(__ARM_FEATURE_SAT)
+#include <arm_acle.h>
+#endif
+
 namespace mcuformer {
 
 // One factor of a linear layer: W int8 [out, in], bias int32 [out], rq [out, 2].
@@ -38,6 +42,94 @@ void DotS8x4(const int8_t* x, const int8_t* w, int32_t stride, int32_t n, int32_
 // int32 addition that wraps instead of being undefined on overflow (a corrupt
 // bias); the converter keeps accumulators in range.
 static inline int32_t WrapAdd(int32_t a, int32_t b) { return (int32_t)((uint32_t)a + (uint32_t)b); }
+
+// Tokens per pass of the token-batched linears of MCUF_ATTENTION and MCUF_MLP:
+// each weight word is loaded and sign-extended once for this many tokens
+// (their scratch sizes in tflm_ops/contract.py depend on it).
+constexpr int32_t kTokenBatch = 4;
+
+// Packed activations of nb <= kTokenBatch tokens of n int8 values each,
+// sign-extended to int16 in groups of four columns; group g of token t holds
+// x[4g], x[4g+2], x[4g+1], x[4g+3] (the halves SXTB16 splits a weight word
+// into), groups of all tokens interleaved: nb * PackedColumns(n) int16.
+static inline int32_t PackedColumns(int32_t n) { return (n + 3) & ~3; }
+static inline int32_t PackedIndex(int32_t nb, int32_t t, int32_t c) {
+  return ((c >> 2) * nb + t) * 4 + (((c & 1) << 1) | ((c >> 1) & 1));
+}
+
+// Writes token t's int8 vector x[0..n) into a packed buffer of nb tokens.
+void PackToken(const int8_t* x, int32_t n, int32_t nb, int32_t t, int16_t* packed);
+
+// acc[(o - begin) * nb + t] = bias[o] + sum_i x_t[i] * W[o, i] for o in [begin, end),
+// t < nb, from packed activations x: each weight row is read once for all nb
+// tokens.
+void DotRowsPacked(const LinearFactor& f, const int16_t* x, int32_t nb, int32_t begin,
+                   int32_t end, int32_t* acc);
+
+// Rows per DotRowsPacked call of ForEachRowPacked (its stack buffer).
+constexpr int32_t kRowChunk = 16;
+
+// Calls emit(o, acc) with acc[t] = bias[o] + sum_i x_t[i] * W[o, i], t < nb,
+// for o = begin..end-1 in order, from packed activations.
+template <typename Emit>
+void ForEachRowPacked(const LinearFactor& f, const int16_t* packed, int32_t nb, int32_t begin,
+                      int32_t end, Emit&& emit) {
+  int32_t acc[kRowChunk * kTokenBatch];
+  for (int32_t o0 = begin; o0 < end; o0 += kRowChunk) {
+    const int32_t o1 = end - o0 < kRowChunk ? end : o0 + kRowChunk;
+    DotRowsPacked(f, packed, nb, o0, o1, acc);
+    const int32_t* a = acc;
+    for (int32_t o = o0; o < o1; ++o, a += nb) emit(o, a);
+  }
+}
+
+// Saturates v to a signed `bits`-bit value.
+template <int bits>
+static inline int32_t SatBits(int32_t v) {
+#if defined(__ARM_FEATURE_SAT)
+  return __ssat(v, bits);
+#else
+  const int32_t hi = (1 << (bits - 1)) - 1;
+  return v < -hi - 1 ? -hi - 1 : (v > hi ? hi : v);
+#endif
+}
+
+// MBQM(acc, rq_row) with the row's constants computed once; the row is one
+// Prepare accepted (m is never INT32_MIN, so SaturatingRoundingDoublingHighMul
+// cannot saturate).
+struct RequantRow {
+  int32_t m, left, right, mask, half;
+
+  explicit RequantRow(const int32_t* rq_row)
+      : m(rq_row[0]),
+        left(rq_row[1] > 0 ? rq_row[1] : 0),
+        right(rq_row[1] > 0 ? 0 : -rq_row[1]),
+        mask((int32_t)((UINT32_C(1) << right) - 1u)),
+        half(mask >> 1) {}
+
+  int32_t Mbqm(int32_t acc) const {
+    const int32_t shifted = (int32_t)((uint32_t)acc << left);
+    const int64_t product = (int64_t)shifted * (int64_t)m;
+    const int32_t high = (int32_t)((product + ((int64_t)1 << 30)) >> 31);
+    return (high >> right) + ((high & mask) > half - (high >> 31) ? 1 : 0);
+  }
+
+  // sat8(z + MBQM(acc)); |z| <= 128, so saturating MBQM to 10 bits first
+  // changes nothing.
+  int32_t S8(int32_t acc, int32_t z) const { return SatBits<8>(SatBits<10>(Mbqm(acc)) + z); }
+};
+
+// The low-rank intermediate t = linear_q(x; V) of nb packed tokens, packed.
+void LinearFirstFactorPacked(const Linear& layer, const int16_t* x, int32_t nb, int16_t* t);
+
+// The packed input of a layer's last factor: x itself (full rank) or its
+// packed intermediate written to `t` (low rank).
+static inline const int16_t* LinearLastInputPacked(const Linear& layer, const int16_t* x,
+                                                   int32_t nb, int16_t* t) {
+  if (layer.rank == 0) return x;
+  LinearFirstFactorPacked(layer, x, nb, t);
+  return t;
+}
 
 // acc[o] = bias[o] + sum_i x[i] * W[o, i].
 static inline int32_t LinearAcc(const LinearFactor& f, const int8_t* x, int32_t o) {
@@ -81,6 +173,13 @@ static inline void GeluLut(int8_t* a, int32_t n, const int8_t* lut) {
 // [0, 32768], which it may overwrite.
 void AttentionContext(int32_t* p, int32_t n, const int8_t* v, int32_t stride, int32_t columns,
                       int32_t mult, int32_t shift, int8_t* ctx);
+
+// Residual epilogue (SPEC 1.5) for one channel from its requant row and the
+// op's residual multiplier, x_centered = x - z_x.
+static inline int8_t ResidualS8(const RequantRow& rq, int32_t acc, const RequantRow& residual,
+                                int32_t x_centered, int32_t z_y) {
+  return (int8_t)mcuf_sat8((int64_t)z_y + rq.Mbqm(acc) + residual.Mbqm(x_centered));
+}
 
 // Residual epilogue (SPEC 1.5) for one channel.
 static inline int8_t ResidualOut(int32_t acc, const int32_t* rq_row, int32_t x, int32_t z_x,

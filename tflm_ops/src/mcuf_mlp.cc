@@ -39,14 +39,16 @@ struct OpData {
 };
 static_assert(sizeof(OpData) == kMlpOpDataBytes, "update SPEC.md's persistent bytes");
 
-// Scratch segments (tflm_ops/contract.py), in order; g overwrites a.
-enum { kScratchH, kScratchT, kScratchA, kNumScratch };
+// Scratch segments (tflm_ops/contract.py), in order: h, then the packed int16
+// inputs of kTokenBatch tokens (LN output, low-rank intermediate, GELU output).
+enum { kScratchH, kScratchHPacked, kScratchTPacked, kScratchGPacked, kNumScratch };
 
 ScratchLayout<kNumScratch> ScratchOf(const OpData& d) {
   int64_t size[kNumScratch];
   size[kScratchH] = d.embed;
-  size[kScratchT] = Max(d.fc1_rank(), d.fc2_rank());
-  size[kScratchA] = d.hidden();
+  size[kScratchHPacked] = PackedBytes(d.embed);
+  size[kScratchTPacked] = PackedBytes(Max(d.fc1_rank(), d.fc2_rank()));
+  size[kScratchGPacked] = PackedBytes(d.hidden());
   return LayoutScratch(size);
 }
 
@@ -90,14 +92,35 @@ TfLiteStatus Eval(TfLiteContext* context, TfLiteNode* node) {
   int8_t* scratch = static_cast<int8_t*>(context->GetScratchBuffer(context, d.scratch_index));
   const ScratchLayout<kNumScratch> layout = ScratchOf(d);
   int8_t* h = scratch + layout.offset[kScratchH];
-  int8_t* t = scratch + layout.offset[kScratchT];
-  int8_t* a = scratch + layout.offset[kScratchA];
-  for (int32_t i = 0; i < d.tokens; ++i) {
-    LayerNorm(x + i * e_dim, e_dim, ln, ln_eps, opt[kLnZp], h);
-    LinearQuantRows(fc1.last, LinearLastInput(fc1, h, t), 0, hidden, opt[kFc1Zp], a);
-    GeluLut(a, hidden, lut);
-    LinearResidual(fc2.last, LinearLastInput(fc2, a, t), x + i * e_dim, d.x_zp, opt[kResMult],
-                   opt[kResShift], d.y_zp, y + i * e_dim);
+  int16_t* hp = reinterpret_cast<int16_t*>(scratch + layout.offset[kScratchHPacked]);
+  int16_t* tp = reinterpret_cast<int16_t*>(scratch + layout.offset[kScratchTPacked]);
+  int16_t* gp = reinterpret_cast<int16_t*>(scratch + layout.offset[kScratchGPacked]);
+  const int32_t fc1_zp = opt[kFc1Zp];
+  const int32_t res_row[2] = {opt[kResMult], opt[kResShift]};
+  const RequantRow residual(res_row);
+  for (int32_t i0 = 0; i0 < d.tokens; i0 += kTokenBatch) {
+    const int32_t nb = Min(kTokenBatch, d.tokens - i0);
+    for (int32_t k = 0; k < nb; ++k) {
+      LayerNorm(x + (i0 + k) * e_dim, e_dim, ln, ln_eps, opt[kLnZp], h);
+      PackToken(h, e_dim, nb, k, hp);
+    }
+    ForEachRowPacked(fc1.last, LinearLastInputPacked(fc1, hp, nb, tp), nb, 0, hidden,
+                     [&](int32_t o, const int32_t* acc) {
+                       const RequantRow rq(fc1.last.rq + 2 * o);
+                       int16_t* out = gp + PackedIndex(nb, 0, o);
+                       for (int32_t k = 0; k < nb; ++k) out[4 * k] = lut[rq.S8(acc[k], fc1_zp) + 128];
+                     });
+    // y[i0 + k][c] is written after x[i0 + k][c] is last read: y may equal x.
+    int8_t* y0 = y + i0 * e_dim;
+    const int8_t* x0 = x + i0 * e_dim;
+    ForEachRowPacked(fc2.last, LinearLastInputPacked(fc2, gp, nb, tp), nb, 0, e_dim,
+                     [&](int32_t c, const int32_t* acc) {
+                       const RequantRow rq(fc2.last.rq + 2 * c);
+                       for (int32_t k = 0; k < nb; ++k) {
+                         const int32_t at = k * e_dim + c;
+                         y0[at] = ResidualS8(rq, acc[k], residual, x0[at] - d.x_zp, d.y_zp);
+                       }
+                     });
   }
   return kTfLiteOk;
 }
