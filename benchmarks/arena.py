@@ -12,11 +12,18 @@ and both run side by side on the same builds:
   figure that counts on a board) and instructions per Invoke (QEMU TCG plugin
   deploy/qemu_plugin/insn_count.c), on one image.
 
+Built for the STM32F746G-DISCO (`--disco`, after the above): the same models
+through `mcuformer build`'s path (deploy.board_build): the weights (6+ MB) in
+the board's 16 MiB QSPI (section .mcuformer_ext_weights at 0x90000000), code
+and constants in the 1 MiB internal flash, the arena in SRAM; its QEMU twin
+(weights in PSRAM at 0x60000000) runs one Fashion-MNIST test image, compared
+byte for byte with the numpy reference, and its arena_used with the plan.
+
 Lower bound: the bytes that must be live at once, the larger of the input
 image and the residual stream (T x E int8) plus the widest per-token
 intermediate (max of E, the MLP hidden width, and one row of int32 scores 4T).
 
-    .venv/bin/python benchmarks/arena.py [--only deit_tiny]
+    .venv/bin/python benchmarks/arena.py [--only deit_tiny] [--disco]
 
 Writes benchmarks/results/arena.json (atomically, after each model: a re-run
 skips finished models).
@@ -123,11 +130,50 @@ def measure(name, config, root, work: Path) -> dict:
     return result
 
 
+DISCO = "stm32f746g-disco"
+
+
+def measure_on_disco(name, config, root, work: Path) -> dict:
+    """The model built for the STM32F746G-DISCO (weights placed by the flash split: QSPI) and run in its twin."""
+    from common.boards import load_board
+    from converter.interpreter import run_tflite
+    from deploy.app import section_table
+    from deploy.board_build import build_for_board
+    from deploy.model_dir import test_images
+
+    model_dir = work / name
+    report = _convert(config, model_dir)
+    out = work / f"{name}_{DISCO}"
+    built = build_for_board(model_dir, load_board(DISCO), out=out, images=1, run_qemu=True)
+    sections, twin = built["sections"], built["qemu"]
+    board_table = section_table(out / f"app_{DISCO}.elf")
+    twin_table = section_table(out / "app_qemu.elf")
+    images, _ = test_images("fashion_mnist", 1, (config.image_size, config.image_size, config.channels))
+    reference = np.asarray(run_tflite(model_dir / "model.tflite", images), np.int8)
+    ext_size, ext_address = board_table[".mcuformer_ext_weights"]
+    return {"arch": config.describe(), "model_flash_bytes": built["model_flash_bytes"],
+            "flash_split_predicted": built["flash_split_predicted"],
+            "sections_board": {k: {"bytes": v[0], "address": f"{v[1]:#010x}"} for k, v in board_table.items()
+                               if v[1] or k in (".isr_vector", ".text")},
+            "internal_flash_bytes": sections["internal_flash"], "external_flash_bytes": ext_size,
+            "external_address": f"{ext_address:#010x}",
+            "qemu_twin_external_address": f"{twin_table['.mcuformer_ext_weights'][1]:#010x}",
+            "internal_flash_within_1MiB": sections["internal_flash"] <= 1 << 20,
+            "arena_bytes": built["arena_bytes"], "planned_arena_bytes": report["planned_arena_bytes"],
+            "qemu_arena_used_bytes": twin["arena_used_bytes"],
+            "arena_equals_plan": twin["arena_used_bytes"] == report["planned_arena_bytes"],
+            "qemu_mismatched_outputs_vs_reference": int(np.count_nonzero(np.asarray(twin["outputs"], np.int8)
+                                                                          != reference)),
+            "qemu_instructions_per_inference": (twin["instructions_per_inference"] or [None])[0]}
+
+
 def main() -> int:
     from deploy import tflm
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--only", choices=list(_configs()))
+    parser.add_argument("--disco", action="store_true", help=f"also build each model for {DISCO} (weights in QSPI) "
+                                                              "and run its QEMU twin")
     args = parser.parse_args()
     root = tflm.find_tflm()
     if root is None:
@@ -146,6 +192,15 @@ def main() -> int:
                            tflm_commit=tflm.tree_commit(root)[:9])
             write_json(RESULTS, results)
             print(json.dumps(results["models"][name], indent=1), flush=True)
+        for name, config in _configs().items():
+            done = results.get(DISCO, {})
+            if not args.disco or (args.only and name != args.only) or name in done:
+                continue
+            print(f"{name}: building for {DISCO} (weights in QSPI) and running its QEMU twin", flush=True)
+            results[DISCO] = dict(done, **{name: measure_on_disco(name, config, root, Path(tmp))})
+            results[DISCO + "_command"] = "benchmarks/arena.py --disco"     # each model once; reruns skip done ones
+            write_json(RESULTS, results)
+            print(json.dumps(results[DISCO][name], indent=1), flush=True)
     return 0
 
 

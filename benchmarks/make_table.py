@@ -61,6 +61,29 @@ def arena_table(arena: dict) -> list:
     return rows
 
 
+def disco_table(arena: dict) -> list:
+    """The shapes built for the STM32F746G-DISCO (benchmarks/arena.py --disco): weights in QSPI."""
+    rows = ["| built for stm32f746g-disco | model in QSPI (`.mcuformer_ext_weights`) | internal flash (code, "
+            "constants, 1 test image; of 1 MiB) | arena: static / arena_used in QEMU (plan) | QEMU twin vs "
+            "numpy reference | instructions / inference (QEMU) |", "|---|---|---|---|---|---|"]
+    names = {"deit_tiny": "DeiT-Tiny shape", "mcuformer_shape": "MCUFormer shape"}
+    for key, m in arena.get("stm32f746g-disco", {}).items():
+        mismatched = m["qemu_mismatched_outputs_vs_reference"]
+        rows.append(f"| {names.get(key, key)} | {_b(m['external_flash_bytes'])} at {m['external_address']} "
+                    f"(twin: PSRAM {m['qemu_twin_external_address']}) | {_b(m['internal_flash_bytes'])} | "
+                    f"{_b(m['arena_bytes'])} / {_b(m['qemu_arena_used_bytes'])} ({_b(m['planned_arena_bytes'])}) | "
+                    f"{'bit-exact' if mismatched == 0 else f'{mismatched} outputs differ'} | "
+                    f"{m['qemu_instructions_per_inference']:,} |")
+    return rows
+
+
+def _disco(arena: dict | None) -> dict | None:
+    if not (arena and arena.get("stm32f746g-disco")):
+        return None
+    command = arena.get("stm32f746g-disco_command")
+    return {"stm32f746g-disco": arena["stm32f746g-disco"], **({"command": command} if command else {})}
+
+
 def demo_table(demo: dict) -> list:
     acc, sram, arch = demo["accuracy"], demo["sram"], demo["architecture"]
     rows = ["| Fashion-MNIST, `make demo` | float | int8 (numpy reference) | required arena, Cortex-M7 "
@@ -188,6 +211,8 @@ def build_sections() -> tuple:
         ("Fashion-MNIST demo", demo, demo_table, "-m mcuformer demo --out out/demo"),
         ("Arena, flash and instructions: ours vs TFLM builtin ops vs lower bound", arena,
          lambda d: arena_table(d), "benchmarks/arena.py"),
+        ("ImageNet-shaped models on the STM32F746G-DISCO: weights in its 16 MiB QSPI flash",
+         _disco(arena), disco_table, "benchmarks/arena.py --disco"),
         ("Fashion-MNIST accuracy under MCU budgets: searched, random, small data, CNN", accuracy,
          lambda d: accuracy_table(d, convert), "benchmarks/accuracy_fmnist.py"),
         ("Memory-model ablation: MCUFormer's scheduling techniques (predicted, Cortex-M7)", search,
@@ -209,6 +234,10 @@ def build_sections() -> tuple:
     if arena:
         short += arena_table(arena) + ["", f"Reproduce: {_cmd(arena, 'benchmarks/arena.py')}; more in "
                                        f"[benchmarks/README.md](benchmarks/README.md)."]
+    if arena and arena.get("stm32f746g-disco"):
+        short += [""] + disco_table(arena) + [
+            "", f"Reproduce: {_cmd(_disco(arena), 'benchmarks/arena.py --disco')} (QEMU counts instructions, not "
+                "cycles; QSPI reads on silicon are slower than internal flash and were not measured)."]
     if demo:
         short += [""] + demo_table(demo) + ["", f"Reproduce: `make demo` ({demo['measured']})."]
     return "\n".join(full) + "\n", "\n".join(short)
