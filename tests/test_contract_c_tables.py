@@ -130,7 +130,7 @@ def _python_expr(c_expr: str) -> str:
 def c_scratch(code: str, values: dict) -> list:
     """(segment, bytes) of the op's ScratchOf, evaluated with the C accessors on `values`."""
     text = source(OP_FILES[code])
-    names = re.search(r"enum \{ (kScratch\w+(?:, kScratch\w+)*), kNumScratch \};", text).group(1).split(", ")
+    names = re.split(r",\s*", re.search(r"enum \{\s*(kScratch\w+(?:,\s*kScratch\w+)*),\s*kNumScratch\s*\};", text).group(1))
     sizes = dict(re.findall(r"size\[kScratch(\w+)\] = ([^;]+);", text))
     namespace = {"__builtins__": {}, "max": max, "PackedBytes": contract.packed_bytes,
                  "kTokenBatch": contract.TOKEN_BATCH, **values}

@@ -103,12 +103,15 @@ def test_scratch_sizes_follow_spec_align4_segments():
     sizes = scratch_bytes(config)
     t, e, d = config.num_tokens, config.embed_dim, config.qkv_dim[0]
     assert sizes[0] == config.grid * e + config.patch_dim
-    assert sizes[1] == 2 * t * d + e + 2 * d + 4 * t
     ceil4 = lambda n: (n + 3) // 4 * 4                                      # noqa: E731
+    # K, V, h, packed h, q of 4 rows, packed q and ctx, int32 scores of 4 rows, packed probabilities
+    attention = (2 * ceil4(t * d) + ceil4(e) + 8 * ceil4(e) + ceil4(4 * d) + 2 * 8 * ceil4(d) + 16 * t
+                 + 8 * ceil4(t))
+    assert sizes[1] == attention
     assert sizes[2] == ceil4(e) + 2 * 4 * ceil4(e) + 2 * 4 * ceil4(config.mlp_hidden[0])   # h, packed h, packed g
     assert sizes[-1] == e + 4 * e + e
     low = config.replace(qkv_rank=[5] * 4)
-    assert scratch_bytes(low)[1] == ((2 * t * d + e + 5 + 3) & ~3) + 2 * d + 4 * t
+    assert scratch_bytes(low)[1] == attention + 8 * ceil4(5)          # packed rank-5 intermediate
 
 
 @pytest.mark.parametrize("techniques", ALL_TECHNIQUES, ids=lambda t: t.describe())

@@ -132,18 +132,20 @@ def patch_embed_scratch(*, patch, kernel, grid_w, embed, channels, **_) -> list:
             ("patch", kernel * kernel * channels)]
 
 
-def attention_scratch(*, tokens, embed, qkv_dim, qkv_rank, proj_rank, **_) -> list:
-    kv = tokens * qkv_dim
-    return [("k", kv), ("v", kv), ("h", embed), ("t", max(qkv_rank, proj_rank)), ("q", qkv_dim),
-            ("ctx", qkv_dim), ("a", 4 * tokens)]
-
-
 TOKEN_BATCH = 4        # tokens per pass of the attention's and MLP's linears (kTokenBatch in C)
 
 
 def packed_bytes(values: int) -> int:
     """int16 copies of TOKEN_BATCH tokens of `values` int8 each, padded to groups of 4 (SPEC 0)."""
     return 2 * TOKEN_BATCH * ((values + 3) // 4 * 4)
+
+
+def attention_scratch(*, tokens, embed, qkv_dim, qkv_rank, proj_rank, **_) -> list:
+    kv = tokens * qkv_dim
+    return [("k", kv), ("v", kv), ("h", embed), ("h_packed", packed_bytes(embed)),
+            ("t_packed", packed_bytes(max(qkv_rank, proj_rank))), ("q", TOKEN_BATCH * qkv_dim),
+            ("q_packed", packed_bytes(qkv_dim)), ("ctx_packed", packed_bytes(qkv_dim)),
+            ("a", 4 * TOKEN_BATCH * tokens), ("p_packed", packed_bytes(tokens))]
 
 
 def mlp_scratch(*, embed, hidden, fc1_rank, fc2_rank, **_) -> list:

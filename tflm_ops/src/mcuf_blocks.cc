@@ -124,24 +124,24 @@ inline __attribute__((always_inline)) void DotPackedN(const int8_t* w, const int
   for (int t = 0; t < NB; ++t) dots[t] = WrapAdd(bias, acc[t]);
 }
 
-}  // namespace
-
 template <int NB>
-void DotRowsPackedN(const LinearFactor& f, const int16_t* x, int32_t begin, int32_t end,
-                    int32_t* acc) {
-  for (int32_t o = begin; o < end; ++o, acc += NB) {
-    DotPackedN<NB>(f.weights + (int64_t)o * f.in, x, f.in, f.bias[o], acc);
+void DotRowsPackedN(const int8_t* w, int32_t stride, int32_t n, const int32_t* bias,
+                    const int16_t* x, int32_t rows, int32_t* acc) {
+  for (int32_t r = 0; r < rows; ++r, w += stride, acc += NB) {
+    DotPackedN<NB>(w, x, n, bias == nullptr ? 0 : bias[r], acc);
   }
 }
 
-void DotRowsPacked(const LinearFactor& f, const int16_t* x, int32_t nb, int32_t begin,
-                   int32_t end, int32_t* acc) {
+}  // namespace
+
+void DotRowsPacked(const int8_t* w, int32_t stride, int32_t n, const int32_t* bias,
+                   const int16_t* x, int32_t nb, int32_t rows, int32_t* acc) {
   static_assert(kTokenBatch == 4, "DotRowsPacked instantiates 1..4 tokens");
   switch (nb) {
-    case 4: DotRowsPackedN<4>(f, x, begin, end, acc); break;
-    case 3: DotRowsPackedN<3>(f, x, begin, end, acc); break;
-    case 2: DotRowsPackedN<2>(f, x, begin, end, acc); break;
-    default: DotRowsPackedN<1>(f, x, begin, end, acc); break;
+    case 4: DotRowsPackedN<4>(w, stride, n, bias, x, rows, acc); break;
+    case 3: DotRowsPackedN<3>(w, stride, n, bias, x, rows, acc); break;
+    case 2: DotRowsPackedN<2>(w, stride, n, bias, x, rows, acc); break;
+    default: DotRowsPackedN<1>(w, stride, n, bias, x, rows, acc); break;
   }
 }
 

@@ -60,11 +60,11 @@ static inline int32_t PackedIndex(int32_t nb, int32_t t, int32_t c) {
 // Writes token t's int8 vector x[0..n) into a packed buffer of nb tokens.
 void PackToken(const int8_t* x, int32_t n, int32_t nb, int32_t t, int16_t* packed);
 
-// acc[(o - begin) * nb + t] = bias[o] + sum_i x_t[i] * W[o, i] for o in [begin, end),
-// t < nb, from packed activations x: each weight row is read once for all nb
-// tokens.
-void DotRowsPacked(const LinearFactor& f, const int16_t* x, int32_t nb, int32_t begin,
-                   int32_t end, int32_t* acc);
+// acc[r * nb + t] = bias[r] + sum_{i < n} x_t[i] * w[r * stride + i] for
+// r < rows, t < nb (bias 0 when null), from packed activations x: each weight
+// row is read once for all nb tokens.
+void DotRowsPacked(const int8_t* w, int32_t stride, int32_t n, const int32_t* bias,
+                   const int16_t* x, int32_t nb, int32_t rows, int32_t* acc);
 
 // Rows per DotRowsPacked call of ForEachRowPacked (its stack buffer).
 constexpr int32_t kRowChunk = 16;
@@ -77,7 +77,8 @@ void ForEachRowPacked(const LinearFactor& f, const int16_t* packed, int32_t nb, 
   int32_t acc[kRowChunk * kTokenBatch];
   for (int32_t o0 = begin; o0 < end; o0 += kRowChunk) {
     const int32_t o1 = end - o0 < kRowChunk ? end : o0 + kRowChunk;
-    DotRowsPacked(f, packed, nb, o0, o1, acc);
+    DotRowsPacked(f.weights + (int64_t)o0 * f.in, f.in, f.in, f.bias + o0, packed, nb, o1 - o0,
+                  acc);
     const int32_t* a = acc;
     for (int32_t o = o0; o < o1; ++o, a += nb) emit(o, a);
   }
