@@ -11,7 +11,9 @@ Stages (each resumes; finished ones are skipped when the benchmark runs again):
   <budget>/winner         train-supernet once per space, search under the budget,
                           finetune the winner, convert: float and int8 test top-1
   <budget>/random_<i>     --randoms random subnets that fit the same budget, given the
-                          same final training (finetune from the supernet) and conversion
+                          same final training (finetune from the supernet) and conversion;
+                          with --distill (default) the final trainings distil from cnn_full's
+                          teacher and the stages are named <which>_kd
   evolve/space            evolve-space (S3) from that supernet under --evolve-budget:
                           E-T error per dimension and round
   evolve/winner           the evolved space given the starting space's supernet training,
@@ -29,6 +31,7 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import re
 import subprocess
 import sys
 import time
@@ -83,8 +86,6 @@ def model_record(model_dir: Path) -> dict:
 
 def validation_of(log: Path) -> dict:
     """The inherited and fine-tuned validation accuracy that `mcuformer finetune` printed last."""
-    import re
-
     found = re.findall(r"val acc inherited ([0-9.]+) -> fine-tuned ([0-9.]+)", log.read_text(errors="replace"))
     if not found:
         return {}
@@ -195,8 +196,11 @@ class Bench:
         self.record(stage, result, started)
 
     def budget_stage(self, budget: str, which: str) -> None:
+        """`which`: winner or random_<seed>; with --distill the final training of every model of the
+        budget distils from cnn_full's teacher, and the stage is `<which>_kd`."""
         space, flags, _ = BUDGETS[budget]
-        stage, started = f"{budget}/{which}", time.time()
+        kd = self.args.distill
+        stage, started = f"{budget}/{which}{'_kd' if kd else ''}", time.time()
         val = self.args.val_images
         supernet = self.supernet(f"supernet_{space}", space, ["--min-steps", "0"], val)
         if which == "winner":
@@ -205,7 +209,9 @@ class Bench:
             arch = self.work / budget / which / "arch.json"
             if not arch.exists():
                 atomic.write_json(arch, random_feasible(space, flags, seed=int(which.split("_")[1])).to_dict())
-        result = self.final_model(stage, supernet, arch, [], val)
+        teacher = ["--teacher", str(self.teacher("cnn_full", 0, val))] if kd else []
+        result = self.final_model(stage, supernet, arch, teacher, val)
+        result["teacher"] = kd
         self.record(stage, result, started)
 
     def evolve_space(self, stage: str) -> None:
@@ -242,16 +248,17 @@ class Bench:
 
     def stages(self):
         a = self.args
+        kd = "_kd" if a.distill else ""
         yield "cnn_small", lambda: self.cnn("cnn_small", a.small_images, a.small_val_images)
+        yield "cnn_full", lambda: self.cnn("cnn_full", 0, a.val_images)
         yield "small_data", lambda: self.small_data("small_data", with_teacher=True)
         yield "small_data_no_teacher", lambda: self.small_data("small_data_no_teacher", with_teacher=False)
         for budget in a.budgets:
-            yield f"{budget}/winner", lambda b=budget: self.budget_stage(b, "winner")
+            yield f"{budget}/winner{kd}", lambda b=budget: self.budget_stage(b, "winner")
             for i in range(a.randoms):
-                yield f"{budget}/random_{i}", lambda b=budget, i=i: self.budget_stage(b, f"random_{i}")
+                yield f"{budget}/random_{i}{kd}", lambda b=budget, i=i: self.budget_stage(b, f"random_{i}")
         yield "evolve/space", lambda: self.evolve_space("evolve/space")
         yield "evolve/winner", lambda: self.evolved_winner("evolve/winner")
-        yield "cnn_full", lambda: self.cnn("cnn_full", 0, a.val_images)
 
     def run(self) -> None:
         for stage, run in self.stages():
@@ -288,10 +295,11 @@ def kendall_tau(a: list, b: list) -> float:
 
 
 def summarize(results: dict) -> dict:
+    """Per budget and final training (with / without the teacher): winner against the random mean."""
     out = {}
-    for budget in BUDGETS:
-        winner = results.get(f"{budget}/winner")
-        randoms = [r for k, r in results.items() if k.startswith(f"{budget}/random_")]
+    for budget, kd in ((b, kd) for b in BUDGETS for kd in ("", "_kd")):
+        winner = results.get(f"{budget}/winner{kd}")
+        randoms = [r for k, r in results.items() if re.fullmatch(rf"{budget}/random_\d+{kd}", k)]
         if not winner:
             continue
         entry = {"winner_int8": winner["int8_top1"], "int8_minus_float": winner["int8_top1"] - winner["float_top1"]}
@@ -302,7 +310,7 @@ def summarize(results: dict) -> dict:
         if len(ranked) >= 3:
             entry["kendall_tau_inherited_vs_final_val"] = kendall_tau([r["val_inherited"] for r in ranked],
                                                                       [r["val_finetuned"] for r in ranked])
-        out[budget] = entry
+        out[budget + kd] = entry
     if "small_data" in results and "cnn_small" in results:
         out["small_data"] = {"pipeline_int8": results["small_data"]["int8_top1"],
                              "cnn": results["cnn_small"]["test_top1"],
@@ -368,6 +376,8 @@ def parse_args(argv=None):
                    help="comma-separated stage prefixes to run (default: all)")
     p.add_argument("--budgets", type=lambda s: s.split(","), default=list(BUDGETS))
     p.add_argument("--randoms", type=int, default=3)
+    p.add_argument("--distill", action=argparse.BooleanOptionalAction, default=True,
+                   help="the budgets' final training distils from the CNN teacher (cnn_full)")
     p.add_argument("--supernet-epochs", type=int, default=6)
     p.add_argument("--supernet-sampling", choices=("sandwich", "uniform"), default="sandwich")
     # 8e-3 (train-supernet's default, tuned on 16-token spaces) left the 49-token, 6-block
