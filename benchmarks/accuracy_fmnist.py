@@ -240,8 +240,11 @@ class Bench:
         space_file = self.work / "evolve" / "space" / "space_final.json"
         supernet = self.supernet("evolve/supernet", str(space_file), ["--min-steps", "0"], val)
         arch = self.search("evolve/search", supernet, flags, val)
-        result = self.final_model(stage, supernet, arch, [], val)
-        start = self.state["results"].get(f"{self.args.evolve_budget}/winner")
+        kd = self.args.distill
+        teacher = ["--teacher", str(self.teacher("cnn_full", 0, val))] if kd else []
+        result = self.final_model(stage, supernet, arch, teacher, val)
+        result["teacher"] = kd
+        start = self.state["results"].get(f"{self.args.evolve_budget}/winner{'_kd' if kd else ''}")
         if start:
             result["minus_start_space_winner_int8"] = result["int8_top1"] - start["int8_top1"]
         self.record(stage, result, started)
