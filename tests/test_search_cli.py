@@ -78,3 +78,19 @@ def test_search_cli_refuses_a_board_without_budgets(supernet_dir, tmp_path):
     board.write_text("name: bare\ncore: cortex-m7\n")
     proc = run_cli("search", "--supernet", str(supernet_dir), "--board", str(board), "--out", str(tmp_path / "s"))
     assert_one_line_error(proc, "sram")
+
+
+@pytest.mark.slow
+def test_search_cli_budgets_each_region_and_the_instruction_estimate(supernet_dir, tmp_path):
+    cap = 10 * smallest_achievable(SearchSpace.from_dict(TINY))["instructions"]
+    out = tmp_path / "search"
+    proc = run_cli("search", "--supernet", str(supernet_dir), "--board", "stm32f746g-disco", "--weights-in", "external",
+                   "--max-instructions", str(cap), "--out", str(out), *SEARCH)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    result = json.loads((out / "search.json").read_text())
+    assert result["budget"]["weights_in"] == "external" and result["budget"]["max_instructions_estimate"] == cap
+    for entry in result["population"]:
+        split = entry["flash_split"]
+        assert split["weights_in"] == "external" and split["external_flash_bytes"] == entry["cost"]["model_bytes"]
+        assert entry["cost"]["instructions_estimate"] <= cap
+    assert "flash split: internal flash" in proc.stdout and "ESTIMATE" in proc.stdout and "not measured" in proc.stdout
