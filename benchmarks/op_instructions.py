@@ -42,7 +42,8 @@ ATTENTION = [(17, 32, 2, 16, 0, 0), (17, 64, 4, 16, 0, 0), (50, 32, 1, 32, 0, 0)
 MLP = [(17, 32, 64, 0, 0), (17, 64, 256, 0, 0), (50, 32, 128, 0, 0), (65, 96, 192, 0, 0), (37, 48, 96, 0, 0),
        (26, 64, 128, 16, 16), (50, 96, 384, 48, 48), (100, 32, 64, 0, 0)]
 # (t, e, classes, pool: 0 mean, 1 class token)
-HEAD = [(17, 32, 10, 0), (50, 64, 10, 0), (65, 96, 10, 1), (17, 128, 100, 0), (37, 48, 10, 1), (100, 32, 10, 0)]
+HEAD = [(17, 32, 10, 0), (50, 64, 10, 0), (65, 96, 10, 1), (17, 128, 100, 0), (37, 48, 10, 1), (100, 32, 10, 0),
+        (17, 32, 10, 2), (65, 96, 10, 2), (100, 48, 10, 2)]        # pool 2: sequence pooling
 
 
 def cases():
@@ -63,7 +64,7 @@ def cases():
                     oi.mlp_features(t, e, hidden, r1, r2)))
     for t, e, k, pool in HEAD:
         out.append(("MCUF_HEAD", kc.head_case(rng, t=t, e=e, classes=k, pool=pool),
-                    oi.head_features(t, e, k, pool == 0)))
+                    oi.head_features(t, e, k, pool)))
     for _, case, _ in out:
         case.in_place = True
     return out
@@ -96,7 +97,7 @@ def kernels_json_validation(figures) -> dict:
               "attention_rank_48": ("MCUF_ATTENTION", oi.attention_features(t, e, heads, e, 48, 48)),
               "mlp_full_rank": ("MCUF_MLP", oi.mlp_features(t, e, hidden)),
               "mlp_rank_96": ("MCUF_MLP", oi.mlp_features(t, e, hidden, 96, 96)),
-              "head_mean": ("MCUF_HEAD", oi.head_features(t, e, 10, True))}
+              "head_mean": ("MCUF_HEAD", oi.head_features(t, e, 10, 0))}
     out = {}
     for name, (op, feats) in shapes.items():
         measured = data["ops"][name]["instructions"]

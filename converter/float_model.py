@@ -57,6 +57,8 @@ def read_weights(model) -> tuple:
                                     "activation": getattr(mlp, "activation", "gelu_sigmoid")}
     head = model.get_layer("head")
     weights["head"] = {"norm": _norm(head), "fc": _linear(head, "fc")}
+    if arch.pool == "seq":
+        weights["head"]["score"] = _linear(head, "score")
     return arch, weights
 
 
@@ -96,6 +98,17 @@ def _apply_linear(x, lin, tap, prefix):
     t = x @ lin["v"]
     tap(f"{prefix}.t", t)
     return t @ lin["u"] + lin["bias"]
+
+
+def pool_tokens(h, pool, score=None) -> np.ndarray:
+    """functional.pool_tokens in numpy: mean, class token (last) or sequence pooling."""
+    if pool == "mean":
+        return h.mean(axis=1)
+    if pool == "cls":
+        return h[:, -1, :]
+    scores = (h @ score["kernel"] + score["bias"])[..., 0]               # [N, T]
+    weights = np.exp(scores - scores.max(-1, keepdims=True))
+    return np.einsum("nt,nte->ne", weights / weights.sum(-1, keepdims=True), h)
 
 
 def _noop(name, value):
@@ -145,8 +158,7 @@ def forward(arch, weights, images, tap=_noop) -> np.ndarray:
     hd_ = weights["head"]
     h = _layer_norm(x, *hd_["norm"])
     tap("head.h", h)
-    pooled = h.mean(axis=1) if arch.pool == "mean" else h[:, -1, :]
-    tap("head.pooled", pooled)
+    tap("head.pooled", pooled := pool_tokens(h, arch.pool, hd_.get("score")))
     logits = pooled @ hd_["fc"]["kernel"] + hd_["fc"]["bias"]
     tap("logits", logits)
     return logits

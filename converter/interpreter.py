@@ -13,11 +13,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-from flatbuffers import flexbuffers
 
 from common.errors import UserError
 from tflite_micro.tensorflow.lite.micro.python import schema_py_generated as schema
 from tflm_ops import contract
+from tflm_ops.validity import read_options
 
 from . import tflite_checks
 from .qmodel import FILE_IDENTIFIER, OFFLINE_PLAN_NAME, SCHEMA_VERSION, QModel, Op, Tensor, check_prepare, run
@@ -65,11 +65,7 @@ def _offsets(model, n_tensors):
 
 def _options(raw):
     """The FlexBuffer map as a dict, or None when it is not one (Prepare rejects it, with the op named)."""
-    try:
-        options = flexbuffers.Loads(np.asarray(raw, np.uint8).tobytes())
-    except Exception:   # corrupt FlexBuffer bytes fail in many ways
-        return None
-    return dict(options) if isinstance(options, dict) else None
+    return read_options(np.asarray(raw, np.uint8).tobytes())
 
 
 def _build(model) -> QModel:

@@ -18,7 +18,7 @@ from tflm_ops import contract
 from tflm_ops.fixedpoint import INT32_MAX, INT32_MIN, quantize_multiplier
 
 from .calibrate import QParams, qparams
-from .float_model import ACTIVATIONS
+from .float_model import ACTIVATIONS, dense_kernel
 from .qmodel import Op, QModel, Tensor, check_prepare
 
 INPUT_QPARAMS = QParams(contract.INPUT_SCALE, contract.INPUT_ZERO_POINT)
@@ -129,6 +129,15 @@ class _Builder:
             "MCUF_PATCH_EMBED", patch=a.patch_size, kernel=a.kernel, has_cls=int(has_cls),
             pos_zp=pos_qp.zero_point, pos_mult=pos_mult, pos_shift=pos_shift)))
 
+    @staticmethod
+    def softmax_multiplier(name, real) -> tuple:
+        """SPEC 1.3's (M, S) with M / 2^S ~= real (Q8 log2 units per score unit)."""
+        m, exponent = quantize_multiplier(real)
+        shift = 31 - exponent
+        if not (contract.in_range("MCUF_ATTENTION", "sm_mult", m) and contract.in_range("MCUF_ATTENTION", "sm_shift", shift)):
+            raise UserError(f"{name}: softmax scale {real:.3g} is out of range; recalibrate")
+        return m, shift
+
     def _residual(self, x, y, name) -> tuple:
         return _requant(self.tensors[x].scale[0] / self.tensors[y].scale[0], 255, f"{name} residual")
 
@@ -143,12 +152,8 @@ class _Builder:
         l_qkv, qkv_t_zp = self.linear(f"{pre}/qkv", w["qkv"], h.scale, h.zero_point, s_qkv)
         s_y = self.tensors[y].scale[0]
         l_proj, proj_t_zp = self.linear(f"{pre}/proj", w["proj"], ctx.scale, 0, s_y)
-        sm_real = 256.0 * q.scale * k.scale / (math.sqrt(dim // heads) * math.log(2.0))
-        sm_m, sm_s = quantize_multiplier(sm_real)
-        sm_shift = 31 - sm_s
-        if not (contract.in_range("MCUF_ATTENTION", "sm_mult", sm_m)
-                and contract.in_range("MCUF_ATTENTION", "sm_shift", sm_shift)):
-            raise UserError(f"{pre}: softmax scale {sm_real:.3g} is out of range; recalibrate")
+        sm_m, sm_shift = self.softmax_multiplier(pre, 256.0 * q.scale * k.scale / (math.sqrt(dim // heads)
+                                                                                   * math.log(2.0)))
         # the Q15 probabilities of a row sum to at most 32768 + T (rounding)
         ctx_mult, ctx_shift = _requant(v.scale / (32768.0 * ctx.scale), 128 * (32768 + a.num_tokens),
                                        f"{pre} context")
@@ -179,16 +184,28 @@ class _Builder:
         a = self.arch
         h = self.qp("head.h")
         ln, eps = self.layer_norm("head", w["norm"], self.tensors[x].scale[0], h)
+        sm_mult, sm_shift, score = 1 << 30, 1, []          # SPEC 2.4: unused unless pool is seq
         if a.pool == "mean":
             pooled = self.qp("head.pooled")
             pool_mult, pool_shift = _requant(h.scale / (a.num_tokens * pooled.scale), 255 * a.num_tokens,
                                              "head pooling")
+        elif a.pool == "seq":
+            pooled = self.qp("head.pooled")
+            # the Q15 token weights sum to at most 32768 + T (rounding)
+            pool_mult, pool_shift = _requant(h.scale / (32768.0 * pooled.scale), 255 * (32768 + a.num_tokens),
+                                             "head sequence pooling")
+            g = dense_kernel(w["score"])[:, 0]         # its bias shifts every token's score alike: no effect
+            s_g = max(float(np.abs(g).max()) / 127.0, 1e-12)
+            sm_mult, sm_shift = self.softmax_multiplier("head", 256.0 * h.scale * s_g / math.log(2.0))
         else:
             pooled, pool_mult, pool_shift = h, 0, 0
         l_fc, _ = self.linear("head/fc", w["fc"], pooled.scale, pooled.zero_point, self.tensors[out].scale[0])
-        self.ops.append(Op("MCUF_HEAD", [x, ln] + l_fc, out, contract.make_options(
-            "MCUF_HEAD", pool=0 if a.pool == "mean" else 1, ln_eps=eps, ln_zp=h.zero_point,
-            pool_zp=pooled.zero_point, pool_mult=pool_mult, pool_shift=pool_shift)))
+        if a.pool == "seq":
+            score = [self.const("head/score", np.clip(_round(g / s_g), -127, 127), np.int8, [s_g], [0])]
+        self.ops.append(Op("MCUF_HEAD", [x, ln] + l_fc + score, out, contract.make_options(
+            "MCUF_HEAD", pool=contract.POOL_CODES[a.pool], ln_eps=eps, ln_zp=h.zero_point,
+            pool_zp=pooled.zero_point, pool_mult=pool_mult, pool_shift=pool_shift, sm_mult=sm_mult,
+            sm_shift=sm_shift)))
 
 
 def build_qmodel(arch, weights, ranges) -> QModel:

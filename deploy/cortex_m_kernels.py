@@ -7,6 +7,7 @@ mcuf_invoke_begin/end markers).
 """
 from __future__ import annotations
 
+import hashlib
 import shutil
 import subprocess
 import tempfile
@@ -24,7 +25,10 @@ def build_driver(root: Path, cases_bytes: bytes) -> Path:
     if shutil.which("qemu-system-arm") is None:
         raise UserError("qemu-system-arm not found; install it: apt-get install qemu-system-arm")
     target = tflm_make.cortex_m_target()
-    gen = tflm_make.build_root(root) / "mcuformer" / target.key / "gen" / "kernel_test_cm7"
+    # One program per case file: two runs at once (two checkouts share the cache) would otherwise
+    # overwrite each other's compiled-in cases between writing them and running the program.
+    name = f"kernel_test_cm7_{hashlib.sha1(cases_bytes).hexdigest()[:10]}"
+    gen = tflm_make.build_root(root) / "mcuformer" / target.key / "gen" / name
     gen.mkdir(parents=True, exist_ok=True)
     header, body = c_array(cases_bytes, "mcuf_cases")
     for name, text in (("model_data.h", header), ("kernel_cases.cc", body)):
@@ -34,7 +38,7 @@ def build_driver(root: Path, cases_bytes: bytes) -> Path:
                app.PLATFORM_DIR / "markers.c", tflm_make.MAKE_DIR / "startup_cortex_m.c"]
     ldflags = [f"-L{tflm_make.MAKE_DIR}", f"-T{app.LINKER_SCRIPTS['qemu-m7']}", "-nostartfiles",
                "--specs=nano.specs", "--specs=nosys.specs", "-Wl,--gc-sections"]
-    return tflm_make.build_program(root, target, "kernel_test_cm7", app_sources=sources,
+    return tflm_make.build_program(root, target, name, app_sources=sources,
                                cppflags=["-DMCUF_EMBEDDED_CASES", f"-I{gen}"], ldflags=ldflags)
 
 

@@ -20,7 +20,7 @@ from common.errors import UserError
 from tflm_ops import contract
 
 LINEARS = ("qkv", "proj", "fc1", "fc2")
-POOLS = ("mean", "cls")
+POOLS = ("mean", "cls", "seq")     # seq: CCT's sequence pooling (a softmax over tokens of a learned score)
 
 
 @dataclass(frozen=True)
@@ -185,7 +185,7 @@ class ArchConfig:
         for i in range(self.depth):
             out[f"block{i}.attn"] = 2 * e + self.linear_params(i, "qkv") + self.linear_params(i, "proj")
             out[f"block{i}.mlp"] = 2 * e + self.linear_params(i, "fc1") + self.linear_params(i, "fc2")
-        out["head"] = 2 * e + e * self.num_classes + self.num_classes
+        out["head"] = 2 * e + e * self.num_classes + self.num_classes + (e + 1 if self.pool == "seq" else 0)
         return out
 
     def params(self) -> int:

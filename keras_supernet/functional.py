@@ -102,8 +102,17 @@ def mlp(x, norm, fc1, fc2, activation: str = "gelu_sigmoid"):
     return x + linear(ACTIVATIONS[activation](linear(layer_norm(x, *norm), **fc1)), **fc2)
 
 
-def classifier(x, norm, fc, pool: str):
-    """Final LayerNorm, pooling (mean over tokens, or the class token, last), linear."""
-    h = layer_norm(x, *norm)
-    pooled = tf.reduce_mean(h, axis=1) if pool == "mean" else h[:, -1, :]
-    return linear(pooled, **fc)
+def pool_tokens(h, pool: str, score=None):
+    """[B, T, E] -> [B, E]: the mean over tokens, the class token (last), or sequence pooling
+    (CCT's SeqPool: tokens weighted by a softmax over tokens of the E -> 1 linear `score`)."""
+    if pool == "mean":
+        return tf.reduce_mean(h, axis=1)
+    if pool == "cls":
+        return h[:, -1, :]
+    weights = tf.nn.softmax(linear(h, **score), axis=1)          # [B, T, 1]
+    return tf.reduce_sum(weights * h, axis=1)
+
+
+def classifier(x, norm, fc, pool: str, score=None):
+    """Final LayerNorm, pooling (`pool_tokens`), linear."""
+    return linear(pool_tokens(layer_norm(x, *norm), pool, score), **fc)

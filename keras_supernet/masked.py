@@ -107,6 +107,6 @@ def mlp(x, embed, hidden, fc1_rank, fc2_rank, w):
 
 
 def classifier(x, embed, pool: str, w):
-    h = layer_norm(x, embed, w.norm_gamma, w.norm_beta)
-    pooled = tf.reduce_mean(h, axis=1) if pool == "mean" else h[:, -1, :]
-    return F.linear(pooled, w.fc_bias, kernel=w.fc_kernel)
+    h = layer_norm(x, embed, w.norm_gamma, w.norm_beta)     # zero outside the active channels
+    score = {"kernel": w.score_kernel, "bias": w.score_bias} if pool == "seq" else None
+    return F.linear(F.pool_tokens(h, pool, score), w.fc_bias, kernel=w.fc_kernel)

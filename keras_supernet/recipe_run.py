@@ -23,6 +23,7 @@ def parse_args(argv=None):
     p.add_argument("--depth", type=int, default=4)
     p.add_argument("--heads", type=int, default=2)
     p.add_argument("--mlp-ratio", type=float, default=2.0)
+    p.add_argument("--pool", choices=("mean", "cls", "seq"), default="mean")
     p.add_argument("--epochs", type=int, default=d.epochs)
     p.add_argument("--lr", type=float, default=d.lr)
     p.add_argument("--warmup-epochs", type=float, default=d.warmup_epochs)
@@ -50,7 +51,7 @@ def main(argv=None) -> int:
     config = ArchConfig(image_size=28, channels=1, num_classes=10, patch_size=args.patch_size,
                         embed_dim=args.embed_dim, num_heads=(args.heads,) * args.depth,
                         qkv_dim=(args.heads * head_dim,) * args.depth,
-                        mlp_hidden=(round(args.mlp_ratio * args.embed_dim),) * args.depth)
+                        mlp_hidden=(round(args.mlp_ratio * args.embed_dim),) * args.depth, pool=args.pool)
     settings = finetune_settings(epochs=args.epochs, lr=args.lr, warmup_epochs=args.warmup_epochs,
                                  label_smoothing=args.label_smoothing, clipnorm=args.clipnorm,
                                  augment=args.augment, min_steps=args.min_steps, seed=args.seed)

@@ -6,7 +6,7 @@ the converter reads exactly these layers and weights:
   patch_embed        PatchEmbed:     kernel (p,p,C,E), bias (E), pos (T,E)[, cls (E)]
   block{i}_attn      AttentionBlock: norm_gamma/beta (E), qkv*, proj*
   block{i}_mlp       MlpBlock:       norm_gamma/beta (E), fc1*, fc2*
-  head               ClassifierHead: norm_gamma/beta (E), fc*
+  head               ClassifierHead: norm_gamma/beta (E), fc*[, score* (E -> 1, pool "seq")]
 
 where each linear `*` is `{name}_kernel` (in,out) or `{name}_v` (in,r) and
 `{name}_u` (r,out), plus `{name}_bias` (out).
@@ -134,9 +134,12 @@ class ClassifierHead(_ViTLayer):
         e = input_shape[-1]
         self._add_norm(e)
         self._add_linear("fc", e, self.num_classes, 0)
+        if self.pool == "seq":
+            self._add_linear("score", e, 1, 0)
 
     def call(self, x):
-        return F.classifier(x, self.norm, self.linear_args("fc"), self.pool)
+        score = self.linear_args("score") if self.pool == "seq" else None
+        return F.classifier(x, self.norm, self.linear_args("fc"), self.pool, score)
 
     def get_config(self):
         return {**super().get_config(), "num_classes": self.num_classes, "pool": self.pool}

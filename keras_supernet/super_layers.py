@@ -216,17 +216,26 @@ class SuperMlp(_SuperLayer):
 
 
 class SuperHead(_SuperLayer):
-    """Final LayerNorm + dense classifier (never low-rank), rows sliced to E."""
+    """Final LayerNorm + dense classifier (never low-rank), rows sliced to E; sequence pooling's
+    E -> 1 score linear likewise."""
 
     def build(self, input_shape):
         e, n = self.max_dims["embed_dim"], self.max_dims["num_classes"]
+        rng = self._rng()
         self._add_norm()
-        self.fc_kernel = self._add("fc_kernel", _truncated_normal(self._rng(), (e, n)))
+        self.fc_kernel = self._add("fc_kernel", _truncated_normal(rng, (e, n)))
         self.fc_bias = self._add("fc_bias", np.zeros(n, np.float32))
+        if self.max_dims["pool"] == "seq":
+            self.score_kernel = self._add("score_kernel", _truncated_normal(rng, (e, 1)))
+            self.score_bias = self._add("score_bias", np.zeros(1, np.float32))
         super().build(input_shape)
 
     def active_weights(self) -> dict:
-        return {**self._norm_weights(), "fc_kernel": self.fc_kernel[:self.config.embed_dim], "fc_bias": self.fc_bias}
+        e = self.config.embed_dim
+        out = {**self._norm_weights(), "fc_kernel": self.fc_kernel[:e], "fc_bias": self.fc_bias}
+        if self.max_dims["pool"] == "seq":
+            out.update(score_kernel=self.score_kernel[:e], score_bias=self.score_bias)
+        return out
 
     def call(self, x, masks):
         return M.classifier(x, masks["embed"], self.max_dims["pool"], self)

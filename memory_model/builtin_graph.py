@@ -12,6 +12,8 @@ from __future__ import annotations
 
 from functools import lru_cache
 
+from common.errors import UserError
+
 from .tflite_graph import Graph, OpInfo, TensorInfo, plan_graph
 
 
@@ -70,6 +72,9 @@ class _Builder:
 
 
 def builtin_graph(config) -> Graph:
+    if config.pool == "seq":
+        raise UserError("the builtin-op graph (techniques off) has no sequence pooling: its memory is modelled "
+                        "for pool mean and cls only")
     b = _Builder()
     t, e, g = config.num_tokens, config.embed_dim, config.grid
     image = b.act(1, config.image_size, config.image_size, config.channels)

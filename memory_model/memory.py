@@ -75,7 +75,7 @@ def scratch_bytes(config) -> list:
                                             qkv_rank=config.qkv_rank[i], proj_rank=config.proj_rank[i]))
         sizes.append(contract.scratch_bytes("MCUF_MLP", embed=e, hidden=config.mlp_hidden[i],
                                             fc1_rank=config.fc1_rank[i], fc2_rank=config.fc2_rank[i]))
-    sizes.append(contract.scratch_bytes("MCUF_HEAD", embed=e))
+    sizes.append(contract.scratch_bytes("MCUF_HEAD", tokens=t, embed=e, pool=contract.POOL_CODES[config.pool]))
     return sizes
 
 
@@ -280,7 +280,7 @@ def constant_tensors(config) -> list:
         out.append((256, 0))
         out += linear(*config.linear_shape(i, "fc2"), config.fc2_rank[i])
     out.append((12 * e, 0))
-    return out + linear(e, config.num_classes, 0)
+    return out + linear(e, config.num_classes, 0) + ([(e, 0)] if config.pool == "seq" else [])
 
 
 def _align_fb(n: int) -> int:
@@ -308,6 +308,8 @@ def model_flash_bytes(config) -> int:
         data, count = data + _align_fb(e), count + 1
     head = _linear_flash(e, config.num_classes, 0)
     data, count = data + head[0], count + head[1]
+    if config.pool == "seq":                           # the score vector, int8 [E]
+        data, count = data + _align_fb(e), count + 1
     for i in range(config.depth):
         q, m = config.qkv_dim[i], config.mlp_hidden[i]
         data += 2 * ln + 256

@@ -254,7 +254,8 @@ def _custom_allocations(low_rank: tuple, pool: str) -> GraphAllocations:
                                  in_out + _LAYER_NORM + _linear_temps(qkv) + _linear_temps(proj), 1))
         ops.append(OpAllocations(opdata["MCUF_MLP"],
                                  in_out + _LAYER_NORM + _linear_temps(fc1) + (_CONSTANT,) + _linear_temps(fc2), 1))
-    ops.append(OpAllocations(opdata["MCUF_HEAD"], in_out + _LAYER_NORM + _linear_temps(False), 1))
+    score = (_CONSTANT,) if pool == "seq" else ()           # sequence pooling's score tensor
+    ops.append(OpAllocations(opdata["MCUF_HEAD"], in_out + _LAYER_NORM + _linear_temps(False) + score, 1))
     depth = len(low_rank)
     activations = 2 * depth + 3
     constants = tflm_tail.custom_graph_constants(depth, sum(sum(flags) for flags in low_rank), pool)

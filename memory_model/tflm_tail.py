@@ -92,7 +92,7 @@ def _low_rank_linears(config) -> int:
 
 def custom_graph_constants(depth: int, low_rank_linears: int, pool: str) -> int:
     """Constant tensors of the custom-op graph (memory.constant_tensors, counted)."""
-    return 4 + (pool == "cls") + depth * (1 + 1 + 1 + 4 * 3) + 3 * low_rank_linears + 4
+    return 4 + (pool in ("cls", "seq")) + depth * (1 + 1 + 1 + 4 * 3) + 3 * low_rank_linears + 4
 
 
 def custom_graph_tail(config, pointer_size: int = 4) -> int:

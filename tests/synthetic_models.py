@@ -33,6 +33,8 @@ def random_weights(config, rng) -> dict:
         weights[f"block{i}_mlp"] = {"norm": _norm(rng, e), **{
             name: _linear(rng, *config.linear_shape(i, name), config.rank(i, name)) for name in ("fc1", "fc2")}}
     weights["head"] = {"norm": _norm(rng, e), "fc": _linear(rng, e, config.num_classes, 0)}
+    if config.pool == "seq":
+        weights["head"]["score"] = _linear(rng, e, 1, 0)
     return weights
 
 

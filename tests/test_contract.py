@@ -14,7 +14,9 @@ def test_scratch_bytes_of_mcuformer_shaped_ops():
     assert contract.scratch_bytes("MCUF_ATTENTION", qkv_rank=48, **attention) == 65136
     assert contract.scratch_bytes("MCUF_MLP", embed=192, hidden=768, fc1_rank=0, fc2_rank=0) == 7872
     assert contract.scratch_bytes("MCUF_MLP", embed=192, hidden=768, fc1_rank=0, fc2_rank=96) == 8640
-    assert contract.scratch_bytes("MCUF_HEAD", embed=192) == 1152
+    assert contract.scratch_bytes("MCUF_HEAD", tokens=145, embed=192, pool=contract.POOL_MEAN) == 1152
+    # sequence pooling adds the int32 scores of the 145 tokens: 1152 + 4 * 145
+    assert contract.scratch_bytes("MCUF_HEAD", tokens=145, embed=192, pool=contract.POOL_SEQ) == 1732
 
 
 def test_segments_align_to_4_and_empty_ones_take_no_space():
@@ -47,15 +49,19 @@ def test_input_counts():
     assert contract.input_count("MCUF_PATCH_EMBED", {"has_cls": 1}) == 6
     assert contract.input_count("MCUF_ATTENTION", full) == 8 and contract.input_count("MCUF_ATTENTION", low) == 14
     assert contract.input_count("MCUF_MLP", {"fc1_rank": 0, "fc2_rank": 3}) == 12
-    assert contract.input_count("MCUF_HEAD", {}) == 5
+    assert contract.input_count("MCUF_HEAD", {"pool": contract.POOL_MEAN}) == 5
+    assert contract.input_count("MCUF_HEAD", {"pool": contract.POOL_SEQ}) == 6     # + score
 
 
 def test_make_options_names_every_option_once():
-    options = contract.make_options("MCUF_HEAD", pool=1, ln_eps=3, ln_zp=-2, pool_zp=-2, pool_mult=0, pool_shift=0)
-    assert list(options) == ["version", "pool", "ln_eps", "ln_zp", "pool_zp", "pool_mult", "pool_shift"]
-    assert options["version"] == 1 and contract.options_error("MCUF_HEAD", options) is None
+    options = contract.make_options("MCUF_HEAD", pool=1, ln_eps=3, ln_zp=-2, pool_zp=-2, pool_mult=0, pool_shift=0,
+                                    sm_mult=1 << 30, sm_shift=1)
+    assert list(options) == ["version", "pool", "ln_eps", "ln_zp", "pool_zp", "pool_mult", "pool_shift", "sm_mult",
+                             "sm_shift"]
+    assert options["version"] == 2 and contract.options_error("MCUF_HEAD", options) is None
     with pytest.raises(ValueError, match=r"missing \['pool_shift'\], unknown \['pool_shfit'\]"):
-        contract.make_options("MCUF_HEAD", pool=1, ln_eps=3, ln_zp=-2, pool_zp=-2, pool_mult=0, pool_shfit=0)
+        contract.make_options("MCUF_HEAD", pool=1, ln_eps=3, ln_zp=-2, pool_zp=-2, pool_mult=0, pool_shfit=0,
+                              sm_mult=1 << 30, sm_shift=1)
 
 
 def test_options_error_names_the_field():

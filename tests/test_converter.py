@@ -55,7 +55,7 @@ def _random_model(config):
     return model
 
 
-@pytest.mark.parametrize("pool", ["mean", "cls"])
+@pytest.mark.parametrize("pool", ["mean", "cls", "seq"])
 def test_float_mirror_matches_keras(pool):
     config = TINY.replace(pool=pool, qkv_rank=[6, 0], proj_rank=[0, 5], fc2_rank=[7, 0])
     model = _random_model(config)
@@ -75,6 +75,30 @@ def test_float_mirror_of_a_conv_tokenizer_matches_keras(patch, kernel):
     images = np.random.default_rng(2).random((3, 28, 28, 1)).astype(np.float32)
     assert arch == config and weights["patch_embed"]["kernel"].shape == (kernel, kernel, 1, 48)
     np.testing.assert_allclose(forward(arch, weights, images), model(images).numpy(), atol=1e-4)
+
+
+@pytest.mark.slow
+def test_sequence_pooling_int8_tracks_float(fashion_mnist):
+    """A tiny pool-seq ViT trained briefly: its int8 model (MCUF_HEAD pool 2) agrees with float on
+    2,000 test images within one point, and its learned token weights are not uniform (not a mean)."""
+    keras.utils.set_random_seed(0)
+    model = build_vit(TINY.replace(pool="seq"))
+    model.compile(optimizer=keras.optimizers.Adam(3e-3),
+                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    model.fit(fashion_mnist.x_train[:20000] / 255.0, fashion_mnist.y_train[:20000], epochs=3, batch_size=128,
+              verbose=0)
+    calib = fashion_mnist.x_train[np.random.default_rng(0).permutation(60000)[:300]] / 255.0
+    arch, weights, qmodel, _ = quantize_model(model, calib, ConvertOptions(), progress=False)
+    head = next(op for op in qmodel.ops if op.code == "MCUF_HEAD")
+    assert head.options["pool"] == 2 and qmodel.tensors[head.inputs[-1]].shape == (48,)
+    x, y = fashion_mnist.x_test[:2000], fashion_mnist.y_test[:2000]
+    float_acc = np.mean(model.predict(x / 255.0, batch_size=500, verbose=0).argmax(1) == y)
+    int8_acc = np.mean(run(qmodel, quantize_images(x / 255.0)).argmax(1) == y)
+    assert float_acc > 0.7
+    assert abs(float_acc - int8_acc) <= 0.01, (float_acc, int8_acc)
+    taps = {}
+    forward(arch, weights, x[:50] / 255.0, lambda name, value: taps.setdefault(name, value))
+    assert np.abs(taps["head.pooled"] - taps["head.h"].mean(axis=1)).max() > 0.1
 
 
 @pytest.mark.slow
@@ -105,7 +129,8 @@ def test_flatbuffer_round_trip_in_tflm_schema(converted, fashion_mnist):
     assert codes == {"MCUF_PATCH_EMBED", "MCUF_ATTENTION", "MCUF_MLP", "MCUF_HEAD"}
     for i in range(model.OperatorCodesLength()):
         oc = model.OperatorCodes(i)
-        version = 2 if oc.CustomCode() == b"MCUF_PATCH_EMBED" else 1      # SPEC 4: the patch embedding gained kernel
+        # SPEC 4: the patch embedding gained kernel, the head sequence pooling
+        version = 2 if oc.CustomCode() in (b"MCUF_PATCH_EMBED", b"MCUF_HEAD") else 1
         assert oc.BuiltinCode() == schema.BuiltinOperator.CUSTOM and oc.Version() == version
     g = model.Subgraphs(0)
     names = [g.Tensors(i).Name().decode() for i in range(g.TensorsLength())]
@@ -115,7 +140,7 @@ def test_flatbuffer_round_trip_in_tflm_schema(converted, fashion_mnist):
     assert image_q.ZeroPoint(0) == -128 and abs(image_q.Scale(0) - 1 / 255) < 1e-9
     for i in range(g.OperatorsLength()):
         options = flexbuffers.Loads(g.Operators(i).CustomOptionsAsNumpy().tobytes())
-        assert options == qmodel.ops[i].options and options["version"] == (2 if i == 0 else 1)
+        assert options == qmodel.ops[i].options and options["version"] == (2 if i in (0, g.OperatorsLength() - 1) else 1)
     meta = {model.Metadata(i).Name().decode(): model.Metadata(i).Buffer() for i in range(model.MetadataLength())}
     offline = np.frombuffer(model.Buffers(meta["OfflineMemoryAllocation"]).DataAsNumpy().tobytes(), np.int32)
     n = g.TensorsLength()
@@ -145,7 +170,8 @@ def test_options_hold_the_architecture_and_the_tensor_scales(converted):
     tensor = {t.name: t for t in qmodel.tensors}
     assert [op.code for op in qmodel.ops] == ["MCUF_PATCH_EMBED"] + ["MCUF_ATTENTION", "MCUF_MLP"] * 2 + ["MCUF_HEAD"]
     pe, attn0, mlp0, attn1, mlp1, head = (op.options for op in qmodel.ops)
-    assert pe["version"] == 2 and all(o["version"] == 1 for o in (attn0, mlp0, attn1, mlp1, head))
+    assert pe["version"] == head["version"] == 2 and all(o["version"] == 1 for o in (attn0, mlp0, attn1, mlp1))
+    assert (head["sm_mult"], head["sm_shift"]) == (1 << 30, 1)                  # mean pooling: unused (SPEC 2.4)
     assert (pe["patch"], pe["kernel"], pe["has_cls"], head["pool"]) == (7, 7, 0, 0)
     for attn in (attn0, attn1):
         assert (attn["heads"], attn["qkv_dim"], attn["qkv_rank"], attn["proj_rank"]) == (2, 48, 0, 0)

@@ -137,6 +137,8 @@ def test_random_ops_bit_exact_in_place_and_not(kernel_test, tmp_path):
               kc.attention_case(rng, t=3, e=7, heads=3, head_dim=3, qkv_rank=1, proj_rank=9),
               kc.mlp_case(rng, t=1, e=5, hidden=3, fc1_rank=2, fc2_rank=0),
               kc.head_case(rng, t=1, e=5, classes=1, pool=0),
+              kc.head_case(rng, t=1, e=5, classes=1, pool=2),          # sequence pooling of a lone token
+              kc.head_case(rng, t=30, e=7, classes=3, pool=2),
               kc.patch_embed_case(rng, h=3, w=3, c=2, patch=1, e=5, has_cls=1),
               kc.patch_embed_case(rng, h=8, w=4, c=3, patch=4, e=4, has_cls=0)]
     cases += conv_tokenizer_edges(rng)
@@ -152,7 +154,7 @@ def test_fashion_mnist_vits_bit_exact(kernel_test, fashion_mnist, tmp_path):
     images = quantize_images(np.asarray(fashion_mnist.x_test[:3], np.float64).reshape(-1, 28, 28, 1) / 255.0)
     rng = np.random.default_rng(11)
     cases = []
-    for image, (patch, has_cls, pool, e) in zip(images, [(4, 0, 0, 24), (7, 1, 1, 16), (4, 1, 0, 20)]):
+    for image, (patch, has_cls, pool, e) in zip(images, [(4, 0, 0, 24), (7, 1, 1, 16), (4, 0, 2, 20)]):
         cases += kc.chain_cases(rng, image[None], patch=patch, e=e, blocks=2, has_cls=has_cls, pool=pool)
     for image, (patch, kernel, e) in zip(images, [(4, 7, 24), (7, 9, 16), (2, 3, 4)]):   # conv tokenizers
         cases += kc.chain_cases(rng, image[None], patch=patch, kernel=kernel, e=e, blocks=1, has_cls=0, pool=0)
@@ -192,6 +194,7 @@ def _malformed(rng, base: kc.Case) -> list:
     variant(inputs=base.inputs[:-1])                                      # wrong tensor count
     variant(inputs=base.inputs + [base.inputs[-1]])
     variant(options={**base.options, "version": base.options["version"] + 1})   # wrong version
+    variant(options={**base.options, "version": base.options["version"] - 1})   # an older version
     key = sorted(base.options)[int(rng.integers(len(base.options)))]
     variant(options={k: v for k, v in base.options.items() if k != key})  # missing option
     variant(options={**base.options, key: "seven"})                       # not an integer
@@ -210,6 +213,8 @@ def _malformed(rng, base: kc.Case) -> list:
     variant(in_dtypes=wrong)
     if "kernel" in base.options:                                          # window smaller than its stride
         variant(options={**base.options, "kernel": base.options["patch"] - 1})
+    if base.options.get("pool") == 2:                                     # a score tensor without seq pooling
+        variant(options={**base.options, "pool": 0})
     return variants
 
 
@@ -307,6 +312,7 @@ def test_cmsis_nn_kernels_bit_exact_on_cortex_m7(fashion_mnist, tmp_path):
               kc.mlp_case(rng, t=2, e=5, hidden=3, fc1_rank=2, fc2_rank=0)]
     cases += kc.chain_cases(rng, image, patch=7, e=16, blocks=1, has_cls=1, pool=0)
     cases += kc.chain_cases(rng, image, patch=4, kernel=7, e=24, blocks=0, has_cls=0, pool=0)
+    cases += kc.chain_cases(rng, image, patch=4, e=20, blocks=1, has_cls=0, pool=2)   # sequence pooling
     cases += conv_tokenizer_edges(rng)
     cases = both_placements(cases)
     # MCUFormer-shaped blocks (240/20 + class token: 145 tokens of 192), in place

@@ -23,6 +23,9 @@ CONFIGS = {
                                   pool="mean"),
     "cls-full-rank": ArchConfig(image_size=28, channels=1, patch_size=4, embed_dim=20, num_classes=10,
                                 num_heads=(1,), qkv_dim=(16,), mlp_hidden=(40,), pool="cls"),
+    # sequence pooling (SPEC 2.4, pool 2): the head weights the tokens by a softmax of learned scores
+    "seq-pool": ArchConfig(image_size=28, channels=1, patch_size=7, embed_dim=24, num_classes=10,
+                           num_heads=(2,), qkv_dim=(24,), mlp_hidden=(48,), qkv_rank=(6,), pool="seq"),
     # the convolutional tokenizer (SPEC 2.1): 7x7 windows of stride 4, tokens over the image in place
     "conv-tokenizer": ArchConfig(image_size=28, channels=1, patch_size=4, patch_kernel=7, embed_dim=24,
                                  num_classes=10, num_heads=(2,), qkv_dim=(24,), mlp_hidden=(48,), fc1_rank=(8,)),

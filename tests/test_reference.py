@@ -123,15 +123,38 @@ def test_head_mean_pool_of_constant_tokens():
     x = np.array([[[7, 7, 7], [1, 1, 1], [-4, -4, -4], [0, 0, 0]]])      # d = 0: LN gives z_h + b_c
     fc = [np.eye(3, dtype=np.int8), np.zeros(3, np.int32), np.tile(np.array(ONE, np.int32), (3, 1))]
     m, s = quantize_multiplier(1.0 / 4)
-    options = {"version": 1, "pool": 0, "ln_eps": 0, "ln_zp": 5, "pool_zp": -1, "pool_mult": m, "pool_shift": s}
+    options = {"version": 2, "pool": 0, "ln_eps": 0, "ln_zp": 5, "pool_zp": -1, "pool_mult": m, "pool_shift": s,
+               "sm_mult": 1 << 30, "sm_shift": 1}
     assert R.head([x, ln] + fc, options, 0, 0).tolist() == [[2, -3, -1]]
     options.update(pool=1)                              # class token: pooled = LN(last token), zp z_h
     assert R.head([x, ln] + fc, options, 0, 0).tolist() == [[8, 3, 5]]
 
 
+def _seq_head(x, score, sm_shift, pool_real):
+    """MCUF_HEAD pool seq on E = 2 tokens [v, -v]: LN gives z_h + sign(v) * [1, -1] (rows 2^30, -15: 0.5 * 2^-15
+    of n = +-2^16), z_h 5, pool_zp -1, identity classifier."""
+    ln = np.array([[1 << 30, -15, 0]] * 2, np.int32)
+    fc = [np.eye(2, dtype=np.int8), np.zeros(2, np.int32), np.tile(np.array(ONE, np.int32), (2, 1))]
+    m, s = quantize_multiplier(pool_real)
+    options = {"version": 2, "pool": 2, "ln_eps": 0, "ln_zp": 5, "pool_zp": -1, "pool_mult": m, "pool_shift": s,
+               "sm_mult": 1 << 30, "sm_shift": sm_shift}
+    return R.head([np.array([x]), ln] + fc + [np.array(score, np.int8)], options, 0, 0).tolist()
+
+
+def test_head_seq_pool_weights_tokens_by_softmax_of_scores():
+    # scores a = 100 * h[0]: token 1 ([4, -4]) leads by 200; 200 * 2^30 / 2^20 caps x at 4095, e = 0 for the
+    # others, so token 1 alone has weight 32768: pooled = -1 + [1, -1] with pool_mult 1/32768
+    assert _seq_head([[-3, 3], [4, -4], [-1, 1]], [100, 0], 20, 1 / 32768) == [[0, -2]]
+    # scores h[0]: a difference of 2, x = 2 * 2^30 / 2^23 = 256 (half), e = [32768, 16384], r = 2^46 // 49152,
+    # p = [21845, 10923]; sum[0] = 21845 - 10923 = 10922, / 1024 = 10.67 -> 11; pooled = -1 + [11, -11]
+    assert _seq_head([[4, -4], [-4, 4]], [1, 0], 23, 1 / 1024) == [[10, -12]]
+    # equal scores (score 0): p = 32768 / 4 each, the mean: sum[0] = 8192 * (1 - 1 + 1 + 1) / 8192 = 2
+    assert _seq_head([[4, -4], [-4, 4], [2, -2], [9, -9]], [0, 0], 20, 1 / 8192) == [[1, -3]]
+
+
 def test_rejects_unknown_version():
     with pytest.raises(ValueError, match="version"):
-        R.run_op("MCUF_HEAD", [], {"version": 2}, 0, 0)
+        R.run_op("MCUF_HEAD", [], {"version": 1}, 0, 0)
 
 
 def _random_linear(rng, n_in, n_out, rank):

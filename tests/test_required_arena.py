@@ -26,6 +26,9 @@ DEMO_SHAPE = ArchConfig(image_size=28, channels=1, patch_size=7, embed_dim=48, n
 CLS_RGB = ArchConfig(image_size=32, channels=3, patch_size=4, embed_dim=48, num_classes=10,
                      num_heads=[1, 3], qkv_dim=[16, 48], mlp_hidden=[96, 64], qkv_rank=[8, 0],
                      proj_rank=[4, 0], fc1_rank=[0, 16], fc2_rank=[0, 12], pool="cls")
+# Sequence pooling (SPEC 2.4): the head's scratch holds the 49 tokens' scores too, and its graph a `score` tensor.
+SEQ_POOL = ArchConfig(image_size=28, channels=1, patch_size=4, embed_dim=32, num_classes=10, num_heads=[2, 1],
+                      qkv_dim=[32, 16], mlp_hidden=[64, 32], qkv_rank=[8, 0], pool="seq")
 SPACE = SearchSpace.load(Path(__file__).resolve().parent.parent / "configs" / "spaces" / "fmnist.yaml")
 TECHNIQUES = [Techniques(True, pd, to) for pd in (False, True) for to in (False, True)]
 
@@ -126,7 +129,8 @@ def _check_host_minimum(root, tmp_path, name, config, techniques=Techniques()) -
 @pytest.mark.tflm
 def test_host_smallest_arena_is_the_prediction(tmp_path):
     """x86_64 (pointer 8): the demo's subnet, a class-token RGB one and 22 random subnets
-    of the fmnist space (2-4 blocks, all rank mixes, every technique set)."""
+    of the fmnist space (2-4 blocks, all rank mixes, every technique set); sequence pooling in
+    test_sequence_pooling_model_in_tflm_equals_reference_with_the_planned_arena."""
     from tests.tflm_fixtures import tflm_root_or_skip
 
     root = tflm_root_or_skip()
@@ -153,12 +157,23 @@ CONV_TOKENIZERS = {
 @pytest.mark.tflm
 @pytest.mark.parametrize("name", sorted(CONV_TOKENIZERS))
 def test_conv_tokenizer_model_in_tflm_equals_reference_with_the_planned_arena(name, tmp_path):
+    _check_in_tflm(name, CONV_TOKENIZERS[name], tmp_path)
+
+
+@pytest.mark.tflm
+def test_sequence_pooling_model_in_tflm_equals_reference_with_the_planned_arena(tmp_path):
+    _check_in_tflm("seq_pool", SEQ_POOL, tmp_path)
+
+
+def _check_in_tflm(name, config, tmp_path):
+    """The host runner's logits equal the reference's, the flash model the file size within 0.5%,
+    arena_used_bytes the plan, and the smallest arena by bisection the prediction."""
     from converter.interpreter import run_tflite
     from deploy.host import run_host
     from memory_model.memory import model_flash_bytes
     from tests.tflm_fixtures import tflm_root_or_skip
 
-    root, config = tflm_root_or_skip(), CONV_TOKENIZERS[name]
+    root = tflm_root_or_skip()
     path = tmp_path / f"{name}.tflite"
     path.write_bytes(custom_model(config))
     assert abs(model_flash_bytes(config) - path.stat().st_size) <= 0.005 * path.stat().st_size

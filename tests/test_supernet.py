@@ -12,13 +12,16 @@ from common.errors import UserError
 from test_space import IMAGENET, tiny
 
 
-@pytest.fixture(scope="module", params=["mean", "cls", "conv_tokenizer"])
+@pytest.fixture(scope="module", params=["mean", "cls", "seq", "conv_tokenizer"])
 def net(request):
-    """Supernets of plain patch embeddings (mean and cls pooling) and of convolutional tokenizers
+    """Supernets of plain patch embeddings (mean, cls and sequence pooling) and of convolutional tokenizers
     (every window 3 pixels wider than its patch: 7x7 and 11x11, SPEC 2.1)."""
     settings = {"pool": "mean", "patch_overlap": 3} if request.param == "conv_tokenizer" else {"pool": request.param}
     space = SearchSpace.from_dict(tiny(channels=3, num_classes=5, **settings))
-    return Supernet(space, seed=1)
+    net = Supernet(space, seed=1)
+    if request.param == "seq":     # scores far from uniform, so pooling weights differ per token and channel slice
+        net.head.score_kernel.assign(np.random.default_rng(3).normal(0, 3, net.head.score_kernel.shape))
+    return net
 
 
 def images(size, n=3, seed=0):

@@ -17,7 +17,8 @@ from typing import NamedTuple
 import numpy as np
 
 VERSION = 1                        # OperatorCode.version and the "version" option (SPEC 4) of the ops
-# not listed in VERSIONS; MCUF_PATCH_EMBED 2 added option `kernel` (the convolutional tokenizer).
+# not listed in VERSIONS; MCUF_PATCH_EMBED 2 added option `kernel` (the convolutional tokenizer),
+# MCUF_HEAD 2 sequence pooling (pool 2: options sm_mult, sm_shift and the `score` tensor).
 INT32_MAX = (1 << 31) - 1
 MAX_SIZE = 65535                   # every size: T, E, P*P*C, heads, dims, ranks
 MAX_PATCH = 4096
@@ -50,8 +51,12 @@ def _multiplier(prefix: str) -> tuple:
 
 
 _VERSION = Option("version", VERSION, VERSION)
-VERSIONS = {"MCUF_PATCH_EMBED": 2, "MCUF_ATTENTION": VERSION, "MCUF_MLP": VERSION, "MCUF_HEAD": VERSION}
+VERSIONS = {"MCUF_PATCH_EMBED": 2, "MCUF_ATTENTION": VERSION, "MCUF_MLP": VERSION, "MCUF_HEAD": 2}
 _LN = (Option("ln_eps", 0, LN_EPS_MAX), _zero_point("ln_zp"))
+_SOFTMAX = (Option("sm_mult", 1 << 30, INT32_MAX), Option("sm_shift", 1, 62))   # SPEC 1.3's (M, S)
+# MCUF_HEAD `pool` values (SPEC 2.4).
+POOL_MEAN, POOL_CLS, POOL_SEQ = 0, 1, 2
+POOL_CODES = {"mean": POOL_MEAN, "cls": POOL_CLS, "seq": POOL_SEQ}
 
 # Options of each op, in the order of the C kSpecs tables (SPEC 2.1-2.4).
 OPTIONS = {
@@ -60,12 +65,12 @@ OPTIONS = {
     "MCUF_ATTENTION": (_VERSION, Option("heads", 1, MAX_SIZE), Option("qkv_dim", 1, MAX_SIZE),
                        Option("qkv_rank", 0, MAX_SIZE), Option("proj_rank", 0, MAX_SIZE), *_LN,
                        _zero_point("qkv_t_zp"), _zero_point("proj_t_zp"),
-                       Option("sm_mult", 1 << 30, INT32_MAX), Option("sm_shift", 1, 62),
-                       *_multiplier("ctx"), *_multiplier("res")),
+                       *_SOFTMAX, *_multiplier("ctx"), *_multiplier("res")),
     "MCUF_MLP": (_VERSION, Option("hidden", 1, MAX_SIZE), Option("fc1_rank", 0, MAX_SIZE),
                  Option("fc2_rank", 0, MAX_SIZE), *_LN, _zero_point("fc1_t_zp"), _zero_point("fc2_t_zp"),
                  _zero_point("fc1_zp"), _zero_point("gelu_zp"), *_multiplier("res")),
-    "MCUF_HEAD": (_VERSION, Option("pool", 0, 1), *_LN, _zero_point("pool_zp"), *_multiplier("pool")),
+    "MCUF_HEAD": (Option("version", 2, 2), Option("pool", POOL_MEAN, POOL_SEQ), *_LN, _zero_point("pool_zp"),
+                  *_multiplier("pool"), *_SOFTMAX),
 }
 OPS = tuple(OPTIONS)
 
@@ -85,7 +90,7 @@ OPDATA_BYTES = {"MCUF_PATCH_EMBED": 72, "MCUF_ATTENTION": 96, "MCUF_MLP": 88, "M
 # Type of each named constant input; a linear layer is weights, bias, rq (full rank) or
 # those of its factor V then of U (low rank).
 TENSOR_TYPES = {"weights": "int8", "bias": "int32", "rq": "int32", "ln": "int32", "pos": "int8",
-                "cls": "int8", "gelu_lut": "int8"}
+                "cls": "int8", "gelu_lut": "int8", "score": "int8"}
 LINEAR_FACTOR = ("weights", "bias", "rq")
 # Linear layers of each op in input order, with the option holding their rank (None: always full).
 LINEARS = {"MCUF_PATCH_EMBED": (("patch", None),), "MCUF_ATTENTION": (("qkv", "qkv_rank"), ("proj", "proj_rank")),
@@ -97,7 +102,7 @@ def linear_tensor_count(rank: int) -> int:
     return 6 if rank else 3
 
 
-# Inputs besides the linear layers: image and pos (+ cls); x and ln (+ gelu_lut).
+# Inputs besides the linear layers: image and pos (+ cls); x and ln (+ gelu_lut; + score for pool seq).
 _OTHER_INPUTS = {"MCUF_PATCH_EMBED": 2, "MCUF_ATTENTION": 2, "MCUF_MLP": 3, "MCUF_HEAD": 2}
 
 
@@ -105,7 +110,8 @@ def input_count(code: str, options) -> int:
     """Number of input tensors of an op with these (valid) options."""
     linears = sum(linear_tensor_count(int(options[rank]) if rank else 0) for _, rank in LINEARS[code])
     has_cls = int(options["has_cls"]) if code == "MCUF_PATCH_EMBED" else 0
-    return linears + _OTHER_INPUTS[code] + has_cls
+    has_score = int(code == "MCUF_HEAD" and int(options["pool"]) == POOL_SEQ)
+    return linears + _OTHER_INPUTS[code] + has_cls + has_score
 
 
 # ---- scratch (SPEC 0 and 2) ---------------------------------------------------------------
@@ -153,8 +159,8 @@ def mlp_scratch(*, embed, hidden, fc1_rank, fc2_rank, **_) -> list:
             ("g_packed", packed_bytes(hidden))]
 
 
-def head_scratch(*, embed, **_) -> list:
-    return [("h", embed), ("sum", 4 * embed), ("pooled", embed)]
+def head_scratch(*, embed, tokens, pool, **_) -> list:
+    return [("h", embed), ("sum", 4 * embed), ("pooled", embed), ("a", 4 * tokens if pool == POOL_SEQ else 0)]
 
 
 # Each op's one scratch buffer as (segment, bytes) in order, from its options and dims (`op_dims`).

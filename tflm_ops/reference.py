@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .contract import check_options, linear_tensor_count
+from .contract import POOL_CLS, POOL_SEQ, check_options, linear_tensor_count
 from .fixedpoint import EXP2_Q15, isqrt, mbqm, mbqm_rq, sat8
 
 _EXACT_LIMIT = float(1 << 53)
@@ -183,12 +183,18 @@ def head(inputs, options, in_zp, out_zp) -> np.ndarray:
     x, ln = inputs[0], inputs[1]
     z_h = int(options["ln_zp"])
     h = layer_norm(x, ln, options["ln_eps"], z_h)
-    if int(options["pool"]) == 0:
-        total = (h - z_h).sum(axis=1)
+    pool = int(options["pool"])
+    if pool == POOL_CLS:
+        pooled = h[:, -1, :]
+    else:
+        if pool == POOL_SEQ:             # Q15 token weights of the scores h . score (SPEC 2.4)
+            scores = _exact_matmul(h, np.asarray(inputs[5], np.int64)[:, None])[..., 0]
+            weights = softmax_q15(scores, options["sm_mult"], options["sm_shift"])
+            total = _exact_matmul(weights[:, None, :], h - z_h)[:, 0, :]
+        else:
+            total = (h - z_h).sum(axis=1)
         pooled = sat8(int(options["pool_zp"]) + mbqm(total, int(options["pool_mult"]),
                                                       int(options["pool_shift"])))
-    else:
-        pooled = h[:, -1, :]
     return linear(pooled, inputs[2:5], 0, out_zp).astype(np.int8)
 
 

@@ -28,6 +28,29 @@ class Rejected(ValueError):
     pass
 
 
+_FBT_MAP = 9
+
+
+def read_options(raw: bytes):
+    """An op's FlexBuffer `custom_options` as a dict the way TFLM's flexbuffers.h reads it, or None
+    when that is no map. flexbuffers.h reads a map's keys byte width as one byte (`Map::Keys` casts
+    it to uint8_t), so garbage in that field's upper bytes is ignored there and here."""
+    from flatbuffers import flexbuffers
+    data = bytearray(raw)
+    try:
+        root_width, packed = data[-1], data[-2]
+        if packed >> 2 == _FBT_MAP and root_width in (1, 2, 4, 8):
+            root = len(data) - 2 - root_width
+            width = 1 << (packed & 3)
+            field = root - int.from_bytes(data[root:root + root_width], "little") - 2 * width
+            if 0 <= field and field + width <= root:
+                data[field + 1:field + width] = bytes(width - 1)
+        options = flexbuffers.Loads(bytes(data))
+    except Exception:   # corrupt FlexBuffer bytes fail in many ways
+        return None
+    return dict(options) if isinstance(options, dict) else None
+
+
 def prepare_error(code: str, options, inputs, output) -> str | None:
     """The first reason Prepare rejects the op, or None."""
     try:
@@ -162,7 +185,9 @@ def _head(o, inputs, output) -> None:
         raise Rejected(f"x must be [1, T, E] and logits [1, K] with T, E, K <= {C.MAX_SIZE}, "
                        f"got {list(x)} and {list(y)}")
     _layer_norm(inputs, 1, x[2])
-    _linear(inputs, 2, "fc", 0, x[2], y[1])
+    after = _linear(inputs, 2, "fc", 0, x[2], y[1])
+    if int(o["pool"]) == C.POOL_SEQ:
+        _expect(inputs, after, "score", (x[2],))
 
 
 _CHECKS = {"MCUF_PATCH_EMBED": _patch_embed, "MCUF_ATTENTION": _attention, "MCUF_MLP": _mlp, "MCUF_HEAD": _head}

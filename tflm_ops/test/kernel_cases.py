@@ -111,13 +111,7 @@ _TYPE_NAMES = {9: "int8", 2: "int32", 1: "float32"}
 
 def prepare_error(case: Case) -> str | None:
     """Why the kernel's Prepare rejects the case according to tflm_ops/validity.py, or None."""
-    if case.raw_options is not None:
-        try:
-            options = flexbuffers.Loads(case.raw_options)
-        except Exception:   # corrupt FlexBuffer bytes fail in many ways
-            options = None
-    else:
-        options = case.options
+    options = validity.read_options(case.raw_options) if case.raw_options is not None else case.options
     inputs = []
     for i, array in enumerate(case.inputs):
         type_id = case.in_dtypes[i] if i < len(case.in_dtypes) else None
@@ -254,12 +248,22 @@ def head_case(rng, x=None, x_zp=None, *, t=None, e=None, classes=None, pool=None
     in_zp = int(np.round(np.mean(x))) if x_zp is None else x_zp
     t, e = x.shape[1], x.shape[2]
     classes = classes or int(rng.choice([2, 10, 17]))
-    pool = int(rng.integers(0, 2)) if pool is None else pool
-    ln_zp = _zp(rng)
-    pool_m, pool_s = quantize_multiplier(rng.uniform(0.5, 2.0) / t)
-    options = contract.make_options("MCUF_HEAD", pool=pool, ln_eps=int(rng.integers(0, 5000)), ln_zp=ln_zp,
-                                    pool_zp=_zp(rng) if pool == 0 else ln_zp, pool_mult=pool_m, pool_shift=pool_s)
-    inputs = [x, ln_table(rng, e), *linear_tensors(rng, e, classes, 0)]
+    pool = int(rng.integers(0, 3)) if pool is None else pool
+    ln_zp, ln_eps, ln = _zp(rng), int(rng.integers(0, 5000)), ln_table(rng, e)
+    seq = pool == contract.POOL_SEQ
+    pool_m, pool_s = quantize_multiplier(rng.uniform(0.5, 2.0) / (32768 if seq else t))
+    inputs = [x, ln, *linear_tensors(rng, e, classes, 0)]
+    sm_mult, sm_shift = 1 << 30, 1
+    if seq:
+        score = rng.integers(-127, 128, e).astype(np.int8)
+        scores = reference.layer_norm(x, ln, ln_eps, ln_zp)[0].astype(np.int64) @ score
+        spread = max(int(scores.max() - scores.min()), 1)       # map it to 0.3 .. 3 x 1024 Q8 log2 units
+        sm_mult, shift = quantize_multiplier(1024.0 / spread * rng.uniform(0.3, 3.0))
+        sm_shift = 31 - shift                                    # SPEC 1.3: M / 2^S
+        inputs.append(score)
+    options = contract.make_options("MCUF_HEAD", pool=pool, ln_eps=ln_eps, ln_zp=ln_zp,
+                                    pool_zp=ln_zp if pool == contract.POOL_CLS else _zp(rng), pool_mult=pool_m,
+                                    pool_shift=pool_s, sm_mult=sm_mult, sm_shift=sm_shift)
     return Case("MCUF_HEAD", inputs, options, in_zp, _zp(rng), (1, classes))
 
 
