@@ -81,3 +81,35 @@ def test_a_model_forced_into_qspi_runs_bit_exact_in_the_qemu_twin(converted, fas
     reference = np.asarray(run_tflite(converted / "model.tflite", images), np.int8)
     assert result["qemu"]["outputs"] == reference.tolist()
     assert result["qemu"]["arena_used_bytes"] == report["planned_arena_bytes"]
+
+
+_TINY_PROGRAM = """
+__attribute__((section(".mcuformer_ext_weights"), aligned(16))) const unsigned char g_model[64] = {1, 2, 3};
+volatile int sink = 1;
+void mcuf_platform_exit(int s) { (void)s; for (;;) {} }
+void mcuf_platform_write(const char* s) { (void)s; }
+int main(void) { return g_model[sink]; }
+"""
+
+
+@pytest.mark.parametrize("board_name", ["stm32f746g-disco", "stm32h743i-eval"])
+def test_each_boards_linker_script_puts_the_section_at_its_profiles_base(board_name, tmp_path):
+    """A tiny program with the startup code, linked with the board's script (the full app is built for
+    stm32f746g-disco above): the section lands at the external base the board profile names."""
+    import subprocess
+
+    from common.boards import load_board
+    from deploy import app, tflm_make
+    from deploy.app import section_table
+
+    arm_or_skip()
+    board = load_board(board_name)
+    (tmp_path / "tiny.c").write_text(_TINY_PROGRAM)
+    elf = tmp_path / "tiny.elf"
+    subprocess.run(["arm-none-eabi-gcc", "-mcpu=cortex-m7", "-mthumb", "-O1", f"-I{tflm_make.PROJECT_ROOT}",
+                    f"-L{tflm_make.MAKE_DIR}", f"-T{app.LINKER_SCRIPTS[board_name]}", "-nostartfiles",
+                    "--specs=nano.specs", "--specs=nosys.specs", str(tmp_path / "tiny.c"),
+                    str(tflm_make.MAKE_DIR / "startup_cortex_m.c"), "-o", str(elf)], check=True)
+    sections = section_table(elf)
+    assert sections[".mcuformer_ext_weights"] == (64, board.external_flash.base)
+    assert sections[".isr_vector"][1] == 0x0800_0000                 # boots from internal flash
