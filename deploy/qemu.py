@@ -54,6 +54,25 @@ def symbol_address(elf: Path, name: str) -> int:
     raise UserError(f"{elf} has no symbol {name}; rebuild it with `mcuformer build`")
 
 
+def _command(elf: Path, machine: str, log: Path) -> list:
+    return [qemu_binary(), "-M", machine, "-nographic", "-monitor", "none", "-serial", "none",
+            "-chardev", f"file,id=semihosting,path={log}",
+            "-semihosting-config", "enable=on,target=native,chardev=semihosting", "-kernel", str(elf)]
+
+
+def run_semihosting(elf: Path, machine: str = "mps2-an500", timeout: int = 300) -> str:
+    """What a program writes through semihosting under QEMU (any program; no instruction count)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        log = Path(tmp) / "semihosting.txt"
+        try:
+            proc = subprocess.run(_command(elf, machine, log), capture_output=True, text=True, timeout=timeout)
+        except subprocess.TimeoutExpired:
+            raise UserError(f"QEMU did not finish {elf} within {timeout} s") from None
+        if proc.returncode != 0:
+            raise UserError(f"QEMU exited with status {proc.returncode} on {elf}: {proc.stderr.strip()[-300:]}")
+        return log.read_text() if log.exists() else ""
+
+
 INVOKE_MARKERS = ("mcuf_invoke_begin", "mcuf_invoke_end")
 MODEL_CHECK_MARKERS = ("mcuf_model_check_begin", "mcuf_model_check_end")   # the CRC-32 check at boot
 
@@ -65,9 +84,7 @@ def run_qemu(elf: Path, machine: str = "mps2-an500", count_instructions: bool = 
     `markers`: the app's begin/end functions to count between (MODEL_CHECK_MARKERS: the boot check)."""
     with tempfile.TemporaryDirectory() as tmp:
         counts, log = Path(tmp) / "insns.txt", Path(tmp) / "semihosting.txt"
-        cmd = [qemu_binary(), "-M", machine, "-nographic", "-monitor", "none", "-serial", "none",
-               "-chardev", f"file,id=semihosting,path={log}",
-               "-semihosting-config", "enable=on,target=native,chardev=semihosting", "-kernel", str(elf)]
+        cmd = _command(elf, machine, log)
         plugin = plugin_path() if count_instructions else None
         if plugin is not None:
             begin, end = (symbol_address(elf, s) for s in markers)

@@ -57,8 +57,18 @@ def cortex_m_target(target_arch: str = "cortex-m7+fp", fpu: str = "fpv5-sp-d16")
 
 def project_python_env() -> dict:
     """The environment for TFLM's Makefile and scripts: they run `python3` scripts that need
-    numpy and Pillow, so this project's interpreter comes first on PATH, whatever the user's PATH."""
-    return dict(os.environ, PATH=os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]))
+    numpy and Pillow, so this project's interpreter comes first on PATH, whatever the user's PATH.
+    A UserError when that interpreter is not there as `python3` or lacks them."""
+    import importlib.util
+
+    bin_dir = Path(sys.executable).parent
+    missing = [name for name, module in (("numpy", "numpy"), ("Pillow", "PIL"))
+               if importlib.util.find_spec(module) is None]
+    if not (bin_dir / "python3").exists() or missing:
+        lacks = f"lacks {' and '.join(missing)}" if missing else f"is not {bin_dir / 'python3'}"
+        raise UserError(f"TFLM's build scripts run this project's Python, and {sys.executable} {lacks}; "
+                        f"run `make setup` (a .venv with requirements.txt) and use .venv/bin/mcuformer")
+    return dict(os.environ, PATH=os.pathsep.join([str(bin_dir), os.environ.get("PATH", "")]))
 
 
 def build_root(root: Path) -> Path:
@@ -104,6 +114,7 @@ def run_make(root: Path, target: Target, goal: str, variables: dict, what: str) 
     """One make run of TFLM's Makefile plus mcuformer.mk, with a progress bar."""
     from tqdm import tqdm
 
+    env = project_python_env()        # before anything is written
     base = build_root(root)
     log_path = base / "logs" / f"{target.key}-{re.sub(r'[^A-Za-z0-9_.-]', '_', what)}.log"
     log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -115,7 +126,7 @@ def run_make(root: Path, target: Target, goal: str, variables: dict, what: str) 
     with target_lock(root, target), open(log_path, "w") as log, \
             tqdm(desc=f"{what} ({target.key})", unit=" files", leave=False) as bar:
         log.write(" ".join(cmd) + "\n")
-        proc = subprocess.Popen(cmd, cwd=root, env=project_python_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        proc = subprocess.Popen(cmd, cwd=root, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         for line in proc.stdout:
             log.write(line)
             if " -c " in line:
@@ -185,6 +196,7 @@ def main(argv=None) -> int:
 
     or_skip = "--or-skip" in (sys.argv[1:] if argv is None else argv)
     try:
+        project_python_env()          # no interpreter for TFLM's scripts: say so before cloning anything
         root = tflm.ensure_tflm()
         build_library(root, HOST)
         build_library(root, cortex_m_target())

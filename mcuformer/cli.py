@@ -15,7 +15,7 @@ from . import __version__
 from common.errors import UserError
 
 # Subcommands that never load TensorFlow (they start faster without it).
-WITHOUT_TENSORFLOW = {"build", "arduino-lib", "report"}
+WITHOUT_TENSORFLOW = {"build", "arduino-lib", "export-cmake", "report"}
 
 COMMANDS = {
     "train-supernet": ("train_supernet", "train the weight-sharing ViT supernet"),
@@ -27,7 +27,8 @@ COMMANDS = {
     "verify": ("verify", "run a converted model in the Python reference / TFLM and compare"),
     "report": ("report", "per-op arena, flash, MACs and instruction estimate of a converted model"),
     "build": ("build", "build the TFLM example app for the host or a board"),
-    "arduino-lib": ("arduino_lib", "write an Arduino-style library for a converted model"),
+    "arduino-lib": ("arduino_lib", "write a self-contained Arduino / PlatformIO library for a converted model"),
+    "export-cmake": ("export_cmake", "write a CMake package (target mcuformer::model) for a converted model"),
     "demo": ("demo", "the whole pipeline on Fashion-MNIST at tiny settings"),
 }
 

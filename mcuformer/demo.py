@@ -81,13 +81,23 @@ def _stage_args(out: Path, s: DemoSettings, budget: list, data: str, qemu: bool)
                      "--eval", str(s.eval_images), "--force"]),
         ("verify", ["verify", str(model), "--images", str(s.verify_images), "--data", data, "--json",
                     *(["--qemu"] if qemu else [])]),
+        *[(name, [name, str(model), "--out", str(out / folder), "--data", data, "--force"])
+          for name, folder in PACKAGES.items() if _tflm_available()],
     ]
 
 
-def _qemu_available() -> bool:
+# The deployment packages the demo writes (they bundle TFLM, so only where its tree is).
+PACKAGES = {"arduino-lib": "MCUFormerModel", "export-cmake": "MCUFormerModel-cmake"}
+
+
+def _tflm_available() -> bool:
     from deploy.tflm import find_tflm
 
-    return bool(shutil.which("qemu-system-arm") and shutil.which("arm-none-eabi-g++") and find_tflm())
+    return find_tflm() is not None
+
+
+def _qemu_available() -> bool:
+    return bool(shutil.which("qemu-system-arm") and shutil.which("arm-none-eabi-g++") and _tflm_available())
 
 
 def _run_stage(argv: list) -> object:
@@ -191,6 +201,9 @@ def run_demo(out, full: bool = False, board: str | None = None, sram: str | None
     shutil.copyfile(out / "search" / "pareto.png", out / "pareto.png")
     summary = summarize(out, verify_result, budget.to_dict())
     summary["stage_seconds"] = {k: v["seconds"] for k, v in state["done"].items()}
+    from deploy.package_sources import tree_bytes
+    summary["packages"] = {name: {"folder": folder, "bytes": tree_bytes(out / folder)}
+                           for name, folder in PACKAGES.items() if (out / folder).is_dir()}
     atomic.write_json(out / "summary.json", summary)
     return summary
 

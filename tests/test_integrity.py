@@ -193,8 +193,11 @@ def test_a_folder_without_or_with_two_crcs_is_one_line(model_dir, tmp_path):
     assert_one_line_error(proc, "records no CRC-32 of its model", "convert the model again")
 
 
+@pytest.mark.tflm
 def test_arduino_classifier_checks_the_crc_in_begin(model_dir, tmp_path):
     from deploy.arduino_lib import write_arduino_library
+
+    tflm_root_or_skip()                    # the library bundles TFLM
 
     lib = write_arduino_library(model_dir, tmp_path / "lib", name="Checked", num_images=1)
     source = (lib / "src" / "Checked.cpp").read_text()
