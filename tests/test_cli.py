@@ -12,10 +12,10 @@ def test_help_lists_every_subcommand():
     proc = run_cli("--help")
     assert proc.returncode == 0
     for name in ["train-supernet", "evolve-space", "search", "train-teacher", "finetune", "convert", "verify",
-                 "report", "build", "arduino-lib", "demo"]:
+                 "report", "build", "arduino-lib", "export-cmake", "demo"]:
         assert name in proc.stdout
     assert set(COMMANDS) == {"train-supernet", "evolve-space", "search", "train-teacher", "finetune", "convert",
-                             "verify", "report", "build", "arduino-lib", "demo"}
+                             "verify", "report", "build", "arduino-lib", "export-cmake", "demo"}
 
 
 def test_console_script_is_installed():
@@ -52,6 +52,7 @@ _BAD_ARGUMENTS = [
     (["report", "nowhere", "--board", "stm32f746"], "not a converted model folder"),
     (["build", "nowhere", "--board", "no_such_board"], "unknown board"),
     (["arduino-lib", "nowhere", "--out", "lib"], "not a converted model folder"),
+    (["export-cmake", "nowhere", "--out", "pkg"], "not a converted model folder"),
     (["demo", "--sram", "-5", "--out", "d"], "--sram"),
     (["demo", "--data", "no_such_folder", "--out", "d"], "no_such_folder"),
 ]
@@ -96,7 +97,7 @@ def test_every_command_checks_its_arguments_before_tensorflow_loads(tmp_path):
         assert fragment in lines[0], (argv, lines[0])
         assert not tensorflow_loaded, f"{argv[0]} imported TensorFlow before failing on a bad argument"
     assert sorted({argv[0] for argv, _ in _BAD_ARGUMENTS}) == sorted(COMMANDS)
-    assert not any(p.name in ("o", "d", "lib") for p in tmp_path.iterdir())      # nothing written
+    assert not any(p.name in ("o", "d", "lib", "pkg") for p in tmp_path.iterdir())      # nothing written
 
 
 def test_a_keras3_model_is_named_with_what_is_accepted(tmp_path):
