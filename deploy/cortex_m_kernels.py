@@ -31,9 +31,9 @@ def build_driver(root: Path, cases_bytes: bytes) -> Path:
     gen = tflm_make.build_root(root) / "mcuformer" / target.key / "gen" / name
     gen.mkdir(parents=True, exist_ok=True)
     header, body = c_array(cases_bytes, "mcuf_cases")
-    for name, text in (("model_data.h", header), ("kernel_cases.cc", body)):
-        if not (gen / name).exists() or (gen / name).read_text() != text:   # keep mtimes for make
-            (gen / name).write_text(text)
+    for file_name, text in (("model_data.h", header), ("kernel_cases.cc", body)):
+        if not (gen / file_name).exists() or (gen / file_name).read_text() != text:   # keep mtimes for make
+            (gen / file_name).write_text(text)
     sources = [DRIVER, gen / "kernel_cases.cc", app.PLATFORM_DIR / app.PLATFORM_SOURCES["qemu-m7"],
                app.PLATFORM_DIR / "markers.c", tflm_make.MAKE_DIR / "startup_cortex_m.c"]
     ldflags = [f"-L{tflm_make.MAKE_DIR}", f"-T{app.LINKER_SCRIPTS['qemu-m7']}", "-nostartfiles",
