@@ -89,7 +89,7 @@ inline __attribute__((always_inline)) void DotPackedN(const int8_t* w, const int
   int32_t g = 0;
 #if defined(CMSIS_NN) && defined(ARM_MATH_DSP)
   // Per four columns: one weight load and two SXTB16 for NB tokens' two SMLADs
-  // each (one LDRD of their packed halves); two groups per pass.
+  // each (one LDRD of their packed halves); four or eight groups per pass.
   auto group = [&](int32_t w4) {
     const int32_t w_even = SXTB16(w4), w_odd = SXTB16_RORn((uint32_t)w4, 8);
 #pragma GCC unroll 4
@@ -100,14 +100,19 @@ inline __attribute__((always_inline)) void DotPackedN(const int8_t* w, const int
       acc[t] = SMLAD(w_odd, x13, acc[t]);
     }
   };
-  for (; g + 1 < groups; g += 2) {
+  if (NB == kTokenBatch) {  // the hot case: eight groups per pass
+    for (; g + 7 < groups; g += 8) {
+#pragma GCC unroll 8
+      for (int k = 0; k < 8; ++k) group(arm_nn_read_s8x4_ia(&w));
+    }
+  }
+  for (; g + 3 < groups; g += 4) {
+    group(arm_nn_read_s8x4_ia(&w));
+    group(arm_nn_read_s8x4_ia(&w));
     group(arm_nn_read_s8x4_ia(&w));
     group(arm_nn_read_s8x4_ia(&w));
   }
-  if (g < groups) {
-    group(arm_nn_read_s8x4_ia(&w));
-    ++g;
-  }
+  for (; g < groups; ++g) group(arm_nn_read_s8x4_ia(&w));
 #else
   for (; g < groups; ++g, w += 4) {
 #pragma GCC unroll 4
@@ -169,22 +174,23 @@ const int8_t* LinearLastInput(const Linear& layer, const int8_t* x, int8_t* t) {
 
 void LayerNorm(const int8_t* x, int32_t channels, const int32_t* ln, int64_t eps, int32_t z_h,
                int8_t* h) {
+  // |channels * x - sum| <= 65535 * 255: d fits int32.
   int32_t sum = 0;
   for (int32_t c = 0; c < channels; ++c) sum += x[c];
   uint64_t sum_sq = 0;
   for (int32_t c = 0; c < channels; ++c) {
-    const int64_t d = (int64_t)channels * x[c] - sum;
-    sum_sq += (uint64_t)(d * d);
+    const int32_t d = channels * x[c] - sum;
+    sum_sq += (uint64_t)((int64_t)d * d);
   }
   const uint64_t var = sum_sq / (uint64_t)channels + (uint64_t)eps;
   uint64_t den = mcuf_isqrt64(var);
   if (den < 1) den = 1;
   const int64_t inv = ((int64_t)1 << 46) / (int64_t)den;
   for (int32_t c = 0; c < channels; ++c) {
-    const int64_t d = (int64_t)channels * x[c] - sum;
-    const int32_t n = (int32_t)((d * inv + ((int64_t)1 << 29)) >> 30);
-    const int32_t* row = ln + 3 * c;
-    h[c] = (int8_t)mcuf_sat8((int64_t)z_h + mcuf_mbqm(n, row[0], row[1]) + row[2]);
+    const int32_t d = channels * x[c] - sum;
+    const int32_t n = (int32_t)(((int64_t)d * inv + ((int64_t)1 << 29)) >> 30);
+    const int32_t* row = ln + 3 * c;  // Prepare checked (m_c, s_c)
+    h[c] = (int8_t)SatBits<8>(SatBits<10>(SatAdd32(RequantRow(row).Mbqm(n), row[2])) + z_h);
   }
 }
 

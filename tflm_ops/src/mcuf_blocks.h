@@ -95,6 +95,16 @@ static inline int32_t SatBits(int32_t v) {
 #endif
 }
 
+// a + b saturated to int32.
+static inline int32_t SatAdd32(int32_t a, int32_t b) {
+#if defined(__ARM_FEATURE_QBIT)
+  return __qadd(a, b);
+#else
+  const int64_t sum = (int64_t)a + b;
+  return sum > INT32_MAX ? INT32_MAX : (sum < INT32_MIN ? INT32_MIN : (int32_t)sum);
+#endif
+}
+
 // MBQM(acc, rq_row) with the row's constants computed once; the row is one
 // Prepare accepted (m is never INT32_MIN, so SaturatingRoundingDoublingHighMul
 // cannot saturate).
