@@ -125,3 +125,40 @@ def link_for_qemu(lib: Path, objects: list, archive: Path, cpu: Cpu, out: Path) 
     if proc.returncode != 0:
         raise UserError(f"the {lib.name} sketch does not link for {cpu.name}: {proc.stderr.strip()[-1500:]}")
     return out
+
+
+def main(argv=None) -> int:
+    """`python -m deploy.package_build LIBRARY [--cpu cortex-m4]`: compile a generated Arduino
+    library as Arduino does, link its sketch for QEMU, print the ELF's sections and the time
+    taken, and on Cortex-M7 run it under QEMU and print what the sketch printed."""
+    import argparse
+    import json
+    import sys
+    import tempfile
+    import time
+
+    from .app import section_sizes
+    from .qemu import run_semihosting
+
+    parser = argparse.ArgumentParser(prog="python -m deploy.package_build", description=main.__doc__)
+    parser.add_argument("library", type=Path, help="folder written by `mcuformer arduino-lib`")
+    parser.add_argument("--cpu", choices=[c.name for c in (CORTEX_M7, CORTEX_M4)], default=CORTEX_M7.name)
+    args = parser.parse_args(argv)
+    cpu = next(c for c in (CORTEX_M7, CORTEX_M4) if c.name == args.cpu)
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            started = time.time()
+            objects, archive = compile_arduino_library(args.library.absolute(), cpu, Path(tmp))
+            elf = link_for_qemu(args.library.absolute(), objects, archive, cpu, Path(tmp) / "sketch.elf")
+            print(f"{cpu.name}: compiled and linked in {time.time() - started:.0f} s; "
+                  f"{json.dumps(section_sizes(elf))}")
+            if cpu is CORTEX_M7:
+                print(run_semihosting(elf), end="")
+    except UserError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
