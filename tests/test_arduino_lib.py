@@ -157,3 +157,32 @@ def test_compiles_and_links_for_cortex_m4(lib, tmp_path):
     attributes = subprocess.run(["arm-none-eabi-readelf", "-A", str(elf)], capture_output=True, text=True).stdout
     assert "Tag_CPU_arch: v7E-M" in attributes and "Tag_FP_arch: VFPv4-D16" in attributes     # the M4's FPU
     assert "Tag_ABI_VFP_args: VFP registers" in attributes                                  # hard float
+
+
+@pytest.mark.tflm
+@pytest.mark.slow
+def test_tflm_tree_is_generated_with_the_projects_python_whatever_the_path(tmp_path, monkeypatch):
+    """TFLM's scripts need numpy and Pillow; a PATH whose python3 lacks them must not matter."""
+    from deploy.tflm_tree import package_tree
+
+    root = tflm_root_or_skip()
+    monkeypatch.setenv("TFLM_ROOT", str(root))
+    monkeypatch.setenv("MCUFORMER_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("PATH", "/usr/bin:/bin")
+    tree = package_tree()
+    assert (tree / "tensorflow" / "lite" / "micro" / "micro_interpreter.cpp").is_file()
+
+
+def test_without_the_projects_python_tflm_scripts_are_refused_in_one_line(tmp_path, monkeypatch):
+    import importlib.util
+
+    from deploy.tflm_tree import generated_tree
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "PIL" else real(name, *a))
+    monkeypatch.setenv("MCUFORMER_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr("deploy.tflm.tree_commit", lambda root: "0" * 40)
+    with pytest.raises(UserError, match=r"lacks Pillow; run `make setup`") as err:
+        generated_tree(tmp_path)
+    assert "\n" not in str(err.value)
+    assert not (tmp_path / "cache").exists()                 # nothing written
