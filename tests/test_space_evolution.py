@@ -111,7 +111,7 @@ def test_choices_no_feasible_subnet_can_use_are_dropped(space, tmp_path):
     from search.budget import smallest_achievable
     from memory_model.memory import evaluate
     low = smallest_achievable(space)["sram"]
-    tight = Budget(sram=low + 256, flash=100 << 20)
+    tight = Budget(sram=low + 1024, flash=100 << 20)      # just above the smallest subnet's SRAM
     scores = score_space(space, tight, fitness, cache, samples=2, rng=np.random.default_rng(0), progress=False)
     infeasible = {(dim, c) for dim, d in scores.items() for c, s in zip(d["choices"], d["scores"]) if s["n"] == 0}
     assert infeasible
