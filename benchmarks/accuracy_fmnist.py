@@ -344,7 +344,7 @@ def plot(results: dict, path: Path) -> None:
     for key, r in results.items():
         if "int8_top1" not in r:
             continue
-        kind = "small" if key.startswith("small_data") else ("winner" if key.endswith("winner") else "random")
+        kind = "small" if key.startswith("small_data") else ("winner" if "/winner" in key else "random")
         for ax, x in zip(axes, (r["flash_model_bytes"] / 1024, r["macs"] / 1e6)):
             ax.scatter(x, 100 * r["int8_top1"], marker=marks[kind][0], color=marks[kind][2], label=marks[kind][1],
                        s=40)

@@ -108,6 +108,8 @@ def accuracy_table(acc: dict, convert: dict | None) -> list:
     for stage, r in acc["results"].items():
         budget = labels.get(stage.split("/")[0])
         where = f"{stage} ({budget})" if budget else stage
+        if r.get("teacher"):
+            where += ", distilled from the CNN"
         if "int8_top1" in r:
             val = (f"{_pct(r['val_inherited'])} -> {_pct(r['val_finetuned'])}" if "val_inherited" in r else "")
             rows.append(f"| {where} | {r['arch']} | {r.get('train_images', 'all')} | {r['params']:,} | "
@@ -124,8 +126,12 @@ def accuracy_table(acc: dict, convert: dict | None) -> list:
     for name, value in ANCHORS:
         rows.append(f"| anchor (published, not ours) | {name} | | | | | | | {value} | | |")
     summary = acc.get("summary", {})
-    lines = [f"- {k}: " + ", ".join(f"{n} {_signed(v) if 'minus' in n else _pct(v) if isinstance(v, float) else v}"
-                                    for n, v in s.items()) for k, s in summary.items()]
+    def value(name, v):
+        if "minus" in name:
+            return _signed(v)
+        return f"{v:+.2f}" if "tau" in name else _pct(v) if isinstance(v, float) else v
+
+    lines = [f"- {k}: " + ", ".join(f"{n} {value(n, v)}" for n, v in s.items()) for k, s in summary.items()]
     commands = sorted({r["command"] for r in acc["results"].values() if r.get("command")})
     lines += [f"- rows measured by `.venv/bin/python {c}`" for c in commands]
     return rows + ([""] + lines if lines else [])
