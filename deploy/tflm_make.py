@@ -68,7 +68,12 @@ def project_python_env() -> dict:
         lacks = f"lacks {' and '.join(missing)}" if missing else f"is not {bin_dir / 'python3'}"
         raise UserError(f"TFLM's build scripts run this project's Python, and {sys.executable} {lacks}; "
                         f"run `make setup` (a .venv with requirements.txt) and use .venv/bin/mcuformer")
-    return dict(os.environ, PATH=os.pathsep.join([str(bin_dir), os.environ.get("PATH", "")]))
+    env = dict(os.environ, PATH=os.pathsep.join([str(bin_dir), os.environ.get("PATH", "")]))
+    # Under an outer make (`make test`), MAKELEVEL makes TFLM's inner make print "make[1]: Entering
+    # directory" lines, which create_tflm_tree.py reads as file names; TFLM's runs stand alone.
+    for inherited in ("MAKELEVEL", "MAKEFLAGS", "MFLAGS"):
+        env.pop(inherited, None)
+    return env
 
 
 def build_root(root: Path) -> Path:

@@ -162,13 +162,16 @@ def test_compiles_and_links_for_cortex_m4(lib, tmp_path):
 @pytest.mark.tflm
 @pytest.mark.slow
 def test_tflm_tree_is_generated_with_the_projects_python_whatever_the_path(tmp_path, monkeypatch):
-    """TFLM's scripts need numpy and Pillow; a PATH whose python3 lacks them must not matter."""
+    """TFLM's scripts need numpy and Pillow; a PATH whose python3 lacks them must not matter, nor
+    running under an outer make (`make test`: its MAKELEVEL made the inner make print directory lines)."""
     from deploy.tflm_tree import package_tree
 
     root = tflm_root_or_skip()
     monkeypatch.setenv("TFLM_ROOT", str(root))
     monkeypatch.setenv("MCUFORMER_CACHE", str(tmp_path / "cache"))
     monkeypatch.setenv("PATH", "/usr/bin:/bin")
+    monkeypatch.setenv("MAKELEVEL", "1")
+    monkeypatch.setenv("MAKEFLAGS", "w")
     tree = package_tree()
     assert (tree / "tensorflow" / "lite" / "micro" / "micro_interpreter.cpp").is_file()
 

@@ -23,6 +23,13 @@ def test_default_budget_is_a_real_64k_256k_board():
     assert (budget.sram, budget.flash, args) == (6 * 1024, 224 * 1024, ["--sram", "6KiB", "--flash", "224KiB"])
 
 
+def _expected_stages() -> list:
+    from deploy.tflm import find_tflm
+
+    packages = ["arduino-lib", "export-cmake"] if find_tflm() else []
+    return ["train-supernet", "search", "finetune", "convert", "verify", *packages]
+
+
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory):
     out = tmp_path_factory.mktemp("demo") / "out"
@@ -33,7 +40,11 @@ def demo(tmp_path_factory):
 def test_demo_runs_every_stage(demo):
     out, summary = demo
     state = json.loads((out / "demo_state.json").read_text())
-    assert list(state["done"]) == ["train-supernet", "search", "finetune", "convert", "verify"]
+    assert list(state["done"]) == _expected_stages()
+    if _expected_stages()[5:]:              # with a TFLM tree: the Arduino library and the CMake package
+        assert set(summary["packages"]) == {"arduino-lib", "export-cmake"}
+        for package in summary["packages"].values():
+            assert (out / package["folder"]).is_dir() and package["bytes"] > 100_000
     for f in ("summary.json", "pareto.png", "subnet.keras", "model/model.tflite", "search/best_subnet.json"):
         assert (out / f).exists(), f
     assert (out / "pareto.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -64,7 +75,7 @@ def test_demo_measures_its_model_in_tflm(demo):
 def test_demo_resumes_and_refuses_other_settings(demo, capsys):
     out, summary = demo
     again = run_demo(out, sram="6KiB", flash="224KiB", qemu=False, settings=MICRO)
-    assert capsys.readouterr().out.count("done earlier, skipped") == 5
+    assert capsys.readouterr().out.count("done earlier, skipped") == len(_expected_stages())
     assert again["architecture"] == summary["architecture"]
     with pytest.raises(UserError, match="other settings"):
         run_demo(out, sram="8KiB", flash="224KiB", qemu=False, settings=MICRO)
