@@ -145,6 +145,12 @@ class SearchSpace:
             if not self.patches_for(s):
                 bad("image_size", f"{s} is not tiled by any patch_size choice {self.dimensions['patch_size']}")
 
+    @property
+    def window_searched(self) -> bool:
+        """Whether the tokenizer window is a per-subnet choice. A fixed one draws no random
+        numbers, so spaces without the choice sample, mutate and cross over as they always did."""
+        return len(self.dimensions["patch_overlap"]) > 1
+
     def patches_for(self, image_size: int) -> list:
         return [p for p in self.dimensions["patch_size"] if image_size % p == 0]
 
@@ -252,8 +258,7 @@ class SearchSpace:
             raise UserError(f"sampling mode must be uniform, smallest or largest, got {mode!r}")
         depth = pick("depth")
         genes = {"image_size": image, "patch_size": patch, "embed_dim": pick("embed_dim"),
-                 # a fixed overlap draws nothing, so spaces without the choice sample as they always did
-                 "patch_overlap": pick("patch_overlap") if len(dims["patch_overlap"]) > 1 else dims["patch_overlap"][0]}
+                 "patch_overlap": pick("patch_overlap") if self.window_searched else dims["patch_overlap"][0]}
         blocks = [self._block_genes(pick) for _ in range(depth)]
         genes.update({k: [b[k] for b in blocks] for k in blocks[0]})
         return self.decode(genes)
@@ -273,7 +278,7 @@ class SearchSpace:
         def choice(options):
             return options[int(rng.integers(len(options)))]
 
-        for dim in ("embed_dim", "image_size", "patch_overlap")[:3 if len(dims["patch_overlap"]) > 1 else 2]:
+        for dim in ("embed_dim", "image_size", *(["patch_overlap"] if self.window_searched else [])):
             if rng.random() < global_prob:
                 genes[dim] = choice(dims[dim])
         if rng.random() < global_prob or genes["patch_size"] not in self.patches_for(genes["image_size"]):
@@ -291,7 +296,7 @@ class SearchSpace:
         """Each gene from either parent (per block where both have the block; depth from one)."""
         rng = np.random.default_rng(rng)
         ga, gb = self.encode(a), self.encode(b)
-        keys = ("image_size", "embed_dim", "patch_overlap")[:3 if len(self.dimensions["patch_overlap"]) > 1 else 2]
+        keys = ("image_size", "embed_dim", *(["patch_overlap"] if self.window_searched else []))
         child = {k: (ga if rng.random() < 0.5 else gb)[k] for k in keys}
         child.setdefault("patch_overlap", ga["patch_overlap"])
         patches = self.patches_for(child["image_size"])
