@@ -5,6 +5,7 @@ fine-tuning never ends worse than it started. A checkpoint per epoch in `backup_
 (weights, optimizer, the best weights) makes an interrupted run resume exactly."""
 from __future__ import annotations
 
+import contextlib
 import shutil
 import time
 from pathlib import Path
@@ -20,6 +21,7 @@ from common.errors import UserError
 from . import batches
 from .run_folder import TrainSettings
 from .train import distill_loss, make_optimizer, smoothed_loss, step_floor_note
+from .weight_average import WeightAverage
 
 
 def evaluate_model(model: keras.Model, x: np.ndarray, y: np.ndarray, batch_size: int = 1000) -> float:
@@ -63,7 +65,8 @@ def finetune_subnet(model: keras.Model, x_train, y_train, x_val, y_val, settings
     it the weights with the best validation accuracy seen (the start included). Returns this
     call's per-epoch metrics; each record carries `best_val_acc` / `best_epoch` (0 = the start).
     Images are uint8 at any size (resized to the model's input). With a `teacher` (same input
-    shape and classes), the loss mixes in its soft predictions by `settings.teacher_weight`."""
+    shape and classes), the loss mixes in its soft predictions by `settings.teacher_weight`.
+    With `settings.ema_decay`, each epoch validates (and may keep) the weights' moving average."""
     size, channels = model.input_shape[1], model.input_shape[3]
     check_teacher(teacher, model)
     num_classes = model.output_shape[-1]
@@ -75,9 +78,11 @@ def finetune_subnet(model: keras.Model, x_train, y_train, x_val, y_val, settings
     optimizer.build(model.trainable_variables)
     epoch_var = tf.Variable(0, dtype=tf.int64, trainable=False)
     best = BestWeights(model)
+    ema = WeightAverage(model, settings.ema_decay) if settings.ema_decay else None
     manager = None
     if backup_dir is not None:
-        checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer, epoch=epoch_var, best=best)
+        tracked = {"ema": ema} if ema is not None else {}
+        checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer, epoch=epoch_var, best=best, **tracked)
         manager = tf.train.CheckpointManager(checkpoint, str(backup_dir), max_to_keep=1)
         if manager.latest_checkpoint:
             checkpoint.restore(manager.latest_checkpoint).assert_existing_objects_matched()
@@ -94,6 +99,8 @@ def finetune_subnet(model: keras.Model, x_train, y_train, x_val, y_val, settings
                 per_example = (1 - w) * per_example + w * distill_loss(teacher(images, training=False), logits)
             loss = tf.reduce_mean(per_example)
         optimizer.apply_gradients(zip(tape.gradient(loss, model.trainable_variables), model.trainable_variables))
+        if ema is not None:
+            ema.update(model, optimizer.iterations)
         return loss, tf.reduce_sum(tf.cast(tf.argmax(logits, -1) == labels, tf.float32))
 
     history = []
@@ -110,8 +117,9 @@ def finetune_subnet(model: keras.Model, x_train, y_train, x_val, y_val, settings
             loss_sum, correct = loss_sum + float(loss), correct + float(hits)
             bar.set_postfix(loss=f"{loss_sum / i:.3f}", acc=f"{correct / (i * settings.batch_size):.3f}")
         bar.close()
-        val_acc = evaluate_model(model, x_val, y_val)
-        best.offer(model, val_acc, epoch + 1)
+        with ema.applied(model) if ema is not None else contextlib.nullcontext():
+            val_acc = evaluate_model(model, x_val, y_val)
+            best.offer(model, val_acc, epoch + 1)
         history.append({"epoch": epoch + 1, "train_loss": loss_sum / max(1, steps), "val_acc": val_acc,
                         "best_val_acc": float(best.accuracy.numpy()), "best_epoch": int(best.epoch.numpy()),
                         "optimizer_steps": int(optimizer.iterations), "epoch_seconds": time.time() - start})

@@ -44,6 +44,7 @@ class TrainSettings:
     num_random: int = 1
     distill: bool = False           # sandwich only: the largest subnet teaches the others
     teacher_weight: float = 0.5     # finetune with a teacher: loss = (1 - w) CE + w CE(teacher's soft labels)
+    ema_decay: float = 0.0          # finetune: validate/keep an EMA of the weights with this decay (0 = off)
     augment: bool | None = None     # random 2-px shifts and flips; None: when the run makes >= 30 passes
     clipnorm: float = 0.0           # global gradient-norm clip (0 = none)
     val_fraction: float = 0.1
@@ -68,6 +69,8 @@ class TrainSettings:
             bad("min_steps", f"must be 0 (no floor) or more, got {self.min_steps}")
         if self.checkpoint_steps < 0:
             bad("checkpoint_steps", f"must be 0 (per epoch only) or more, got {self.checkpoint_steps}")
+        if not 0 <= self.ema_decay < 1:
+            bad("ema_decay", f"must be in [0, 1) (0 = no moving average), got {self.ema_decay}")
         if not 0 <= self.teacher_weight <= 1:
             bad("teacher_weight", f"must be in [0, 1], got {self.teacher_weight}")
         if self.lr <= 0 or not 0 <= self.label_smoothing < 1 or self.weight_decay < 0 or self.warmup_epochs < 0:

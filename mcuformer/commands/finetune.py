@@ -37,6 +37,9 @@ def add_arguments(parser) -> None:
                         help="distil from this model's soft predictions (.keras, e.g. mcuformer train-teacher)")
     parser.add_argument("--teacher-weight", type=float, default=d.teacher_weight,
                         help="share of the teacher's term in the loss (with --teacher)")
+    parser.add_argument("--ema", type=float, default=d.ema_decay, metavar="DECAY",
+                        help="validate and keep an exponential moving average of the weights with this decay, "
+                             "e.g. 0.999 (0 = off)")
     add_augment_and_step_floor(parser, d)
     parser.add_argument("--train-limit", type=int, default=0, help="use only the first N training images (0 = all)")
     parser.add_argument("--val-limit", type=int, default=0,
@@ -77,7 +80,8 @@ def _arch_and_settings(args):
     settings = finetune_settings(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                                  weight_decay=args.weight_decay, warmup_epochs=args.warmup_epochs,
                                  label_smoothing=args.label_smoothing, augment=args.augment, seed=args.seed,
-                                 min_steps=args.min_steps, teacher_weight=args.teacher_weight)
+                                 min_steps=args.min_steps, teacher_weight=args.teacher_weight,
+                                 ema_decay=args.ema)
     return arch, settings
 
 
