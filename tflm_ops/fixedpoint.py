@@ -43,8 +43,12 @@ def quantize_multipliers(reals) -> np.ndarray:
 
 
 def _trunc_div_pow2(num: np.ndarray, bits: int) -> np.ndarray:
-    """C's truncating num / 2^bits for int64 num."""
-    return np.where(num >= 0, num >> bits, -((-num) >> bits))
+    """C's truncating num / 2^bits for int64 num (|num| < 2^62): a negative num is biased
+    by 2^bits - 1 before the flooring shift, in place on a temporary."""
+    out = (num >> 63) & ((1 << bits) - 1)
+    out += num
+    out >>= bits
+    return out
 
 
 def srdhm(a, b) -> np.ndarray:
@@ -52,14 +56,20 @@ def srdhm(a, b) -> np.ndarray:
     a = np.asarray(a, np.int64)
     b = np.asarray(b, np.int64)
     ab = a * b
-    nudge = np.where(ab >= 0, 1 << 30, 1 - (1 << 30))
-    out = _trunc_div_pow2(ab + nudge, 31)
-    return np.where((a == INT32_MIN) & (b == INT32_MIN), INT32_MAX, out)
+    nudge = (ab >> 63) & (1 - (1 << 31))     # 0, or 1 - 2^31 when ab < 0: nudge 2^30 or 1 - 2^30
+    nudge += 1 << 30
+    nudge += ab
+    out = _trunc_div_pow2(nudge, 31)
+    if (a == INT32_MIN).any() and (b == INT32_MIN).any():
+        out = np.where((a == INT32_MIN) & (b == INT32_MIN), INT32_MAX, out)
+    return out
 
 
 def rounding_divide_by_pot(x, exponent) -> np.ndarray:
     x = np.asarray(x, np.int64)
     exponent = np.asarray(exponent, np.int64)
+    if exponent.ndim == 0 and int(exponent) == 0:
+        return x
     mask = (np.int64(1) << exponent) - 1
     remainder = x & mask
     threshold = (mask >> 1) + (x < 0)
