@@ -23,7 +23,7 @@ Search and the kept fine-tuning epoch use the validation split only.
 
     .venv/bin/python benchmarks/accuracy_fmnist.py [--only cnn_small,small_data] [--budgets f746_15m]
 
-Writes benchmarks/results/accuracy_fmnist.json (after every stage) and
+Writes benchmarks/results/accuracy_fmnist.json (or --results, for a trial) after every stage, and
 accuracy_fmnist.png (accuracy against flash and against MACs).
 """
 from __future__ import annotations
@@ -116,7 +116,7 @@ class Bench:
                 self.state = json.loads(self.state_file.read_text())
             self.state["results"][stage] = result
             atomic.write_json(self.state_file, self.state)
-            write_results(self.state)
+            write_results(self.state, Path(self.args.results))
         print(f"[{stage}] {json.dumps({k: v for k, v in result.items() if k not in ('config', 'command')})}",
               flush=True)
 
@@ -321,15 +321,16 @@ def summarize(results: dict) -> dict:
     return out
 
 
-def write_results(state: dict) -> None:
+def write_results(state: dict, out: Path) -> None:
+    """The results document `out` (.json) and its plot (.png beside it)."""
     results = state["results"]
     doc = {"machine": f"{platform.machine()}, {platform.processor() or 'cpu'}, python {platform.python_version()}",
            "note": "each result names the command (and so the settings) that produced it",
            "budgets": {k: {"space": v[0], "flags": v[1], "label": v[2]} for k, v in BUDGETS.items()},
            "results": results, "summary": summarize(results),
            "wall_seconds_total": round(sum(r.get("wall_seconds", 0) for r in results.values()), 1)}
-    atomic.write_json(RESULTS / "accuracy_fmnist.json", doc)
-    plot(results, RESULTS / "accuracy_fmnist.png")
+    atomic.write_json(out, doc)
+    plot(results, out.with_suffix(".png"))
 
 
 def plot(results: dict, path: Path) -> None:
@@ -375,6 +376,8 @@ def plot(results: dict, path: Path) -> None:
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--work", default=str(ROOT / "out" / "bench_accuracy_fmnist"))
+    p.add_argument("--results", default=str(RESULTS / "accuracy_fmnist.json"),
+                   help="results document (.json; the plot goes beside it as .png): another one for a trial")
     p.add_argument("--only", type=lambda s: [x for x in s.split(",") if x], default=[],
                    help="comma-separated stage prefixes to run (default: all)")
     p.add_argument("--budgets", type=lambda s: s.split(","), default=list(BUDGETS))
@@ -410,7 +413,7 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     started = time.time()
     Bench(args).run()
-    print(f"done in {time.time() - started:.0f} s; wrote {RESULTS / 'accuracy_fmnist.json'}")
+    print(f"done in {time.time() - started:.0f} s; wrote {args.results}")
     return 0
 
 
