@@ -129,6 +129,17 @@ def conv_tokenizer_edges(rng) -> list:
             for i, (h, w, c, p, k, e) in enumerate(shapes)]
 
 
+def softmax_shift_cases(rng):
+    """Attention at each sm_shift regime of the kernel's exponent (S = 1; S in [2, 32], where
+    score gaps are capped where x reaches 4095; S >= 33), gaps below and above the cap."""
+    cases = []
+    for shift in (1, 2, 17, 30, 32, 33, 40, 62):
+        case = kc.attention_case(rng, t=9, e=8, heads=2, head_dim=4, qkv_rank=3, proj_rank=0)
+        case.options["sm_shift"] = shift
+        cases.append(case)
+    return cases
+
+
 def test_random_ops_bit_exact_in_place_and_not(kernel_test, tmp_path):
     rng = np.random.default_rng(2024)
     cases = [make(rng) for make in kc.RANDOM_CASES for _ in range(40)]
@@ -141,7 +152,7 @@ def test_random_ops_bit_exact_in_place_and_not(kernel_test, tmp_path):
               kc.head_case(rng, t=30, e=7, classes=3, pool=2),
               kc.patch_embed_case(rng, h=3, w=3, c=2, patch=1, e=5, has_cls=1),
               kc.patch_embed_case(rng, h=8, w=4, c=3, patch=4, e=4, has_cls=0)]
-    cases += conv_tokenizer_edges(rng)
+    cases += conv_tokenizer_edges(rng) + softmax_shift_cases(rng)
     cases = both_placements(cases)
     results, _ = run_cases(kernel_test, cases, tmp_path)
     assert_bit_exact(cases, results)
@@ -313,7 +324,7 @@ def test_cmsis_nn_kernels_bit_exact_on_cortex_m7(fashion_mnist, tmp_path):
     cases += kc.chain_cases(rng, image, patch=7, e=16, blocks=1, has_cls=1, pool=0)
     cases += kc.chain_cases(rng, image, patch=4, kernel=7, e=24, blocks=0, has_cls=0, pool=0)
     cases += kc.chain_cases(rng, image, patch=4, e=20, blocks=1, has_cls=0, pool=2)   # sequence pooling
-    cases += conv_tokenizer_edges(rng)
+    cases += conv_tokenizer_edges(rng) + softmax_shift_cases(rng)
     cases = both_placements(cases)
     # MCUFormer-shaped blocks (240/20 + class token: 145 tokens of 192), in place
     cases += [kc.attention_case(rng, t=145, e=192, heads=3, head_dim=64, qkv_rank=48, proj_rank=0),

@@ -1,5 +1,7 @@
 // MCUF_ATTENTION (tflm_ops/SPEC.md 2.2): fused pre-norm attention; K and V of
 // every token first, then one query row at a time written over its token.
+#include <string.h>
+
 #include "mcuf_op_common.h"
 #include "mcuf_ops.h"
 #include "tensorflow/lite/micro/micro_log.h"
@@ -115,32 +117,128 @@ void PackLayerNorms(const OpData& d, const int8_t* x, const int32_t* ln, const S
   }
 }
 
+// min(x, 2^bits - 1) for x >= 0.
+template <int bits>
+inline uint32_t UnsignedSat(uint32_t x) {
+#if defined(__ARM_FEATURE_SAT)
+  return (uint32_t)__usat((int32_t)x, bits);
+#else
+  return x > (UINT32_C(1) << bits) - 1 ? (UINT32_C(1) << bits) - 1 : x;
+#endif
+}
+
+// x[j] = min(4095, (d * M + 2^(S-1)) >> S) of SPEC 1.3 from d in [0, 2^32),
+// M in [2^30, 2^31), in one of three ways:
+// * S >= 33: only the product's high word matters (d * M < 2^63, so the rounded
+//   high word stays below 2^31);
+// * 2 <= S <= 32: d is first capped at d_cap, the least d with x >= 4095 (every
+//   larger d gives 4095 too), and scaled by 2^(33-S), which then fits 32 bits
+//   (d_cap <= 8189 * 2^(S-31) + 1); that is the S = 33 case;
+// * S = 1: the 64-bit formula.
+struct ScoreExponent {
+  enum Mode { kHighWord, kCappedHighWord, kWide };
+  Mode mode;
+  uint32_t mult, d_cap;
+  int32_t shift, pre_shift;
+
+  explicit ScoreExponent(const int32_t* opt)
+      : mode(opt[kSmShift] >= 33 ? kHighWord : (opt[kSmShift] >= 2 ? kCappedHighWord : kWide)),
+        mult((uint32_t)opt[kSmMult]),
+        d_cap(0),
+        shift(mode == kCappedHighWord ? 33 : opt[kSmShift]),
+        pre_shift(33 - opt[kSmShift]) {
+    if (mode == kCappedHighWord) {
+      const uint64_t limit = (uint64_t)8189 << (opt[kSmShift] - 1);  // 4095 * 2^S - 2^(S-1)
+      d_cap = (uint32_t)((limit + mult - 1) / mult);
+    }
+  }
+};
+
+// e[j] of SPEC 1.3 in place of the scores a[0..n) of max mx; returns their sum.
+template <ScoreExponent::Mode kMode>
+int32_t ExpRow(int32_t* a, int32_t n, int32_t mx, const ScoreExponent& ex) {
+  int32_t sum = 0;
+  const uint32_t mult = ex.mult, d_cap = ex.d_cap;
+  const int32_t shift = ex.shift, pre_shift = ex.pre_shift;
+  for (int32_t j = 0; j < n; ++j) {
+    uint32_t d = (uint32_t)mx - (uint32_t)a[j];
+    uint32_t x;
+    if (kMode == ScoreExponent::kWide) {
+      const uint64_t wide = ((uint64_t)d * mult + (UINT64_C(1) << (shift - 1))) >> shift;
+      x = wide > 4095 ? 4095 : (uint32_t)wide;
+    } else {
+      if (kMode == ScoreExponent::kCappedHighWord) d = (d < d_cap ? d : d_cap) << pre_shift;
+      const uint32_t high = (uint32_t)(((uint64_t)d * mult) >> 32);
+      x = UnsignedSat<12>((high + (UINT32_C(1) << (shift - 33))) >> (shift - 32));
+    }
+    a[j] = MCUF_EXP2_Q15[x & 255] >> (x >> 8);
+    sum += a[j];
+  }
+  return sum;
+}
+
+// Query k's Q15 probabilities (SPEC 1.3) from its scores a[0..n) of max mx,
+// packed as int16 for token k of nb: a lone 32768 (every other probability of
+// its row is then 0) is packed as 32767, and its index returned (else -1) for
+// the context to add its token's value once more.
+int32_t PackProbabilities(int32_t* a, int32_t n, int32_t mx, const ScoreExponent& ex, int32_t nb,
+                          int32_t k, int16_t* packed) {
+  int32_t sum;
+  switch (ex.mode) {
+    case ScoreExponent::kHighWord: sum = ExpRow<ScoreExponent::kHighWord>(a, n, mx, ex); break;
+    case ScoreExponent::kCappedHighWord:
+      sum = ExpRow<ScoreExponent::kCappedHighWord>(a, n, mx, ex);
+      break;
+    default: sum = ExpRow<ScoreExponent::kWide>(a, n, mx, ex); break;
+  }
+  // sum >= 32768 (the maximum's e is 32768), so r <= 2^31.
+  const uint32_t r = (uint32_t)(((int64_t)1 << 46) / sum);
+  auto prob = [&](int32_t j) {
+    return UnsignedSat<15>((uint32_t)(((uint64_t)(uint32_t)a[j] * r + (UINT64_C(1) << 30)) >> 31));
+  };
+  int32_t j = 0;
+  for (int16_t* group = packed + 4 * k; j + 3 < n; j += 4, group += 4 * nb) {
+#if defined(__ARM_FEATURE_DSP)
+    const uint32_t p0 = prob(j), p1 = prob(j + 1), p2 = prob(j + 2), p3 = prob(j + 3);
+    const uint32_t words[2] = {p0 | (p2 << 16), p1 | (p3 << 16)};  // little endian
+    memcpy(group, words, sizeof(words));
+#else
+    for (int32_t c = 0; c < 4; ++c) group[PackedIndex(1, 0, c)] = (int16_t)prob(j + c);
+#endif
+  }
+  for (; j < n; ++j) packed[PackedIndex(nb, k, j)] = (int16_t)prob(j);
+  if (sum != 32768) return -1;  // p[j] = 32768 needs e[j] * r >= 2^46 - 2^30, so sum = 32768
+  for (j = 0; a[j] != 32768; ++j) {
+  }
+  return j;
+}
+
 // One head (columns [begin, begin + n)) of queries [i0, i0 + nb): scores of all
 // keys, softmax, and the context written packed into s.ctx_packed.
-void Head(const OpData& d, const Scratch& s, int32_t nb, int32_t begin, int32_t n) {
+void Head(const OpData& d, const Scratch& s, const ScoreExponent& ex, int32_t nb, int32_t begin,
+          int32_t n) {
   const int32_t* opt = d.options.value;
   const int32_t tokens = d.tokens, dim = d.qkv_dim();
   for (int32_t k = 0; k < nb; ++k) PackToken(s.q + k * dim + begin, n, nb, k, s.q_packed);
   int32_t acc[kRowChunk * kTokenBatch];
+  static_assert(kTokenBatch == 4, "one INT32_MIN per token");
+  int32_t mx[kTokenBatch] = {INT32_MIN, INT32_MIN, INT32_MIN, INT32_MIN};
   for (int32_t j0 = 0; j0 < tokens; j0 += kRowChunk) {
     const int32_t rows = Min(kRowChunk, tokens - j0);
     DotRowsPacked(s.k + j0 * dim + begin, dim, n, nullptr, s.q_packed, nb, rows, acc);
-    for (int32_t r = 0; r < rows; ++r) {
-      for (int32_t k = 0; k < nb; ++k) s.a[k * tokens + j0 + r] = acc[r * nb + k];
+    for (int32_t k = 0; k < nb; ++k) {
+      int32_t* a = s.a + k * tokens + j0;
+      int32_t m = mx[k];
+      for (int32_t r = 0; r < rows; ++r) {
+        a[r] = acc[r * nb + k];
+        m = a[r] > m ? a[r] : m;
+      }
+      mx[k] = m;
     }
   }
-  // Q15 probabilities in [0, 32768] packed as int16: a lone 32768 (every other
-  // probability of its row is then 0) is packed as 32767 and its token's value
-  // added once more below.
   int32_t lone[kTokenBatch];
   for (int32_t k = 0; k < nb; ++k) {
-    int32_t* p = s.a + k * tokens;
-    SoftmaxRow(p, tokens, opt[kSmMult], opt[kSmShift]);
-    lone[k] = -1;
-    for (int32_t j = 0; j < tokens; ++j) {
-      if (p[j] == 32768) lone[k] = j;
-      s.p_packed[PackedIndex(nb, k, j)] = (int16_t)(p[j] == 32768 ? 32767 : p[j]);
-    }
+    lone[k] = PackProbabilities(s.a + k * tokens, tokens, mx[k], ex, nb, k, s.p_packed);
   }
   const int32_t ctx_row[2] = {opt[kCtxMult], opt[kCtxShift]};
   const RequantRow ctx_rq(ctx_row);
@@ -190,6 +288,7 @@ TfLiteStatus Eval(TfLiteContext* context, TfLiteNode* node) {
   }
   const int32_t res_row[2] = {opt[kResMult], opt[kResShift]};
   const RequantRow residual(res_row);
+  const ScoreExponent exponent(opt);
   // Rows [i0, i0 + nb) of y are written after those rows of x were last read: y may alias x.
   for (int32_t i0 = 0; i0 < tokens; i0 += kTokenBatch) {
     const int32_t nb = Min(kTokenBatch, tokens - i0);
@@ -199,7 +298,9 @@ TfLiteStatus Eval(TfLiteContext* context, TfLiteNode* node) {
       const RequantRow rq(qkv.last.rq + 2 * o);
       for (int32_t k = 0; k < nb; ++k) s.q[k * dim + o] = (int8_t)rq.S8(acc[k], 0);
     });
-    for (int32_t begin = 0; begin < dim; begin += head_dim) Head(d, s, nb, begin, head_dim);
+    for (int32_t begin = 0; begin < dim; begin += head_dim) {
+      Head(d, s, exponent, nb, begin, head_dim);
+    }
     int8_t* y0 = y + i0 * e_dim;
     const int8_t* x0 = x + i0 * e_dim;
     ForEachRowPacked(proj.last, LinearLastInputPacked(proj, s.ctx_packed, nb, s.t_packed), nb, 0,

@@ -62,7 +62,16 @@ void DotS8x4(const int8_t* x, const int8_t* w, int32_t stride, int32_t n, int32_
 }
 
 void PackToken(const int8_t* x, int32_t n, int32_t nb, int32_t t, int16_t* packed) {
-  for (int32_t c = 0; c < n; ++c) packed[PackedIndex(nb, t, c)] = x[c];
+  int32_t c = 0;
+#if defined(CMSIS_NN) && defined(ARM_MATH_DSP)
+  // SXTB16 splits four columns into the packed halves (x0, x2) and (x1, x3).
+  for (int16_t* group = packed + 4 * t; c + 3 < n; c += 4, group += 4 * nb) {
+    const int32_t x4 = arm_nn_read_s8x4_ia(&x);
+    const int32_t halves[2] = {SXTB16(x4), SXTB16_RORn((uint32_t)x4, 8)};
+    memcpy(group, halves, sizeof(halves));
+  }
+#endif
+  for (; c < n; ++c) packed[PackedIndex(nb, t, c)] = *x++;
 }
 
 namespace {
@@ -83,13 +92,14 @@ template <int NB>
 inline __attribute__((always_inline)) void DotPackedN(const int8_t* w, const int16_t* x,
                                                       int32_t n, int32_t bias, int32_t* dots) {
   int32_t acc[NB];
-#pragma GCC unroll 4
-  for (int t = 0; t < NB; ++t) acc[t] = 0;
-  const int32_t groups = n >> 2;
-  int32_t g = 0;
 #if defined(CMSIS_NN) && defined(ARM_MATH_DSP)
   // Per four columns: one weight load and two SXTB16 for NB tokens' two SMLADs
-  // each (one LDRD of their packed halves); four or eight groups per pass.
+  // each (one LDRD of their packed halves). The loop runs over blocks of eight
+  // (four) groups to an end pointer and one jump enters the remaining groups,
+  // so a row costs few instructions besides its MACs; SMLAD wraps, so the
+  // accumulators start at the bias.
+#pragma GCC unroll 4
+  for (int t = 0; t < NB; ++t) acc[t] = bias;
   auto group = [&](int32_t w4) {
     const int32_t w_even = SXTB16(w4), w_odd = SXTB16_RORn((uint32_t)w4, 8);
 #pragma GCC unroll 4
@@ -100,33 +110,53 @@ inline __attribute__((always_inline)) void DotPackedN(const int8_t* w, const int
       acc[t] = SMLAD(w_odd, x13, acc[t]);
     }
   };
-  if (NB == kTokenBatch) {  // the hot case: eight groups per pass
-    for (; g + 7 < groups; g += 8) {
-#pragma GCC unroll 8
-      for (int k = 0; k < 8; ++k) group(arm_nn_read_s8x4_ia(&w));
+  constexpr int32_t kBlock = NB == kTokenBatch ? 8 : 4;  // groups per loop pass
+  const int8_t* block_end = w + (n & -(4 * kBlock));
+  while (w != block_end) {
+    group(arm_nn_read_s8x4_ia(&w));
+    group(arm_nn_read_s8x4_ia(&w));
+    group(arm_nn_read_s8x4_ia(&w));
+    group(arm_nn_read_s8x4_ia(&w));
+    if (kBlock == 8) {
+      group(arm_nn_read_s8x4_ia(&w));
+      group(arm_nn_read_s8x4_ia(&w));
+      group(arm_nn_read_s8x4_ia(&w));
+      group(arm_nn_read_s8x4_ia(&w));
     }
   }
-  for (; g + 3 < groups; g += 4) {
-    group(arm_nn_read_s8x4_ia(&w));
-    group(arm_nn_read_s8x4_ia(&w));
-    group(arm_nn_read_s8x4_ia(&w));
-    group(arm_nn_read_s8x4_ia(&w));
+  switch ((n >> 2) & (kBlock - 1)) {  // the remaining groups, one jump
+    case 7: group(arm_nn_read_s8x4_ia(&w)); __attribute__((fallthrough));
+    case 6: group(arm_nn_read_s8x4_ia(&w)); __attribute__((fallthrough));
+    case 5: group(arm_nn_read_s8x4_ia(&w)); __attribute__((fallthrough));
+    case 4: group(arm_nn_read_s8x4_ia(&w)); __attribute__((fallthrough));
+    case 3: group(arm_nn_read_s8x4_ia(&w)); __attribute__((fallthrough));
+    case 2: group(arm_nn_read_s8x4_ia(&w)); __attribute__((fallthrough));
+    case 1: group(arm_nn_read_s8x4_ia(&w)); __attribute__((fallthrough));
+    default: break;
   }
-  for (; g < groups; ++g) group(arm_nn_read_s8x4_ia(&w));
+  for (int32_t c = 0; c < (n & 3); ++c, ++w) {
+#pragma GCC unroll 4
+    for (int t = 0; t < NB; ++t) acc[t] = WrapAdd(acc[t], *w * x[t * 4 + PackedIndex(1, 0, c)]);
+  }
+#pragma GCC unroll 4
+  for (int t = 0; t < NB; ++t) dots[t] = acc[t];
 #else
-  for (; g < groups; ++g, w += 4) {
+#pragma GCC unroll 4
+  for (int t = 0; t < NB; ++t) acc[t] = 0;
+  const int32_t groups = n >> 2;
+  for (int32_t g = 0; g < groups; ++g, w += 4) {
 #pragma GCC unroll 4
     for (int t = 0; t < NB; ++t, x += 4) {
       acc[t] += w[0] * x[0] + w[2] * x[1] + w[1] * x[2] + w[3] * x[3];
     }
   }
-#endif
-  for (int32_t c = g * 4; c < n; ++c, ++w) {
+  for (int32_t c = groups * 4; c < n; ++c, ++w) {
 #pragma GCC unroll 4
     for (int t = 0; t < NB; ++t) acc[t] += *w * x[t * 4 + PackedIndex(1, 0, c & 3)];
   }
 #pragma GCC unroll 4
   for (int t = 0; t < NB; ++t) dots[t] = WrapAdd(bias, acc[t]);
+#endif
 }
 
 template <int NB>
@@ -193,25 +223,65 @@ const int8_t* LinearLastInput(const Linear& layer, const int8_t* x, int8_t* t) {
   return t;
 }
 
+namespace {
+
+// MBQM(v, m, shift) for a row Prepare accepted (RequantRow for one value):
+// the shifts from bit operations, so GCC computes one product, not both
+// branches' products.
+inline int32_t MbqmOnce(int32_t v, int32_t m, int32_t shift) {
+  const int32_t sign = shift >> 31;
+  const int32_t left = shift & ~sign, right = -shift & sign;
+  const int32_t shifted = (int32_t)((uint32_t)v << left);
+  const int32_t high = (int32_t)(((int64_t)shifted * m + ((int64_t)1 << 30)) >> 31);
+  const int32_t mask = (int32_t)((UINT32_C(1) << right) - 1u);
+  const int32_t threshold = (mask >> 1) + (int32_t)((uint32_t)high >> 31);
+  return (high >> right) + ((high & mask) > threshold ? 1 : 0);
+}
+
+}  // namespace
+
 void LayerNorm(const int8_t* x, int32_t channels, const int32_t* ln, int64_t eps, int32_t z_h,
                int8_t* h) {
-  // |channels * x - sum| <= 65535 * 255: d fits int32.
-  int32_t sum = 0;
-  for (int32_t c = 0; c < channels; ++c) sum += x[c];
-  uint64_t sum_sq = 0;
-  for (int32_t c = 0; c < channels; ++c) {
-    const int32_t d = channels * x[c] - sum;
-    sum_sq += (uint64_t)((int64_t)d * d);
+  // sum_c d^2 with d = channels * x[c] - sum equals channels * (channels * sum_sq - sum^2)
+  // (channels <= 65535: every term fits int64; |d| <= 65535 * 255 fits int32).
+  int32_t sum = 0, sum_sq = 0;
+  int32_t c = 0;
+#if defined(CMSIS_NN) && defined(ARM_MATH_DSP)
+  for (const int8_t* p = x; c + 3 < channels; c += 4) {
+    const int32_t x4 = arm_nn_read_s8x4_ia(&p);
+    const int32_t even = SXTB16(x4), odd = SXTB16_RORn((uint32_t)x4, 8);
+    sum = SMLAD(even, 0x00010001, SMLAD(odd, 0x00010001, sum));
+    sum_sq = SMLAD(even, even, SMLAD(odd, odd, sum_sq));
   }
-  const uint64_t var = sum_sq / (uint64_t)channels + (uint64_t)eps;
+#endif
+  for (; c < channels; ++c) {
+    sum += x[c];
+    sum_sq += x[c] * x[c];
+  }
+  const uint64_t sum_d2 =
+      (uint64_t)((int64_t)channels * ((int64_t)channels * sum_sq - (int64_t)sum * sum));
+  const uint64_t var = sum_d2 / (uint64_t)channels + (uint64_t)eps;
   uint64_t den = mcuf_isqrt64(var);
   if (den < 1) den = 1;
   const int64_t inv = ((int64_t)1 << 46) / (int64_t)den;
-  for (int32_t c = 0; c < channels; ++c) {
-    const int32_t d = channels * x[c] - sum;
-    const int32_t n = (int32_t)(((int64_t)d * inv + ((int64_t)1 << 29)) >> 30);
+  // d * inv from one SMULL and one MLA: inv = inv_high * 2^32 + inv_low, inv_low signed.
+  const int32_t inv_low = (int32_t)(uint32_t)inv;
+  const uint32_t inv_high = (uint32_t)((inv - inv_low) >> 32);
+  const int32_t neg_sum = -sum;
+  for (c = 0; c < channels; ++c) {
+    const int32_t d = x[c] * channels + neg_sum;
+    uint32_t low = UINT32_C(1) << 29, high = (uint32_t)d * inv_high;
+#if defined(CMSIS_NN) && defined(ARM_MATH_DSP)
+    __asm__("smlal %0, %1, %2, %3" : "+r"(low), "+r"(high) : "r"(d), "r"(inv_low));  // one SMLAL
+#else
+    const uint64_t sum64 = ((uint64_t)high << 32 | low) + (uint64_t)((int64_t)d * inv_low);
+    low = (uint32_t)sum64;
+    high = (uint32_t)(sum64 >> 32);
+#endif
+    const int32_t n = (int32_t)((low >> 30) | (high << 2));  // (d * inv + 2^29) >> 30
     const int32_t* row = ln + 3 * c;  // Prepare checked (m_c, s_c)
-    h[c] = (int8_t)SatBits<8>(SatBits<10>(SatAdd32(RequantRow(row).Mbqm(n), row[2])) + z_h);
+    const int32_t scaled = SatAdd32(MbqmOnce(n, row[0], row[1]), row[2]);
+    h[c] = (int8_t)SatBits<8>(SatBits<10>(scaled) + z_h);
   }
 }
 

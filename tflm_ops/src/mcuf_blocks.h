@@ -195,7 +195,9 @@ void AttentionContext(int32_t* p, int32_t n, const int8_t* v, int32_t stride, in
 // op's residual multiplier, x_centered = x - z_x.
 static inline int8_t ResidualS8(const RequantRow& rq, int32_t acc, const RequantRow& residual,
                                 int32_t x_centered, int32_t z_y) {
-  return (int8_t)mcuf_sat8((int64_t)z_y + rq.Mbqm(acc) + residual.Mbqm(x_centered));
+  // Saturating int32 adds keep the sign of any sum beyond int32 (|z_y| <= 128),
+  // so sat8 of them equals sat8 of the exact sum.
+  return (int8_t)SatBits<8>(SatAdd32(SatAdd32(rq.Mbqm(acc), residual.Mbqm(x_centered)), z_y));
 }
 
 // Residual epilogue (SPEC 1.5) for one channel.
