@@ -11,6 +11,12 @@ downhill end), shrink (drop the uphill end when the downhill end is at its legal
 limit) or, when the trend is flat, keep; a dimension left with one choice is
 expanded by one step on each side so the next round can measure a trend.
 
+Signal, not noise: a trend counts only when the slope exceeds `SIGNIFICANCE` times
+its standard error, propagated from each choice's standard error of the mean over
+its sampled subnets (undertrained small subnets scattering by a point must not move
+a space). And the evolved space must still hold a subnet within the budget: moves
+that would leave none are reverted, weakest evidence first.
+
 Fixed defects of MCUFormer's released code: errors are checked to lie in [0, 1]
 (its score came out negative), the step is taken against the slope (it moved
 uphill), and fewer than 5 (even 1) explored points never crash the fit.
@@ -27,7 +33,7 @@ from keras_supernet.space import BLOCK_DIMS, DIMENSIONS, FULL, OPTIONAL_DIMS, Se
 from common import atomic
 from common.errors import UserError
 
-from .budget import Budget
+from .budget import Budget, check_feasible
 from .fitness import FitnessCache, cached_scores
 from memory_model.memory import Techniques, evaluate
 
@@ -35,6 +41,7 @@ from memory_model.memory import Techniques, evaluate
 DEFAULT_STEPS = {"image_size": 4, "patch_size": 1, "patch_overlap": 1, "embed_dim": 16, "depth": 1, "num_heads": 1,
                  "mlp_ratio": 0.5, "rank_ratio": 0.25}
 TOP_TIER = 50
+SIGNIFICANCE = 2.0      # a slope counts as a trend beyond this many standard errors
 
 
 def choice_value(dim: str, choice) -> float:
@@ -69,16 +76,18 @@ def _valid(space, dim, choices) -> bool:
 
 
 def et_error(accuracies) -> dict:
-    """{'E', 'T', 'ET', 'n'} of one choice's sampled subnets (None when there are none)."""
+    """{'E', 'T', 'ET', 'n', 'se'} of one choice's sampled subnets (None when there are none);
+    `se` is the standard error of the mean error (None below 2 subnets)."""
     acc = np.asarray(accuracies, np.float64)
     if acc.size == 0:
-        return {"E": None, "T": None, "ET": None, "n": 0}
+        return {"E": None, "T": None, "ET": None, "n": 0, "se": None}
     if np.any(acc < 0) or np.any(acc > 1):
         raise UserError(f"fitness must be a top-1 fraction in [0, 1], got {acc.min():.4g}..{acc.max():.4g}")
     errors = 1.0 - acc
     top = np.sort(errors)[:min(TOP_TIER, errors.size)]
     e, t = float(errors.mean()), float(top.mean())
-    return {"E": e, "T": t, "ET": (e + t) / 2.0, "n": int(errors.size)}
+    se = float(errors.std(ddof=1) / np.sqrt(errors.size)) if errors.size > 1 else None
+    return {"E": e, "T": t, "ET": (e + t) / 2.0, "n": int(errors.size), "se": se}
 
 
 def fit_slope(values, errors) -> float | None:
@@ -90,6 +99,25 @@ def fit_slope(values, errors) -> float | None:
     ys = np.array([p[1] for p in pts])
     xc = xs - xs.mean()
     return float((xc * (ys - ys.mean())).sum() / (xc * xc).sum())
+
+
+def slope_standard_error(values, errors, ses) -> float | None:
+    """Standard error of `fit_slope`'s slope from each point's standard error (None when a
+    point has none or the fit has none)."""
+    pts = [(float(v), s) for v, e, s in zip(values, errors, ses) if e is not None]
+    xs = np.array([p[0] for p in pts])
+    if len(pts) < 2 or np.ptp(xs) == 0 or any(p[1] is None for p in pts):
+        return None
+    xc = xs - xs.mean()
+    return float(np.sqrt((xc ** 2 * np.array([p[1] for p in pts]) ** 2).sum()) / (xc * xc).sum())
+
+
+def trend(record: dict, significance: float = SIGNIFICANCE) -> float | None:
+    """The slope a move follows: 0 (no trend) when it lies within `significance` standard errors."""
+    slope, se = record["slope"], record.get("slope_se")
+    if slope is not None and se is not None and abs(slope) <= significance * se:
+        return 0.0
+    return slope
 
 
 def _step(dim: str, values: list) -> float:
@@ -168,8 +196,9 @@ def score_space(space: SearchSpace, budget: Budget, fitness, cache, samples: int
             configs = sample_subspace(space, dim, choice, budget, samples, rng, techniques)
             acc = cached_scores(fitness, configs, cache, progress, desc=f"{dim}={choice}") if configs else []
             scores.append(et_error(acc))
-        slope = fit_slope([choice_value(dim, c) for c in choices], [s["ET"] for s in scores])
-        out[dim] = {"choices": choices, "scores": scores, "slope": slope,
+        values, ets = [choice_value(dim, c) for c in choices], [s["ET"] for s in scores]
+        out[dim] = {"choices": choices, "scores": scores, "slope": fit_slope(values, ets),
+                    "slope_se": slope_standard_error(values, ets, [s["se"] for s in scores]),
                     "per_block": dim in BLOCK_DIMS}
     return out
 
@@ -180,8 +209,10 @@ def evolving_dimensions(space: SearchSpace) -> list:
     return [d for d in DIMENSIONS if d not in OPTIONAL_DIMS or space.dimensions[d] != OPTIONAL_DIMS[d]]
 
 
-def evolve_once(space: SearchSpace, scores: dict, tolerance: float, dims=None) -> tuple:
-    """(next space, {dim: action}) from one round's scores."""
+def evolve_once(space: SearchSpace, scores: dict, tolerance: float, dims=None, budget: Budget | None = None,
+                significance: float = SIGNIFICANCE) -> tuple:
+    """(next space, {dim: action}) from one round's scores; with `budget`, moves that would leave
+    the space no subnet within it are reverted (the least significant first)."""
     changes, actions = {}, {}
     for dim in dims or list(scores):
         # Choices no feasible subnet can use are dropped first.
@@ -190,7 +221,10 @@ def evolve_once(space: SearchSpace, scores: dict, tolerance: float, dims=None) -
             raise UserError(f"no budget-feasible subnet uses any {dim} choice; raise the budget")
         current = space.with_choices(**{dim: feasible}) if feasible != scores[dim]["choices"] else space
         dropped = [c for c in scores[dim]["choices"] if c not in feasible]
-        new, action = move(current, dim, scores[dim]["slope"], tolerance, exclude=dropped)
+        slope = trend(scores[dim], significance)
+        new, action = move(current, dim, slope, tolerance, exclude=dropped)
+        if slope == 0.0 and scores[dim]["slope"] and action == "keep":
+            action = "keep (trend within noise)"
         if feasible != scores[dim]["choices"]:
             action = f"drop infeasible, {action}"
         changes[dim], actions[dim] = new, action
@@ -202,7 +236,38 @@ def evolve_once(space: SearchSpace, scores: dict, tolerance: float, dims=None) -
             next_space = next_space.with_choices(**{dim: changes[dim]})
         else:
             actions[dim] += " (reverted: invalid with the other dimensions)"
+    if budget is not None:
+        next_space = _keep_within_budget(space, next_space, scores, budget, actions)
     return next_space, actions
+
+
+def _evidence(record: dict) -> float:
+    """How many standard errors the slope is from flat (0 for no slope: an exploratory expand)."""
+    slope, se = record["slope"], record.get("slope_se")
+    if not slope:
+        return 0.0
+    return abs(slope) / se if se else float("inf")
+
+
+def _fits(space: SearchSpace, budget: Budget) -> bool:
+    try:
+        check_feasible(space, budget)
+    except UserError:
+        return False
+    return True
+
+
+def _keep_within_budget(start: SearchSpace, space: SearchSpace, scores: dict, budget: Budget,
+                        actions: dict) -> SearchSpace:
+    moved = [d for d in scores if list(space.dimensions[d]) != list(start.dimensions[d])
+             and not actions[d].startswith("drop")]
+    for dim in sorted(moved, key=lambda d: _evidence(scores[d])):
+        if _fits(space, budget):
+            break
+        if _valid(space, dim, list(start.dimensions[dim])):
+            space = space.with_choices(**{dim: list(start.dimensions[dim])})
+            actions[dim] += " (reverted: the evolved space would hold no subnet within the budget)"
+    return space
 
 
 RECORD_FILE = "evolve_space.json"
@@ -256,7 +321,7 @@ class SpaceEvolution:
             rng = np.random.default_rng([self.seed, r])
             scores = score_space(space, self.budget, fitness, cache, self.samples, rng, self.techniques,
                                  self.progress)
-            next_space, actions = evolve_once(space, scores, self.tolerance)
+            next_space, actions = evolve_once(space, scores, self.tolerance, budget=self.budget)
             self.records.append({"round": r, "space": space.to_dict(), "fitness": fitness.identity,
                                  "dimensions": {d: dict(scores[d], action=actions[d],
                                                         next_choices=list(next_space.dimensions[d]))

@@ -9,7 +9,8 @@ import pytest
 from keras_supernet.space import FULL, SearchSpace
 from common.errors import UserError
 from search.budget import Budget
-from search.space_evolution import SpaceEvolution, et_error, evolve_once, fit_slope, move, score_space
+from search.space_evolution import (SpaceEvolution, et_error, evolve_once, fit_slope, move, score_space,
+                                    slope_standard_error)
 from search.fitness import FitnessCache
 
 SPACE = "configs/spaces/fmnist.yaml"
@@ -73,9 +74,11 @@ def test_one_round_moves_the_space_toward_lower_error(space, tmp_path):
             assert s["n"] == 3                                 # 3 < 5 points: no crash
             # top-50 of 3 subnets is all 3, and WideIsBetter's accuracies lie in [0.3, 0.99]
             assert s["T"] == pytest.approx(s["E"]) and 0.01 <= s["ET"] <= 0.7
-    nxt, actions = evolve_once(space, scores, tolerance=0.002)
+    nxt, actions = evolve_once(space, scores, tolerance=0.002, significance=0.0)    # direction only
     assert actions["embed_dim"] == "shift up" and max(nxt.dimensions["embed_dim"]) > 64
     assert actions["depth"] == "shift down" and min(nxt.dimensions["depth"]) < 2
+    _, actions = evolve_once(space, scores, tolerance=0.002)
+    assert actions["embed_dim"] == "shift up"              # embed_dim's trend stands out of 3 samples' noise
 
 
 def test_rounds_are_recorded_and_resume(space, tmp_path):
@@ -126,3 +129,44 @@ def test_patch_size_shifts_to_the_next_size_that_tiles_the_image(space):
     single = space.with_choices(patch_size=[4, 7])
     new, action = move(single, "patch_size", -1.0, 0.002)
     assert action == "shift up" and new[-1] > 7 and all(28 % p == 0 for p in new)
+
+
+def _scores(dim, choices, ets, ses, n=8):
+    values = [float(c) for c in choices]
+    return {dim: {"choices": choices, "slope": fit_slope(values, ets),
+                  "slope_se": slope_standard_error(values, ets, ses),
+                  "scores": [{"E": e, "T": e, "ET": e, "n": n, "se": s} for e, s in zip(ets, ses)]}}
+
+
+def test_a_trend_within_its_standard_errors_does_not_move_the_space(space):
+    """E-T 0.2686 vs 0.2630 for embed_dim 32 / 64 (a real round's half-point gap) moves the space
+    when each mean is known to 0.001, and keeps it when the subnets scatter by 0.003 per mean."""
+    choices = list(space.dimensions["embed_dim"])[:2]
+    assert slope_standard_error([1.0, 3.0], [0.2, 0.1], [0.01, 0.02]) == pytest.approx(np.sqrt(0.01 ** 2 + 0.02 ** 2) / 2)
+    precise = _scores("embed_dim", choices, [0.2686, 0.2630], [0.001, 0.001])
+    noisy = _scores("embed_dim", choices, [0.2686, 0.2630], [0.003, 0.003])
+    _, moved = evolve_once(space, precise, tolerance=0.002)
+    assert moved["embed_dim"] == "shift up"
+    kept, actions = evolve_once(space, noisy, tolerance=0.002)
+    assert actions["embed_dim"] == "keep (trend within noise)"
+    assert kept.dimensions["embed_dim"] == space.dimensions["embed_dim"]
+
+
+def test_moves_that_would_leave_no_subnet_within_the_budget_are_reverted(space):
+    """A clear trend toward wider embeddings, under a flash budget the wider space's smallest
+    subnet cannot meet: the move is reverted and the space stays searchable."""
+    from search.budget import check_feasible, smallest_achievable
+
+    choices = list(space.dimensions["embed_dim"])
+    wider, _ = evolve_once(space, _scores("embed_dim", choices, list(np.linspace(0.4, 0.2, len(choices))),
+                                          [0.001] * len(choices)), tolerance=0.002)
+    assert min(wider.dimensions["embed_dim"]) > min(choices)
+    low = smallest_achievable(space)
+    budget = Budget(sram=10 << 20, flash=low["flash"] + 64)    # only the starting space's smallest subnets fit
+    with pytest.raises(UserError, match="smallest achievable"):
+        check_feasible(wider, budget)
+    scores = _scores("embed_dim", choices, list(np.linspace(0.4, 0.2, len(choices))), [0.001] * len(choices))
+    kept, actions = evolve_once(space, scores, tolerance=0.002, budget=budget)
+    assert kept.dimensions["embed_dim"] == space.dimensions["embed_dim"]
+    assert actions["embed_dim"].endswith("(reverted: the evolved space would hold no subnet within the budget)")
+    check_feasible(kept, budget)
