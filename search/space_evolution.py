@@ -150,11 +150,13 @@ def _ahead(space, dim, values, step, up) -> list:
     return [values[-1] + k * step if up else values[0] - k * step for k in range(1, 9)]
 
 
-def move(space: SearchSpace, dim: str, slope: float | None, tolerance: float, exclude=()) -> tuple:
+def move(space: SearchSpace, dim: str, slope: float | None, tolerance: float, exclude=(), explore: bool = True) -> tuple:
     """(new choices, action) for one dimension: one step against the slope.
 
     `tolerance`: the smallest change of E-T error over one step that counts as a trend;
-    `exclude`: choices known to admit no feasible subnet, never added back.
+    `exclude`: choices known to admit no feasible subnet, never added back;
+    `explore`: a single choice without a trend is expanded (off in the last round: nothing
+    would measure the expansion).
     """
     choices = list(space.dimensions[dim])
     step = _step(dim, choices)
@@ -166,7 +168,7 @@ def move(space: SearchSpace, dim: str, slope: float | None, tolerance: float, ex
                      key=lambda c: choice_value(dim, c))
         return new if new and _valid(space, dim, new) else None
 
-    if len(choices) == 1 and not slope:
+    if len(choices) == 1 and not slope and explore:
         grown = try_values([values[0] - step, values[0], values[0] + step])
         return (grown, "expand") if grown and len(grown) > 1 else (choices, "keep")
     if not slope:
@@ -210,9 +212,9 @@ def evolving_dimensions(space: SearchSpace) -> list:
 
 
 def evolve_once(space: SearchSpace, scores: dict, tolerance: float, dims=None, budget: Budget | None = None,
-                significance: float = SIGNIFICANCE) -> tuple:
+                significance: float = SIGNIFICANCE, explore: bool = True) -> tuple:
     """(next space, {dim: action}) from one round's scores; with `budget`, moves that would leave
-    the space no subnet within it are reverted (the least significant first)."""
+    the space no subnet within it are reverted (the least significant first); `explore` as in `move`."""
     changes, actions = {}, {}
     for dim in dims or list(scores):
         # Choices no feasible subnet can use are dropped first.
@@ -222,7 +224,7 @@ def evolve_once(space: SearchSpace, scores: dict, tolerance: float, dims=None, b
         current = space.with_choices(**{dim: feasible}) if feasible != scores[dim]["choices"] else space
         dropped = [c for c in scores[dim]["choices"] if c not in feasible]
         slope = trend(scores[dim], significance)
-        new, action = move(current, dim, slope, tolerance, exclude=dropped)
+        new, action = move(current, dim, slope, tolerance, exclude=dropped, explore=explore)
         if slope == 0.0 and scores[dim]["slope"] and action == "keep":
             action = "keep (trend within noise)"
         if feasible != scores[dim]["choices"]:
@@ -321,7 +323,8 @@ class SpaceEvolution:
             rng = np.random.default_rng([self.seed, r])
             scores = score_space(space, self.budget, fitness, cache, self.samples, rng, self.techniques,
                                  self.progress)
-            next_space, actions = evolve_once(space, scores, self.tolerance, budget=self.budget)
+            next_space, actions = evolve_once(space, scores, self.tolerance, budget=self.budget,
+                                              explore=r < self.rounds - 1)
             self.records.append({"round": r, "space": space.to_dict(), "fitness": fitness.identity,
                                  "dimensions": {d: dict(scores[d], action=actions[d],
                                                         next_choices=list(next_space.dimensions[d]))

@@ -170,3 +170,14 @@ def test_moves_that_would_leave_no_subnet_within_the_budget_are_reverted(space):
     assert kept.dimensions["embed_dim"] == space.dimensions["embed_dim"]
     assert actions["embed_dim"].endswith("(reverted: the evolved space would hold no subnet within the budget)")
     check_feasible(kept, budget)
+
+
+def test_the_last_round_does_not_expand_a_dimension_nothing_will_measure(space, tmp_path):
+    single = space.with_choices(depth=[3])
+    one = SpaceEvolution(single, ROOMY, lambda r, s: WideIsBetter(), tmp_path / "one", rounds=1, samples=2,
+                         progress=False).run()
+    assert one["final_space"]["depth"] == [3]
+    assert one["rounds"][0]["dimensions"]["depth"]["action"] == "keep"
+    two = SpaceEvolution(single, ROOMY, lambda r, s: WideIsBetter(), tmp_path / "two", rounds=2, samples=2,
+                         progress=False).run()
+    assert two["rounds"][0]["dimensions"]["depth"]["action"] == "expand"
