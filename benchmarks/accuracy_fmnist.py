@@ -314,6 +314,12 @@ def summarize(results: dict) -> dict:
             entry["kendall_tau_inherited_vs_final_val"] = kendall_tau([r["val_inherited"] for r in ranked],
                                                                       [r["val_finetuned"] for r in ranked])
         out[budget + kd] = entry
+    evolved, space = results.get("evolve/winner"), results.get("evolve/space")
+    start = space and results.get(f"{space['budget']}/winner{'_kd' if evolved and evolved.get('teacher') else ''}")
+    if evolved and start:
+        out["evolve"] = {"start_space_winner_int8": start["int8_top1"], "evolved_space_winner_int8": evolved["int8_top1"],
+                         "evolved_minus_start": evolved["int8_top1"] - start["int8_top1"],
+                         "evolved_space_won": evolved["int8_top1"] > start["int8_top1"]}
     if "small_data" in results and "cnn_small" in results:
         out["small_data"] = {"pipeline_int8": results["small_data"]["int8_top1"],
                              "cnn": results["cnn_small"]["test_top1"],

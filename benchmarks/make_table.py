@@ -125,6 +125,10 @@ def accuracy_table(acc: dict, convert: dict | None) -> list:
                     f"{_pct(c['qat_1_epoch']['int8_reference'])} | | | | | | | | | |")
     for name, value in ANCHORS:
         rows.append(f"| anchor (published, not ours) | {name} | | | | | | | {value} | | |")
+    space = acc["results"].get("evolve/space")
+    evolve_lines = [f"- evolve/space ({space['budget']}, {len(space['rounds'])} round(s)): " + "; ".join(
+        f"{d} {r['choices'][d]} E-T {r['et_error'][d]} -> {r['action'][d]}" for r in space["rounds"]
+        for d in r["action"])] if space else []
     summary = acc.get("summary", {})
     def value(name, v):
         if "minus" in name:
@@ -132,6 +136,7 @@ def accuracy_table(acc: dict, convert: dict | None) -> list:
         return f"{v:+.2f}" if "tau" in name else _pct(v) if isinstance(v, float) else v
 
     lines = [f"- {k}: " + ", ".join(f"{n} {value(n, v)}" for n, v in s.items()) for k, s in summary.items()]
+    lines += evolve_lines
     commands = sorted({r["command"] for r in acc["results"].values() if r.get("command")})
     lines += [f"- rows measured by `.venv/bin/python {c}`" for c in commands]
     return rows + ([""] + lines if lines else [])
