@@ -133,7 +133,8 @@ def c_scratch(code: str, values: dict) -> list:
     names = re.split(r",\s*", re.search(r"enum \{\s*(kScratch\w+(?:,\s*kScratch\w+)*),\s*kNumScratch\s*\};", text).group(1))
     sizes = dict(re.findall(r"size\[kScratch(\w+)\] = ([^;]+);", text))
     namespace = {"__builtins__": {}, "max": max, "PackedBytes": contract.packed_bytes,
-                 "kTokenBatch": contract.TOKEN_BATCH, **values}
+                 "kTokenBatch": contract.TOKEN_BATCH,
+                 "kPatchChunk": contract.PATCH_CHUNK, **values}
     for name, body in re.findall(r"int32_t (\w+)\(\) const \{ return ([^;]+); \}", text):
         if name not in namespace:
             try:

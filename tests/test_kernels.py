@@ -122,9 +122,11 @@ def test_fixedpoint_helpers_match_python_and_tflm(kernel_test, tmp_path):
 
 def conv_tokenizer_edges(rng) -> list:
     """Overlapping windows in place both ways: top down (E <= P*P*C) and bottom up, halos
-    taller than the stride, odd and even K - P, a window larger than the image."""
+    taller than the stride, odd and even K - P, a window larger than the image; windows of
+    more than one 256-column chunk (507 = 256 + 251, 300 = 256 + 44 columns) with padding
+    inside chunks and 5 or 6 patches per strip (passes of 4 patches and of 1 or 2)."""
     shapes = [(8, 8, 3, 2, 7, 8), (5, 4, 3, 1, 4, 3), (8, 6, 1, 2, 8, 16), (12, 8, 1, 4, 7, 24),
-              (2, 4, 1, 2, 7, 5), (6, 6, 2, 3, 4, 40)]
+              (2, 4, 1, 2, 7, 5), (6, 6, 2, 3, 4, 40), (20, 50, 3, 10, 13, 12), (8, 24, 3, 4, 10, 52)]
     return [kc.patch_embed_case(rng, h=h, w=w, c=c, patch=p, kernel=k, e=e, has_cls=i % 2)
             for i, (h, w, c, p, k, e) in enumerate(shapes)]
 

@@ -102,8 +102,10 @@ def test_scratch_sizes_follow_spec_align4_segments():
     config = arch.fmnist_small()
     sizes = scratch_bytes(config)
     t, e, d = config.num_tokens, config.embed_dim, config.qkv_dim[0]
-    assert sizes[0] == config.grid * e + config.patch_dim
     ceil4 = lambda n: (n + 3) // 4 * 4                                      # noqa: E731
+    # strip, int32 accumulators of 4 patches, a chunk of at most 256 window columns and its packed copy
+    chunk = min(config.patch_dim, 256)
+    assert sizes[0] == ceil4(config.grid * e) + 4 * 4 * e + ceil4(chunk) + 2 * 4 * ceil4(chunk)
     # K, V, h, packed h, q of 4 rows, packed q and ctx, int32 scores of 4 rows, packed probabilities
     attention = (2 * ceil4(t * d) + ceil4(e) + 8 * ceil4(e) + ceil4(4 * d) + 2 * 8 * ceil4(d) + 16 * t
                  + 8 * ceil4(t))
@@ -176,9 +178,10 @@ CONV_TOKENIZER = arch.ArchConfig(image_size=28, channels=1, patch_size=4, patch_
 
 def test_conv_tokenizer_is_a_7x7_window_in_scratch_flash_and_macs():
     conv, plain = CONV_TOKENIZER, CONV_TOKENIZER.replace(patch_kernel=0)
-    # E 32 > P*P*C 16: strips go up, the halo is the K - P - pad = 2 rows below: 2 * 28 bytes
-    assert scratch_bytes(conv)[0] == 7 * 32 + 2 * 28 + 49
-    assert scratch_bytes(plain)[0] == 7 * 32 + 16
+    # E 32 > P*P*C 16: strips go up, the halo is the K - P - pad = 2 rows below: 2 * 28 bytes;
+    # then int32 accumulators of 4 patches, the 49-column window (one chunk, 52 aligned) and its packed copy
+    assert scratch_bytes(conv)[0] == 7 * 32 + 2 * 28 + 4 * 4 * 32 + 52 + 2 * 4 * 52
+    assert scratch_bytes(plain)[0] == 7 * 32 + 4 * 4 * 32 + 16 + 2 * 4 * 16
     assert constant_tensors(conv)[0] == (32 * 49, 32)
     assert model_flash_bytes(conv) - model_flash_bytes(plain) == 32 * 49 - 32 * 16      # both 16-aligned
     assert conv.layer_macs()["patch_embed"] == 49 * 49 * 32

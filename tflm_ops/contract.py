@@ -132,18 +132,20 @@ def patch_embed_halo_rows(*, patch, kernel, embed, channels) -> int:
     return pad if patch_embed_top_down(patch=patch, embed=embed, channels=channels) else kernel - patch - pad
 
 
-def patch_embed_scratch(*, patch, kernel, grid_w, embed, channels, **_) -> list:
-    halo = patch_embed_halo_rows(patch=patch, kernel=kernel, embed=embed, channels=channels)
-    return [("strip", grid_w * embed), ("halo", halo * grid_w * patch * channels),
-            ("patch", kernel * kernel * channels)]
-
-
-TOKEN_BATCH = 4        # tokens per pass of the attention's and MLP's linears (kTokenBatch in C)
+TOKEN_BATCH = 4        # tokens (patches) per pass of the ops' linears (kTokenBatch in C)
+PATCH_CHUNK = 256      # window columns the patch embedding gathers and packs per pass (kPatchChunk in C)
 
 
 def packed_bytes(values: int) -> int:
     """int16 copies of TOKEN_BATCH tokens of `values` int8 each, padded to groups of 4 (SPEC 0)."""
     return 2 * TOKEN_BATCH * ((values + 3) // 4 * 4)
+
+
+def patch_embed_scratch(*, patch, kernel, grid_w, embed, channels, **_) -> list:
+    halo = patch_embed_halo_rows(patch=patch, kernel=kernel, embed=embed, channels=channels)
+    chunk = min(kernel * kernel * channels, PATCH_CHUNK)
+    return [("strip", grid_w * embed), ("halo", halo * grid_w * patch * channels),
+            ("acc", 4 * TOKEN_BATCH * embed), ("chunk", chunk), ("packed", packed_bytes(chunk))]
 
 
 def attention_scratch(*, tokens, embed, qkv_dim, qkv_rank, proj_rank, **_) -> list:

@@ -167,17 +167,6 @@ void DotRowsPackedN(const int8_t* w, int32_t stride, int32_t n, const int32_t* b
   }
 }
 
-template <int NB>
-void DotRowsPackedAddN(const int8_t* w, int32_t stride, int32_t n, const int16_t* x, int32_t rows,
-                       int32_t* acc) {
-  for (int32_t r = 0; r < rows; ++r, w += stride, acc += NB) {
-    int32_t dots[NB];
-    DotPackedN<NB>(w, x, n, 0, dots);
-#pragma GCC unroll 4
-    for (int t = 0; t < NB; ++t) acc[t] = WrapAdd(acc[t], dots[t]);
-  }
-}
-
 }  // namespace
 
 void DotRowsPacked(const int8_t* w, int32_t stride, int32_t n, const int32_t* bias,
@@ -188,16 +177,6 @@ void DotRowsPacked(const int8_t* w, int32_t stride, int32_t n, const int32_t* bi
     case 3: DotRowsPackedN<3>(w, stride, n, bias, x, rows, acc); break;
     case 2: DotRowsPackedN<2>(w, stride, n, bias, x, rows, acc); break;
     default: DotRowsPackedN<1>(w, stride, n, bias, x, rows, acc); break;
-  }
-}
-
-void DotRowsPackedAdd(const int8_t* w, int32_t stride, int32_t n, const int16_t* x, int32_t nb,
-                      int32_t rows, int32_t* acc) {
-  switch (nb) {
-    case 4: DotRowsPackedAddN<4>(w, stride, n, x, rows, acc); break;
-    case 3: DotRowsPackedAddN<3>(w, stride, n, x, rows, acc); break;
-    case 2: DotRowsPackedAddN<2>(w, stride, n, x, rows, acc); break;
-    default: DotRowsPackedAddN<1>(w, stride, n, x, rows, acc); break;
   }
 }
 

@@ -66,12 +66,6 @@ void PackToken(const int8_t* x, int32_t n, int32_t nb, int32_t t, int16_t* packe
 void DotRowsPacked(const int8_t* w, int32_t stride, int32_t n, const int32_t* bias,
                    const int16_t* x, int32_t nb, int32_t rows, int32_t* acc);
 
-// acc[r * nb + t] += sum_{i < n} x_t[i] * w[r * stride + i] (wrapping) for
-// r < rows, t < nb: DotRowsPacked that adds to acc, so a long input can be
-// packed and multiplied in chunks of columns.
-void DotRowsPackedAdd(const int8_t* w, int32_t stride, int32_t n, const int16_t* x, int32_t nb,
-                      int32_t rows, int32_t* acc);
-
 // Rows per DotRowsPacked call of ForEachRowPacked (its stack buffer).
 constexpr int32_t kRowChunk = 16;
 

@@ -3,6 +3,11 @@
 // patches at a time, tokens written over the consumed image.
 #include <string.h>
 
+#if defined(__ARM_FEATURE_SIMD32)
+#include <arm_acle.h>
+#endif
+
+#include "mcuf_blocks.h"
 #include "mcuf_op_common.h"
 #include "mcuf_ops.h"
 #include "tensorflow/lite/micro/micro_log.h"
@@ -19,6 +24,8 @@ const OptionSpec kSpecs[kNumOptions] = {
     {"pos_zp", -128, 127},               {"pos_mult", -kInt32Max, kInt32Max},
     {"pos_shift", -31, 30}};
 enum { kImage, kWeights, kBias, kRq, kPos, kCls };
+// Window columns gathered and packed per pass (tflm_ops/contract.py's PATCH_CHUNK).
+constexpr int32_t kPatchChunk = 256;
 
 struct OpData {
   Options<kNumOptions> options;
@@ -34,17 +41,22 @@ struct OpData {
   int32_t pad() const { return (kernel() - patch()) / 2; }
   int32_t top_down() const { return embed <= patch_bytes(); }
   int32_t halo_rows() const { return top_down() ? pad() : kernel() - patch() - pad(); }
+  int32_t chunk() const { return window_bytes() < kPatchChunk ? window_bytes() : kPatchChunk; }
 };
 static_assert(sizeof(OpData) == kPatchEmbedOpDataBytes, "update SPEC.md's persistent bytes");
 
-// Scratch segments (tflm_ops/contract.py), in order.
-enum { kScratchStrip, kScratchHalo, kScratchPatch, kNumScratch };
+// Scratch segments (tflm_ops/contract.py), in order: the strip's tokens, the
+// halo, int32 accumulators of kTokenBatch patches, and one chunk of window
+// columns of those patches, gathered (int8) and packed (int16).
+enum { kScratchStrip, kScratchHalo, kScratchAcc, kScratchChunk, kScratchPacked, kNumScratch };
 
 ScratchLayout<kNumScratch> ScratchOf(const OpData& d) {
   int64_t size[kNumScratch];
   size[kScratchStrip] = int64_t{d.grid_w()} * d.embed;
   size[kScratchHalo] = int64_t{d.halo_rows()} * d.grid_w() * d.patch() * d.channels;
-  size[kScratchPatch] = d.window_bytes();
+  size[kScratchAcc] = int64_t{4} * kTokenBatch * d.embed;
+  size[kScratchChunk] = d.chunk();
+  size[kScratchPacked] = PackedBytes(d.chunk());
   return LayoutScratch(size);
 }
 
@@ -75,22 +87,45 @@ struct InputRows {
   }
 };
 
-// Gathers the K x K x C window whose top-left input pixel is (y0, x0), in
-// (ky, kx, ch) order, padding with the image zero point.
-void GatherWindow(const OpData& d, const InputRows& rows, int32_t y0, int32_t x0, int8_t* out) {
-  const int32_t k = d.kernel(), ch = d.channels, line = k * ch;
-  const int32_t x_begin = x0 < 0 ? -x0 : 0;
-  const int32_t x_end = x0 + k > d.width ? d.width - x0 : k;
-  for (int32_t ky = 0; ky < k; ++ky, out += line) {
+// Gathers columns [first, first + count) of the K x K x C window whose
+// top-left input pixel is (y0, x0), in (ky, kx, ch) order, padding with the
+// image zero point.
+void GatherColumns(const OpData& d, const InputRows& rows, int32_t y0, int32_t x0, int32_t first,
+                   int32_t count, int8_t* out) {
+  const int32_t ch = d.channels, line = d.kernel() * ch;
+  // Bytes [lo, hi) of a window line lie inside the image.
+  const int32_t lo = (x0 < 0 ? -x0 : 0) * ch;
+  const int32_t hi = (x0 + d.kernel() > d.width ? d.width - x0 : d.kernel()) * ch;
+  for (int32_t j = first, end = first + count; j < end;) {
+    const int32_t ky = j / line, off = j - ky * line;
+    const int32_t len = line - off < end - j ? line - off : end - j;
     const int8_t* row = rows.Row(y0 + ky);
-    if (row == nullptr || x_end <= x_begin) {
-      memset(out, d.image_zp, line);
-      continue;
-    }
-    if (x_begin > 0) memset(out, d.image_zp, x_begin * ch);
-    memcpy(out + x_begin * ch, row + (x0 + x_begin) * ch, (x_end - x_begin) * ch);
-    if (x_end < k) memset(out + x_end * ch, d.image_zp, (k - x_end) * ch);
+    const int32_t a = row == nullptr ? off + len : Min(Max(lo, off), off + len);
+    const int32_t b = Max(a, Min(hi, off + len));
+    if (a > off) memset(out, d.image_zp, a - off);
+    if (b > a) memcpy(out + (a - off), row + (x0 * ch + a), b - a);
+    if (off + len > b) memset(out + (b - off), d.image_zp, off + len - b);
+    out += len;
+    j += len;
   }
+}
+
+// PackToken, four columns per step.
+void PackColumns(const int8_t* x, int32_t n, int32_t nb, int32_t t, int16_t* packed) {
+  int16_t* out = packed + PackedIndex(nb, t, 0);
+  int32_t c = 0;
+  for (; c + 4 <= n; c += 4, x += 4, out += 4 * nb) {
+#if defined(__ARM_FEATURE_SIMD32)
+    uint32_t x4;
+    memcpy(&x4, x, sizeof(x4));
+    const int32_t halves[2] = {__sxtb16(x4), __sxtb16((x4 >> 8) | (x4 << 24))};
+    memcpy(out, halves, sizeof(halves));
+#else
+#pragma GCC unroll 4
+    for (int32_t k = 0; k < 4; ++k) out[PackedIndex(1, 0, k)] = x[k];
+#endif
+  }
+  for (; c < n; ++c) packed[PackedIndex(nb, t, c)] = *x++;
 }
 
 void* Init(TfLiteContext* context, const char* buffer, size_t length) {
@@ -145,9 +180,72 @@ TfLiteStatus Prepare(TfLiteContext* context, TfLiteNode* node) {
   return RequestScratch(context, kOp, ScratchOf(*d).bytes, &d->scratch_index);
 }
 
+// Where a pass reads and writes: the scratch segments and the linear.
+struct Buffers {
+  const LinearFactor& linear;
+  int32_t* acc;
+  int8_t* chunk;
+  int16_t* packed;
+};
+
+// acc[e * nb + t] += W[e, first:first + n] . x_t for e < E, t < nb, from the
+// packed columns x of nb patches (kRowChunk rows per DotRowsPacked call).
+void AddChunk(const OpData& d, const Buffers& b, int32_t first, int32_t n, int32_t nb) {
+  int32_t dots[kRowChunk * kTokenBatch];
+  const int32_t window = d.window_bytes();
+  for (int32_t e0 = 0; e0 < d.embed; e0 += kRowChunk) {
+    const int32_t rows = Min(kRowChunk, d.embed - e0);
+    DotRowsPacked(b.linear.weights + int64_t{e0} * window + first, window, n, nullptr, b.packed, nb,
+                  rows, dots);
+    int32_t* acc = b.acc + e0 * nb;
+    for (int32_t i = 0; i < rows * nb; ++i) acc[i] = WrapAdd(acc[i], dots[i]);
+  }
+}
+
+// acc[e * nb + t] = bias[e] + W[e] . window(patch (r, c0 + t)) for t < nb, one
+// chunk of window columns of the nb patches at a time: each weight word is
+// split once for all of them.
+void AccumulatePatches(const OpData& d, const InputRows& rows, const Buffers& b, int32_t r,
+                       int32_t c0, int32_t nb) {
+  const int32_t p = d.patch(), pad = d.pad(), window = d.window_bytes();
+  for (int32_t first = 0; first < window; first += d.chunk()) {
+    const int32_t n = Min(d.chunk(), window - first);
+    for (int32_t t = 0; t < nb; ++t) {
+      GatherColumns(d, rows, r * p - pad, (c0 + t) * p - pad, first, n, b.chunk);
+      PackColumns(b.chunk, n, nb, t, b.packed);
+    }
+    if (first == 0) {
+      DotRowsPacked(b.linear.weights, window, n, b.linear.bias, b.packed, nb, d.embed, b.acc);
+    } else {
+      AddChunk(d, b, first, n, nb);
+    }
+  }
+}
+
+// out[t * E + e] = token e of patch t < nb from acc[e * nb + t] (SPEC 2.1),
+// pos_rows[t * E + e] its position embedding; acc is overwritten.
+void WriteTokens(const OpData& d, const Buffers& b, int32_t nb, const int8_t* pos_rows,
+                 int8_t* out) {
+  const int32_t* opt = d.options.value;
+  const int32_t e_dim = d.embed;
+  for (int32_t e = 0; e < e_dim; ++e) {
+    const RequantRow rq(b.linear.rq + 2 * e);
+    for (int32_t t = 0; t < nb; ++t) b.acc[e * nb + t] = rq.Mbqm(b.acc[e * nb + t]);
+  }
+  const int32_t pos_multiplier[2] = {opt[kPosMult], opt[kPosShift]};
+  const RequantRow pos_rq(pos_multiplier);
+  for (int32_t t = 0; t < nb; ++t) {
+    for (int32_t e = 0; e < e_dim; ++e) {
+      // |out_zp| <= 128: saturating the sum to 10 bits first changes nothing.
+      const int32_t sum =
+          SatAdd32(b.acc[e * nb + t], pos_rq.Mbqm(pos_rows[t * e_dim + e] - opt[kPosZp]));
+      out[t * e_dim + e] = static_cast<int8_t>(SatBits<8>(SatBits<10>(sum) + d.out_zp));
+    }
+  }
+}
+
 TfLiteStatus Eval(TfLiteContext* context, TfLiteNode* node) {
   const OpData& d = *static_cast<const OpData*>(node->user_data);
-  const int32_t* opt = d.options.value;
   const int8_t* image = InputInt8(context, node, kImage);
   const LinearFactor linear =
       GetLinear(context, node, kWeights, 0, 0, d.window_bytes(), d.embed).last;
@@ -160,7 +258,9 @@ TfLiteStatus Eval(TfLiteContext* context, TfLiteNode* node) {
   int8_t* scratch = static_cast<int8_t*>(context->GetScratchBuffer(context, d.scratch_index));
   const ScratchLayout<kNumScratch> layout = ScratchOf(d);
   int8_t* strip = scratch + layout.offset[kScratchStrip];
-  int8_t* patch = scratch + layout.offset[kScratchPatch];
+  const Buffers buffers = {linear, reinterpret_cast<int32_t*>(scratch + layout.offset[kScratchAcc]),
+                           scratch + layout.offset[kScratchChunk],
+                           reinterpret_cast<int16_t*>(scratch + layout.offset[kScratchPacked])};
   // Strip order and halo keep every write on image bytes no later strip reads (SPEC 2.1).
   const bool top_down = d.top_down() != 0;
   const int32_t pad = d.pad();
@@ -168,15 +268,10 @@ TfLiteStatus Eval(TfLiteContext* context, TfLiteNode* node) {
                     top_down ? -pad : d.height, d.halo_rows()};
   for (int32_t step = 0; step < grid_h; ++step) {
     const int32_t r = top_down ? step : grid_h - 1 - step;
-    for (int32_t c = 0; c < grid_w; ++c) {
-      GatherWindow(d, rows, r * p - pad, c * p - pad, patch);
-      const int8_t* pos_row = pos + (r * grid_w + c) * e_dim;
-      int8_t* token = strip + c * e_dim;
-      ForEachAcc(linear, patch, 0, e_dim, [&](int32_t e, int32_t acc) {
-        token[e] = static_cast<int8_t>(
-            mcuf_sat8(int64_t{d.out_zp} + mcuf_mbqm(acc, linear.rq[2 * e], linear.rq[2 * e + 1]) +
-                      mcuf_mbqm(pos_row[e] - opt[kPosZp], opt[kPosMult], opt[kPosShift])));
-      });
+    for (int32_t c0 = 0; c0 < grid_w; c0 += kTokenBatch) {
+      const int32_t nb = Min(kTokenBatch, grid_w - c0);
+      AccumulatePatches(d, rows, buffers, r, c0, nb);
+      WriteTokens(d, buffers, nb, pos + (r * grid_w + c0) * e_dim, strip + c0 * e_dim);
     }
     rows.MoveHalo(top_down ? (r + 1) * p - pad : r * p);
     memcpy(tokens + r * grid_w * e_dim, strip, grid_w * e_dim);
