@@ -53,7 +53,8 @@ def cases():
     rng = np.random.default_rng(0)
     out = []
     for h, c, p, e, cls in PATCH:
-        out.append(("MCUF_PATCH_EMBED", kc.patch_embed_case(rng, h=h, w=h, c=c, patch=p, e=e, has_cls=cls),
+        out.append(("MCUF_PATCH_EMBED", kc.patch_embed_case(rng, h=h, w=h, c=c, patch=p, e=e, has_cls=cls,
+                                                                patches_per_pass=4),
                     oi.patch_embed_features((h // p) ** 2, p * p * c, e)))
     for t, e, heads, hd, qr, pr in ATTENTION:
         out.append(("MCUF_ATTENTION", kc.attention_case(rng, t=t, e=e, heads=heads, head_dim=hd, qkv_rank=qr,

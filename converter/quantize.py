@@ -14,6 +14,7 @@ import numpy as np
 
 from keras_supernet import functional as F
 from common.errors import UserError
+from memory_model.memory import patches_per_pass
 from tflm_ops import contract
 from tflm_ops.fixedpoint import INT32_MAX, INT32_MIN, quantize_multiplier
 
@@ -127,7 +128,7 @@ class _Builder:
             inputs.append(self.const("patch_embed/cls", cls, np.int8, [s_out], [z_out]))
         self.ops.append(Op("MCUF_PATCH_EMBED", inputs, out, contract.make_options(
             "MCUF_PATCH_EMBED", patch=a.patch_size, kernel=a.kernel, has_cls=int(has_cls),
-            pos_zp=pos_qp.zero_point, pos_mult=pos_mult, pos_shift=pos_shift)))
+            patches_per_pass=patches_per_pass(a), pos_zp=pos_qp.zero_point, pos_mult=pos_mult, pos_shift=pos_shift)))
 
     @staticmethod
     def softmax_multiplier(name, real) -> tuple:

@@ -65,11 +65,22 @@ def custom_op_names(config) -> list:
     return names + ["MCUF_HEAD"]
 
 
-def scratch_bytes(config) -> list:
-    """Bytes each custom op requests with RequestScratchBufferInArena (tflm_ops/contract.py), op order."""
+def patches_per_pass(config) -> int:
+    """MCUF_PATCH_EMBED's `patches_per_pass` (SPEC 2.1) for `config`, the one choice the converter
+    writes and this model plans with: 4 (fewer instructions) unless its larger scratch makes the
+    required arena of the converted model (all techniques on, Cortex-M) larger than with 1."""
+    required = {ppp: tflm_required_arena.custom_graph_required(
+        config, _head_bytes(config, Techniques(), scratch_bytes(config, ppp))) for ppp in (1, 4)}
+    return 4 if required[4] <= required[1] else 1
+
+
+def scratch_bytes(config, patch_embed_passes: int | None = None) -> list:
+    """Bytes each custom op requests with RequestScratchBufferInArena (tflm_ops/contract.py), op order;
+    the patch embedding with `patch_embed_passes` patches per pass (default: `patches_per_pass`)."""
     t, e = config.num_tokens, config.embed_dim
     sizes = [contract.scratch_bytes("MCUF_PATCH_EMBED", patch=config.patch_size, kernel=config.kernel,
-                                    grid_w=config.grid, embed=e, channels=config.channels)]
+                                    grid_w=config.grid, embed=e, channels=config.channels,
+                                    patches_per_pass=patch_embed_passes or patches_per_pass(config))]
     for i in range(config.depth):
         sizes.append(contract.scratch_bytes("MCUF_ATTENTION", tokens=t, embed=e, qkv_dim=config.qkv_dim[i],
                                             qkv_rank=config.qkv_rank[i], proj_rank=config.proj_rank[i]))
@@ -193,6 +204,10 @@ def head_bytes(config, techniques: Techniques = Techniques()) -> int:
     time, so TFLM places each one by first fit among the offline tensors live
     in that scope; tests check equality with the full planner.
     """
+    return _head_bytes(config, techniques, scratch_bytes(config))
+
+
+def _head_bytes(config, techniques: Techniques, scratch: list) -> int:
     depth = config.depth
     image = align_up(config.image_size * config.image_size * config.channels)
     tokens = align_up(config.num_tokens * config.embed_dim)
@@ -200,7 +215,6 @@ def head_bytes(config, techniques: Techniques = Techniques()) -> int:
     n_ops = 2 * depth + 2
     offsets = _group_offsets(config, techniques, image, tokens, logits)
     image_at, token_at, logits_at = offsets[0], offsets[1:-1], offsets[-1]
-    scratch = scratch_bytes(config)
     peak = max(image_at + image, logits_at + logits, max(o for o in token_at) + tokens)
     for op in range(n_ops):
         scope = op + 1
@@ -241,20 +255,21 @@ def _group_offsets(config, techniques, image, tokens, logits) -> list:
 
 # TFLM + CMSIS-NN + the custom kernels + the example app on the STM32F746 build
 # (.text + .data with --gc-sections, minus the model array and test images): the same
-# 61,496 B for two different models (with the model CRC-32 check; the token-batched kernels and
+# 62,488 B for two different models (with the model CRC-32 check; the token-batched kernels and
 # sequence pooling added 3,696 B to the earlier 55,832 B, the faster attention kernels and the
-# patch embedding's four patches per pass 1,968 B to 59,528 B), measured with benchmarks/probe/measure_code_flash.py
+# patch embedding's four patches per pass 1,968 B to 59,528 B, its one-patch path beside them
+# 992 B), measured with benchmarks/probe/measure_code_flash.py
 # (arm-none-eabi-gcc 12.2, TFLM 90b983c). Custom ops only; a builtin-op build is larger.
-CODE_FLASH_BYTES = 61_496
+CODE_FLASH_BYTES = 62_488
 
 # Flatbuffer overhead of the converter's writer (converter/tflite_writer.py) beyond the
 # 16-aligned constant data: per constant tensor, per op (with its output activation
 # tensor, options and offline-plan entry) and per model. Fitted by least squares on 9
 # written models with `benchmarks/probe/fit_flash.py` (residuals <= 58 B, under 0.1%);
 # tests/test_memory_measured.py re-checks freshly written models.
-FB_PER_CONSTANT = 91
-FB_PER_OP = 337
-FB_FIXED = 378
+FB_PER_CONSTANT = 90
+FB_PER_OP = 336
+FB_FIXED = 491
 FB_BUFFER_ALIGNMENT = 16
 
 

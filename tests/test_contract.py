@@ -10,8 +10,14 @@ def test_scratch_bytes_of_mcuformer_shaped_ops():
     145 tokens of 192, 3 heads of 64, MLP 768, patch 20 of a 240x240x3 image."""
     attention = dict(tokens=145, embed=192, qkv_dim=192, proj_rank=0)
     # strip 12 * 192, int32 accumulators of 4 patches, 256 window columns int8 and packed int16 for 4 patches
-    assert contract.scratch_bytes("MCUF_PATCH_EMBED", patch=20, kernel=20, grid_w=12, embed=192,
-                                  channels=3) == 2304 + 3072 + 256 + 2048
+    patch_embed = dict(patch=20, kernel=20, grid_w=12, embed=192, channels=3)
+    assert contract.scratch_bytes("MCUF_PATCH_EMBED", patches_per_pass=4, **patch_embed) == 2304 + 3072 + 256 + 2048
+    # one patch a pass: the strip and the whole 20 * 20 * 3 window, int8
+    assert contract.scratch_bytes("MCUF_PATCH_EMBED", patches_per_pass=1, **patch_embed) == 2304 + 1200
+    # a 7 x 7 window of stride 4 going up (E 32 > 16): strip 7 * 32, halo 2 rows of 28, window 49
+    conv = dict(patch=4, kernel=7, grid_w=7, embed=32, channels=1)
+    assert contract.scratch_bytes("MCUF_PATCH_EMBED", patches_per_pass=1, **conv) == 224 + 56 + 49
+    assert contract.scratch_bytes("MCUF_PATCH_EMBED", patches_per_pass=4, **conv) == 224 + 56 + 512 + 52 + 416
     assert contract.scratch_bytes("MCUF_ATTENTION", qkv_rank=0, **attention) == 64752
     assert contract.scratch_bytes("MCUF_ATTENTION", qkv_rank=48, **attention) == 65136
     assert contract.scratch_bytes("MCUF_MLP", embed=192, hidden=768, fc1_rank=0, fc2_rank=0) == 7872
@@ -67,12 +73,13 @@ def test_make_options_names_every_option_once():
 
 
 def test_options_error_names_the_field():
-    good = contract.make_options("MCUF_PATCH_EMBED", patch=4, kernel=4, has_cls=1, pos_zp=0, pos_mult=1 << 30,
-                                 pos_shift=0)
+    good = contract.make_options("MCUF_PATCH_EMBED", patch=4, kernel=4, has_cls=1, patches_per_pass=4, pos_zp=0,
+                                 pos_mult=1 << 30, pos_shift=0)
     assert contract.options_error("MCUF_PATCH_EMBED", good) is None
     cases = {"patch": (4097, "'patch' is 4097, outside [1, 4096]"), "has_cls": (2, "'has_cls' is 2"),
              "pos_zp": (-129, "'pos_zp' is -129"), "pos_mult": (1 << 29, "'pos_mult', 'pos_shift'"),
-             "version": (1, "'version' is 1; the kernels implement version 2"),
+             "version": (2, "'version' is 2; the kernels implement version 3"),
+             "patches_per_pass": (2, "'patches_per_pass' is 2; the kernel implements 1 or 4"),
              "kernel": (3, "'kernel' (3) is smaller than 'patch' (4)")}
     for key, (value, message) in cases.items():
         assert message in contract.options_error("MCUF_PATCH_EMBED", {**good, key: value}), key

@@ -78,6 +78,10 @@ def test_option_rules_prepare_checks_equal_the_contract(code):
     assert [snake(m) for m, _ in pairs] == list(contract.MULTIPLIER_PAIRS[code])
     divisible = [(name, snake(divisor)) for name, divisor in re.findall(r"(\w+)\(\) % opt\[k(\w+)\]", text)]
     assert divisible == list(contract.DIVISIBLE.get(code, ()))
+    choices = re.findall(r"d->(\w+)\(\) != (\w+) && d->\1\(\) != (\w+)\)", text)
+    values = {**constants(), "kTokenBatch": contract.TOKEN_BATCH}
+    assert {name: tuple(int(eval(v, {"__builtins__": {}}, values)) for v in vs) for name, *vs in choices} == (
+        contract.CHOICES.get(code, {}))
 
 
 def opdata_bytes(code: str) -> int:
@@ -124,7 +128,7 @@ def _python_expr(c_expr: str) -> str:
     expr = re.sub(r"\bd(?:\.|->)(\w+)(?:\(\))?", r"\1", expr)
     expr = re.sub(r"\b(\w+)\(\)", r"\1", expr)
     expr = re.sub(r"^(.+?) \? (.+?) : (.+)$", r"(\2) if (\1) else (\3)", expr)
-    return expr.replace("Max(", "max(").replace(" / ", " // ")
+    return expr.replace("Max(", "max(").replace("Min(", "min(").replace(" / ", " // ")
 
 
 def c_scratch(code: str, values: dict) -> list:
@@ -132,7 +136,7 @@ def c_scratch(code: str, values: dict) -> list:
     text = source(OP_FILES[code])
     names = re.split(r",\s*", re.search(r"enum \{\s*(kScratch\w+(?:,\s*kScratch\w+)*),\s*kNumScratch\s*\};", text).group(1))
     sizes = dict(re.findall(r"size\[kScratch(\w+)\] = ([^;]+);", text))
-    namespace = {"__builtins__": {}, "max": max, "PackedBytes": contract.packed_bytes,
+    namespace = {"__builtins__": {}, "max": max, "min": min, "PackedBytes": contract.packed_bytes,
                  "kTokenBatch": contract.TOKEN_BATCH,
                  "kPatchChunk": contract.PATCH_CHUNK, **values}
     for name, body in re.findall(r"int32_t (\w+)\(\) const \{ return ([^;]+); \}", text):
@@ -164,6 +168,7 @@ def _random_op(rng, code):
     patch = opts["patch"] = int(rng.integers(1, 9)) if code == "MCUF_PATCH_EMBED" else 1
     if code == "MCUF_PATCH_EMBED":
         opts["kernel"] = patch + int(rng.integers(0, 6))
+        opts["patches_per_pass"] = int(rng.choice(contract.CHOICES[code]["patches_per_pass"]))
     height, width = patch * int(rng.integers(1, 6)), patch * int(rng.integers(1, 6))
     dims = {"tokens": int(rng.integers(1, 200)), "embed": int(rng.integers(1, 300)), "height": height,
             "width": width, "channels": int(rng.integers(1, 4))}

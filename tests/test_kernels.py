@@ -124,11 +124,12 @@ def conv_tokenizer_edges(rng) -> list:
     """Overlapping windows in place both ways: top down (E <= P*P*C) and bottom up, halos
     taller than the stride, odd and even K - P, a window larger than the image; windows of
     more than one 256-column chunk (507 = 256 + 251, 300 = 256 + 44 columns) with padding
-    inside chunks and 5 or 6 patches per strip (passes of 4 patches and of 1 or 2)."""
+    inside chunks and 5 or 6 patches per strip (passes of 4 patches and of 1 or 2); each with
+    4 patches per pass and with 1 (chunks of 64 columns: 507 = 7 * 64 + 59, 300 = 4 * 64 + 44)."""
     shapes = [(8, 8, 3, 2, 7, 8), (5, 4, 3, 1, 4, 3), (8, 6, 1, 2, 8, 16), (12, 8, 1, 4, 7, 24),
               (2, 4, 1, 2, 7, 5), (6, 6, 2, 3, 4, 40), (20, 50, 3, 10, 13, 12), (8, 24, 3, 4, 10, 52)]
-    return [kc.patch_embed_case(rng, h=h, w=w, c=c, patch=p, kernel=k, e=e, has_cls=i % 2)
-            for i, (h, w, c, p, k, e) in enumerate(shapes)]
+    return [kc.patch_embed_case(rng, h=h, w=w, c=c, patch=p, kernel=k, e=e, has_cls=i % 2, patches_per_pass=ppp)
+            for i, (h, w, c, p, k, e) in enumerate(shapes) for ppp in (1, 4)]
 
 
 def softmax_shift_cases(rng):
@@ -224,6 +225,8 @@ def _malformed(rng, base: kc.Case) -> list:
     wrong = [None] * len(base.inputs)                                     # unsupported type
     wrong[idx] = 1 if arr.dtype == np.int8 else 9                         # float32 / int8-for-int32
     variant(in_dtypes=wrong)
+    if "patches_per_pass" in base.options:                                # in range, not 1 or 4
+        variant(options={**base.options, "patches_per_pass": 3})
     if "kernel" in base.options:                                          # window smaller than its stride
         variant(options={**base.options, "kernel": base.options["patch"] - 1})
     if base.options.get("pool") == 2:                                     # a score tensor without seq pooling

@@ -6,7 +6,7 @@ import pytest
 from keras_supernet import arch
 from memory_model.greedy_planner import Buffer, any_overlap, maximum_memory_size, plan_offsets, tensor_lifetimes
 from memory_model.memory import (CODE_FLASH_BYTES, FB_FIXED, FB_PER_CONSTANT, FB_PER_OP, Techniques, activation_bytes, constant_tensors, custom_graph_plan, evaluate,
-                           head_bytes, model_flash_bytes, scratch_bytes)
+                           head_bytes, model_flash_bytes, patches_per_pass, scratch_bytes)
 
 
 def _plan(buffers):
@@ -90,6 +90,21 @@ def test_techniques_reduce_the_deit_tiny_head():
     # With both techniques the peak is the image plus the patch embedding's strip scratch.
     assert everything == image + (scratch_bytes(config)[0] + 15) // 16 * 16
     assert heads[Techniques(True, False, False)] > everything
+
+
+def test_patch_embedding_takes_four_patches_a_pass_only_where_the_arena_allows():
+    # DeiT-Tiny: the peak is the image plus the patch embedding's scratch, so one patch a pass:
+    # the strip 14 * 192 and one 16 * 16 * 3 window
+    deit = arch.deit_tiny()
+    assert patches_per_pass(deit) == 1
+    assert scratch_bytes(deit)[0] == 14 * 192 + 768 < scratch_bytes(deit, 4)[0]
+    assert custom_graph_plan(deit).head_bytes == 224 * 224 * 3 + 14 * 192 + 768
+    # 28 px, patch 7: the patch embedding's scope stays below the peak with 4 patches a pass
+    small = arch.ArchConfig(image_size=28, channels=1, patch_size=7, embed_dim=32, num_classes=10,
+                            num_heads=[1, 2], qkv_dim=[16, 32], mlp_hidden=[64, 32])
+    plan = custom_graph_plan(small)
+    assert patches_per_pass(small) == 4 and plan.scratch_bytes[0] == scratch_bytes(small, 4)[0]
+    assert plan.scratch_offsets[0] + (plan.scratch_bytes[0] + 15) // 16 * 16 < plan.head_bytes
 
 
 def test_techniques_must_be_consistent():

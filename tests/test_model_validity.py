@@ -97,6 +97,8 @@ CORRUPTIONS = {
     "pool_mult_invalid": (_set_option(5, "pool_mult", 5), ["op 5 (MCUF_HEAD)", "'pool_mult'", "not a valid"]),
     "version_2": (_set_option(4, "version", 2), ["op 4 (MCUF_MLP)", "'version' is 2"]),
     "patch_embed_version_1": (_set_option(0, "version", 1), ["op 0 (MCUF_PATCH_EMBED)", "'version' is 1"]),
+    "patches_per_pass_3": (_set_option(0, "patches_per_pass", 3),
+                           ["op 0 (MCUF_PATCH_EMBED)", "patches_per_pass", "1 or 4"]),
     "kernel_below_patch": (_set_option(0, "kernel", 6), ["op 0 (MCUF_PATCH_EMBED)", "'kernel' (6)", "'patch' (7)"]),
     "heads_not_dividing_qkv_dim": (_set_option(1, "heads", 3), ["op 1 (MCUF_ATTENTION)", "'qkv_dim'", "'heads'"]),
     "option_missing": (_drop_option(0, "pos_zp"), ["op 0 (MCUF_PATCH_EMBED)", "'pos_zp' is missing"]),

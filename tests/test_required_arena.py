@@ -185,6 +185,32 @@ def _check_in_tflm(name, config, tmp_path):
     assert smallest == predicted
 
 
+# The patch embedding's patches per pass (SPEC 2.1): one where its scratch sets the peak (a 64 x 64 RGB
+# image of 64 16-wide tokens: image + scratch), four where another op's scope does (the demo, 28 px, patch 7).
+PATCH_EMBED_PEAK = ArchConfig(image_size=64, channels=3, patch_size=8, embed_dim=16, num_classes=10, num_heads=[1],
+                              qkv_dim=[16], mlp_hidden=[32])
+
+
+@pytest.mark.tflm
+@pytest.mark.parametrize("name, passes", [("patch_embed_peak", 1), ("demo", 4)])
+def test_patches_per_pass_written_and_its_arena_exact_in_tflm(name, passes, tmp_path):
+    from flatbuffers import flexbuffers
+    from deploy.host import run_host
+    from tests.tflm_fixtures import tflm_root_or_skip
+    from tflite_micro.tensorflow.lite.micro.python import schema_py_generated as schema
+
+    root = tflm_root_or_skip()
+    config = {"patch_embed_peak": PATCH_EMBED_PEAK, "demo": DEMO_SHAPE}[name]
+    tflite = custom_model(config)
+    patch_embed = schema.Model.GetRootAs(tflite, 0).Subgraphs(0).Operators(0)
+    assert flexbuffers.Loads(patch_embed.CustomOptionsAsNumpy().tobytes())["patches_per_pass"] == passes
+    path = tmp_path / f"{name}.tflite"
+    path.write_bytes(tflite)
+    assert run_host(root, path, _image(config)).arena_used_bytes == custom_graph_plan(config).arena_bytes(8)
+    smallest, predicted = _check_host_minimum(root, tmp_path, name, config)
+    assert smallest == predicted
+
+
 @pytest.mark.slow
 @pytest.mark.tflm
 @pytest.mark.parametrize("name", ["deit_tiny", "mcuformer_shape"])

@@ -17,7 +17,8 @@ from typing import NamedTuple
 import numpy as np
 
 VERSION = 1                        # OperatorCode.version and the "version" option (SPEC 4) of the ops
-# not listed in VERSIONS; MCUF_PATCH_EMBED 2 added option `kernel` (the convolutional tokenizer),
+# not listed in VERSIONS; MCUF_PATCH_EMBED 2 added option `kernel` (the convolutional tokenizer), 3 option
+# `patches_per_pass`;
 # MCUF_HEAD 2 sequence pooling (pool 2: options sm_mult, sm_shift and the `score` tensor).
 INT32_MAX = (1 << 31) - 1
 MAX_SIZE = 65535                   # every size: T, E, P*P*C, heads, dims, ranks
@@ -51,7 +52,7 @@ def _multiplier(prefix: str) -> tuple:
 
 
 _VERSION = Option("version", VERSION, VERSION)
-VERSIONS = {"MCUF_PATCH_EMBED": 2, "MCUF_ATTENTION": VERSION, "MCUF_MLP": VERSION, "MCUF_HEAD": 2}
+VERSIONS = {"MCUF_PATCH_EMBED": 3, "MCUF_ATTENTION": VERSION, "MCUF_MLP": VERSION, "MCUF_HEAD": 2}
 _LN = (Option("ln_eps", 0, LN_EPS_MAX), _zero_point("ln_zp"))
 _SOFTMAX = (Option("sm_mult", 1 << 30, INT32_MAX), Option("sm_shift", 1, 62))   # SPEC 1.3's (M, S)
 # MCUF_HEAD `pool` values (SPEC 2.4).
@@ -60,8 +61,9 @@ POOL_CODES = {"mean": POOL_MEAN, "cls": POOL_CLS, "seq": POOL_SEQ}
 
 # Options of each op, in the order of the C kSpecs tables (SPEC 2.1-2.4).
 OPTIONS = {
-    "MCUF_PATCH_EMBED": (Option("version", 2, 2), Option("patch", 1, MAX_PATCH), Option("kernel", 1, MAX_PATCH), Option("has_cls", 0, 1),
-                         _zero_point("pos_zp"), *_multiplier("pos")),
+    "MCUF_PATCH_EMBED": (Option("version", 3, 3), Option("patch", 1, MAX_PATCH), Option("kernel", 1, MAX_PATCH),
+                         Option("has_cls", 0, 1), Option("patches_per_pass", 1, 4), _zero_point("pos_zp"),
+                         *_multiplier("pos")),
     "MCUF_ATTENTION": (_VERSION, Option("heads", 1, MAX_SIZE), Option("qkv_dim", 1, MAX_SIZE),
                        Option("qkv_rank", 0, MAX_SIZE), Option("proj_rank", 0, MAX_SIZE), *_LN,
                        _zero_point("qkv_t_zp"), _zero_point("proj_t_zp"),
@@ -81,6 +83,8 @@ MULTIPLIER_PAIRS = {"MCUF_PATCH_EMBED": ("pos",), "MCUF_ATTENTION": ("ctx", "res
 DIVISIBLE = {"MCUF_ATTENTION": (("qkv_dim", "heads"),)}
 # (option, bound option): the first must be at least the second (the tokenizer window covers its stride).
 AT_LEAST = {"MCUF_PATCH_EMBED": (("kernel", "patch"),)}
+# Options whose only accepted values are these (within their range).
+CHOICES = {"MCUF_PATCH_EMBED": {"patches_per_pass": (1, 4)}}
 
 # Persistent bytes of each kernel's OpData (SPEC 2.5), the same on 32- and 64-bit targets.
 OPDATA_BYTES = {"MCUF_PATCH_EMBED": 72, "MCUF_ATTENTION": 96, "MCUF_MLP": 88, "MCUF_HEAD": 64}
@@ -136,16 +140,20 @@ TOKEN_BATCH = 4        # tokens (patches) per pass of the ops' linears (kTokenBa
 PATCH_CHUNK = 256      # window columns the patch embedding gathers and packs per pass (kPatchChunk in C)
 
 
-def packed_bytes(values: int) -> int:
-    """int16 copies of TOKEN_BATCH tokens of `values` int8 each, padded to groups of 4 (SPEC 0)."""
-    return 2 * TOKEN_BATCH * ((values + 3) // 4 * 4)
+def packed_bytes(values: int, tokens: int = TOKEN_BATCH) -> int:
+    """int16 copies of `tokens` tokens of `values` int8 each, padded to groups of 4 (SPEC 0)."""
+    return 2 * tokens * ((values + 3) // 4 * 4)
 
 
-def patch_embed_scratch(*, patch, kernel, grid_w, embed, channels, **_) -> list:
+def patch_embed_scratch(*, patch, kernel, grid_w, embed, channels, patches_per_pass, **_) -> list:
+    """4 patches a pass: int32 accumulators of 4 patches and PATCH_CHUNK window columns of them, gathered
+    and packed; 1: only the whole window, gathered (no accumulators, no packed copy)."""
     halo = patch_embed_halo_rows(patch=patch, kernel=kernel, embed=embed, channels=channels)
-    chunk = min(kernel * kernel * channels, PATCH_CHUNK)
+    window = kernel * kernel * channels
+    packed = 0 if patches_per_pass == 1 else patches_per_pass
+    chunk = window if packed == 0 else min(window, PATCH_CHUNK)
     return [("strip", grid_w * embed), ("halo", halo * grid_w * patch * channels),
-            ("acc", 4 * TOKEN_BATCH * embed), ("chunk", chunk), ("packed", packed_bytes(chunk))]
+            ("acc", 4 * packed * embed), ("chunk", chunk), ("packed", packed_bytes(chunk, packed))]
 
 
 def attention_scratch(*, tokens, embed, qkv_dim, qkv_rank, proj_rank, **_) -> list:
@@ -229,6 +237,9 @@ def options_error(code: str, options) -> str | None:
     for name, divisor in DIVISIBLE.get(code, ()):
         if int(options[name]) % int(options[divisor]):
             return f"option '{name}' ({options[name]}) is not a multiple of '{divisor}' ({options[divisor]})"
+    for name, values in CHOICES.get(code, {}).items():
+        if int(options[name]) not in values:
+            return f"option '{name}' is {options[name]}; the kernel implements {' or '.join(map(str, values))}"
     for name, bound in AT_LEAST.get(code, ()):
         if int(options[name]) < int(options[bound]):
             return f"option '{name}' ({options[name]}) is smaller than '{bound}' ({options[bound]})"

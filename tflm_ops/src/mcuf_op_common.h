@@ -120,8 +120,10 @@ bool ExpectLinear(TfLiteContext* context, TfLiteNode* node, const char* op, cons
 inline int LinearTensorCount(int32_t rank) { return rank > 0 ? 6 : 3; }
 inline int32_t Max(int32_t a, int32_t b) { return a > b ? a : b; }
 inline int32_t Min(int32_t a, int32_t b) { return a < b ? a : b; }
-// Bytes of a packed int16 buffer of kTokenBatch tokens of n values (PackToken).
-inline int64_t PackedBytes(int32_t n) { return int64_t{2} * kTokenBatch * PackedColumns(n); }
+// Bytes of a packed int16 buffer of nb tokens of n values (PackToken).
+inline int64_t PackedBytes(int32_t n, int32_t nb = kTokenBatch) {
+  return int64_t{2} * nb * PackedColumns(n);
+}
 
 // Eval-time views.
 Linear GetLinear(const TfLiteContext* context, const TfLiteNode* node, int first, int32_t rank,

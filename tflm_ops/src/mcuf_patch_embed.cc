@@ -10,18 +10,21 @@
 #include "mcuf_blocks.h"
 #include "mcuf_op_common.h"
 #include "mcuf_ops.h"
+#include "tensorflow/lite/micro/kernels/kernel_util.h"
 #include "tensorflow/lite/micro/micro_log.h"
 
 namespace mcuformer {
 namespace {
 
 constexpr const char* kOp = "MCUF_PATCH_EMBED";
-enum { kVersion, kPatch, kKernel, kHasCls, kPosZp, kPosMult, kPosShift, kNumOptions };
-// Version 2 added `kernel` (SPEC 4); the other ops are at kOpVersion.
+enum {
+  kVersion, kPatch, kKernel, kHasCls, kPatchesPerPass, kPosZp, kPosMult, kPosShift, kNumOptions
+};
+// Version 2 added `kernel`, 3 `patches_per_pass` (SPEC 4); the other ops are at kOpVersion.
 const OptionSpec kSpecs[kNumOptions] = {
-    {"version", 2, 2},                   {"patch", 1, 4096},
-    {"kernel", 1, 4096},                 {"has_cls", 0, 1},
-    {"pos_zp", -128, 127},               {"pos_mult", -kInt32Max, kInt32Max},
+    {"version", 3, 3},     {"patch", 1, 4096},  {"kernel", 1, 4096},
+    {"has_cls", 0, 1},     {"patches_per_pass", 1, 4},
+    {"pos_zp", -128, 127}, {"pos_mult", -kInt32Max, kInt32Max},
     {"pos_shift", -31, 30}};
 enum { kImage, kWeights, kBias, kRq, kPos, kCls };
 // Window columns gathered and packed per pass (tflm_ops/contract.py's PATCH_CHUNK).
@@ -29,34 +32,39 @@ constexpr int32_t kPatchChunk = 256;
 
 struct OpData {
   Options<kNumOptions> options;
-  int32_t height, width, channels, embed, tokens, out_zp, image_zp;
+  // H and T are read from the tensors in Eval: with patches_per_pass, OpData stays at 72 bytes.
+  int32_t width, channels, embed, out_zp, image_zp;
   int32_t scratch_index;
 
   int32_t patch() const { return options.value[kPatch]; }
   int32_t kernel() const { return options.value[kKernel]; }
   int32_t has_cls() const { return options.value[kHasCls]; }
+  int32_t patches_per_pass() const { return options.value[kPatchesPerPass]; }
   int32_t patch_bytes() const { return patch() * patch() * channels; }
   int32_t window_bytes() const { return kernel() * kernel() * channels; }
   int32_t grid_w() const { return width / patch(); }
   int32_t pad() const { return (kernel() - patch()) / 2; }
   int32_t top_down() const { return embed <= patch_bytes(); }
   int32_t halo_rows() const { return top_down() ? pad() : kernel() - patch() - pad(); }
-  int32_t chunk() const { return window_bytes() < kPatchChunk ? window_bytes() : kPatchChunk; }
+  // Patches of a packed pass, 0 for one patch a pass (its whole window dotted unpacked).
+  int32_t packed_patches() const { return patches_per_pass() == 1 ? 0 : patches_per_pass(); }
+  int32_t chunk() const { return packed_patches() == 0 ? window_bytes() : Min(window_bytes(), kPatchChunk); }
 };
 static_assert(sizeof(OpData) == kPatchEmbedOpDataBytes, "update SPEC.md's persistent bytes");
 
 // Scratch segments (tflm_ops/contract.py), in order: the strip's tokens, the
-// halo, int32 accumulators of kTokenBatch patches, and one chunk of window
-// columns of those patches, gathered (int8) and packed (int16).
+// halo, int32 accumulators of the patches of a packed pass, and one chunk of
+// window columns of those patches, gathered (int8) and packed (int16); one
+// patch a pass needs only its whole window (int8).
 enum { kScratchStrip, kScratchHalo, kScratchAcc, kScratchChunk, kScratchPacked, kNumScratch };
 
 ScratchLayout<kNumScratch> ScratchOf(const OpData& d) {
   int64_t size[kNumScratch];
   size[kScratchStrip] = int64_t{d.grid_w()} * d.embed;
   size[kScratchHalo] = int64_t{d.halo_rows()} * d.grid_w() * d.patch() * d.channels;
-  size[kScratchAcc] = int64_t{4} * kTokenBatch * d.embed;
+  size[kScratchAcc] = int64_t{4} * d.packed_patches() * d.embed;
   size[kScratchChunk] = d.chunk();
-  size[kScratchPacked] = PackedBytes(d.chunk());
+  size[kScratchPacked] = PackedBytes(d.chunk(), d.packed_patches());
   return LayoutScratch(size);
 }
 
@@ -140,6 +148,11 @@ TfLiteStatus Prepare(TfLiteContext* context, TfLiteNode* node) {
     MicroPrintf("%s: pos_mult/pos_shift is not a valid multiplier", kOp);
     return kTfLiteError;
   }
+  if (d->patches_per_pass() != 1 && d->patches_per_pass() != kTokenBatch) {
+    MicroPrintf("%s: patches_per_pass %ld is not 1 or %ld", kOp,
+                static_cast<long>(d->patches_per_pass()), static_cast<long>(kTokenBatch));
+    return kTfLiteError;
+  }
   if (d->kernel() < opt[kPatch]) {
     MicroPrintf("%s: kernel %ld is smaller than patch %ld", kOp, static_cast<long>(d->kernel()),
                 static_cast<long>(d->patch()));
@@ -151,28 +164,27 @@ TfLiteStatus Prepare(TfLiteContext* context, TfLiteNode* node) {
       !ReadActivationShape(context, node, kOp, true, 0, 3, out, &d->out_zp)) {
     return kTfLiteError;
   }
-  d->height = image[1];
+  const int32_t height = image[1];
   d->width = image[2];
   d->channels = image[3];
-  d->tokens = out[1];
   d->embed = out[2];
   const int64_t image_bytes = int64_t{image[1]} * image[2] * image[3];
   const int64_t window_bytes = int64_t{d->kernel()} * d->kernel() * d->channels;
   if (image[0] != 1 || out[0] != 1 || image_bytes > kInt32Max || window_bytes > kMaxSize ||
-      d->height % d->patch() != 0 || d->width % d->patch() != 0) {
+      height % d->patch() != 0 || d->width % d->patch() != 0) {
     MicroPrintf("%s: image [1, H, W, C] must have H and W multiples of patch %ld and "
                 "K*K*C <= %ld", kOp, static_cast<long>(d->patch()), static_cast<long>(kMaxSize));
     return kTfLiteError;
   }
-  const int64_t tokens = int64_t{d->height / d->patch()} * d->grid_w() + d->has_cls();
-  if (d->tokens != tokens || tokens > kMaxSize || d->embed > kMaxSize ||
+  const int64_t tokens = int64_t{height / d->patch()} * d->grid_w() + d->has_cls();
+  if (out[1] != tokens || tokens > kMaxSize || d->embed > kMaxSize ||
       tokens * d->embed > kInt32Max) {
     MicroPrintf("%s: output must be [1, %ld, E] with T, E <= %ld", kOp, static_cast<long>(tokens),
                 static_cast<long>(kMaxSize));
     return kTfLiteError;
   }
   if (!ExpectLinear(context, node, kOp, "patch", kWeights, 0, d->window_bytes(), d->embed) ||
-      !ExpectTensor(context, node, kOp, false, kPos, "pos", kTfLiteInt8, {d->tokens, d->embed}) ||
+      !ExpectTensor(context, node, kOp, false, kPos, "pos", kTfLiteInt8, {out[1], d->embed}) ||
       (d->has_cls() &&
        !ExpectTensor(context, node, kOp, false, kCls, "cls", kTfLiteInt8, {d->embed}))) {
     return kTfLiteError;
@@ -222,26 +234,48 @@ void AccumulatePatches(const OpData& d, const InputRows& rows, const Buffers& b,
   }
 }
 
+// A token value (SPEC 2.1) from its requantized accumulator and its position embedding.
+struct TokenOut {
+  RequantRow pos_rq;
+  int32_t pos_zp, out_zp;
+
+  explicit TokenOut(const OpData& d)
+      : pos_rq(d.options.value + kPosMult), pos_zp(d.options.value[kPosZp]), out_zp(d.out_zp) {}
+
+  int8_t S8(int32_t acc_rq, int8_t pos) const {
+    // |out_zp| <= 128: saturating the sum to 10 bits first changes nothing.
+    const int32_t sum = SatAdd32(acc_rq, pos_rq.Mbqm(pos - pos_zp));
+    return static_cast<int8_t>(SatBits<8>(SatBits<10>(sum) + out_zp));
+  }
+};
+
 // out[t * E + e] = token e of patch t < nb from acc[e * nb + t] (SPEC 2.1),
 // pos_rows[t * E + e] its position embedding; acc is overwritten.
 void WriteTokens(const OpData& d, const Buffers& b, int32_t nb, const int8_t* pos_rows,
                  int8_t* out) {
-  const int32_t* opt = d.options.value;
   const int32_t e_dim = d.embed;
   for (int32_t e = 0; e < e_dim; ++e) {
     const RequantRow rq(b.linear.rq + 2 * e);
     for (int32_t t = 0; t < nb; ++t) b.acc[e * nb + t] = rq.Mbqm(b.acc[e * nb + t]);
   }
-  const int32_t pos_multiplier[2] = {opt[kPosMult], opt[kPosShift]};
-  const RequantRow pos_rq(pos_multiplier);
+  const TokenOut token(d);
   for (int32_t t = 0; t < nb; ++t) {
     for (int32_t e = 0; e < e_dim; ++e) {
-      // |out_zp| <= 128: saturating the sum to 10 bits first changes nothing.
-      const int32_t sum =
-          SatAdd32(b.acc[e * nb + t], pos_rq.Mbqm(pos_rows[t * e_dim + e] - opt[kPosZp]));
-      out[t * e_dim + e] = static_cast<int8_t>(SatBits<8>(SatBits<10>(sum) + d.out_zp));
+      out[t * e_dim + e] = token.S8(b.acc[e * nb + t], pos_rows[t * e_dim + e]);
     }
   }
+}
+
+// out[e] = token e of patch (r, c), its whole window gathered into b.chunk and
+// each row's dot product requantized at once (one patch a pass: no accumulators).
+void WriteToken(const OpData& d, const InputRows& rows, const Buffers& b, int32_t r, int32_t c,
+                const int8_t* pos_row, int8_t* out) {
+  GatherColumns(d, rows, r * d.patch() - d.pad(), c * d.patch() - d.pad(), 0, d.window_bytes(),
+                b.chunk);
+  const TokenOut token(d);
+  ForEachAcc(b.linear, b.chunk, 0, d.embed, [&](int32_t e, int32_t acc) {
+    out[e] = token.S8(RequantRow(b.linear.rq + 2 * e).Mbqm(acc), pos_row[e]);
+  });
 }
 
 TfLiteStatus Eval(TfLiteContext* context, TfLiteNode* node) {
@@ -251,10 +285,12 @@ TfLiteStatus Eval(TfLiteContext* context, TfLiteNode* node) {
       GetLinear(context, node, kWeights, 0, 0, d.window_bytes(), d.embed).last;
   const int8_t* pos = InputInt8(context, node, kPos);
   int8_t* tokens = OutputInt8(context, node);
-  TF_LITE_ENSURE_OK(context, CheckAliasing(kOp, image, d.height * d.width * d.channels, tokens,
-                                           d.tokens * d.embed));
+  const int32_t height = tflite::micro::GetEvalInput(context, node, kImage)->dims->data[1];
+  const int32_t p = d.patch(), grid_h = height / p, grid_w = d.grid_w(), e_dim = d.embed;
+  const int32_t n_tokens = grid_h * grid_w + d.has_cls();
+  TF_LITE_ENSURE_OK(context, CheckAliasing(kOp, image, height * d.width * d.channels, tokens,
+                                           n_tokens * e_dim));
 
-  const int32_t p = d.patch(), grid_h = d.height / p, grid_w = d.grid_w(), e_dim = d.embed;
   int8_t* scratch = static_cast<int8_t*>(context->GetScratchBuffer(context, d.scratch_index));
   const ScratchLayout<kNumScratch> layout = ScratchOf(d);
   int8_t* strip = scratch + layout.offset[kScratchStrip];
@@ -264,19 +300,24 @@ TfLiteStatus Eval(TfLiteContext* context, TfLiteNode* node) {
   // Strip order and halo keep every write on image bytes no later strip reads (SPEC 2.1).
   const bool top_down = d.top_down() != 0;
   const int32_t pad = d.pad();
-  InputRows rows = {image, scratch + layout.offset[kScratchHalo], d.height, d.width * d.channels,
-                    top_down ? -pad : d.height, d.halo_rows()};
+  InputRows rows = {image, scratch + layout.offset[kScratchHalo], height, d.width * d.channels,
+                    top_down ? -pad : height, d.halo_rows()};
   for (int32_t step = 0; step < grid_h; ++step) {
     const int32_t r = top_down ? step : grid_h - 1 - step;
-    for (int32_t c0 = 0; c0 < grid_w; c0 += kTokenBatch) {
-      const int32_t nb = Min(kTokenBatch, grid_w - c0);
+    for (int32_t c0 = 0; c0 < grid_w; c0 += d.patches_per_pass()) {
+      const int8_t* pos_rows = pos + (r * grid_w + c0) * e_dim;
+      if (d.packed_patches() == 0) {
+        WriteToken(d, rows, buffers, r, c0, pos_rows, strip + c0 * e_dim);
+        continue;
+      }
+      const int32_t nb = Min(d.packed_patches(), grid_w - c0);
       AccumulatePatches(d, rows, buffers, r, c0, nb);
-      WriteTokens(d, buffers, nb, pos + (r * grid_w + c0) * e_dim, strip + c0 * e_dim);
+      WriteTokens(d, buffers, nb, pos_rows, strip + c0 * e_dim);
     }
     rows.MoveHalo(top_down ? (r + 1) * p - pad : r * p);
     memcpy(tokens + r * grid_w * e_dim, strip, grid_w * e_dim);
   }
-  if (d.has_cls()) memcpy(tokens + (d.tokens - 1) * e_dim, InputInt8(context, node, kCls), e_dim);
+  if (d.has_cls()) memcpy(tokens + (n_tokens - 1) * e_dim, InputInt8(context, node, kCls), e_dim);
   return kTfLiteOk;
 }
 

@@ -178,7 +178,7 @@ def _block_zp(rng) -> int:
 
 
 def patch_embed_case(rng, image=None, *, h=None, w=None, c=None, patch=None, e=None, has_cls=None,
-                     kernel=None) -> Case:
+                     kernel=None, patches_per_pass=None) -> Case:
     """A random patch embedding; `kernel` > `patch` is the convolutional tokenizer."""
     patch = patch or int(rng.choice([2, 4, 7]))
     kernel = kernel or patch
@@ -192,7 +192,9 @@ def patch_embed_case(rng, image=None, *, h=None, w=None, c=None, patch=None, e=N
     has_cls = int(rng.integers(0, 2)) if has_cls is None else has_cls
     t = (h // patch) * (w // patch) + has_cls
     pos_m, pos_s = quantize_multiplier(rng.uniform(0.3, 1.5))
+    patches_per_pass = patches_per_pass or int(rng.choice([1, 4]))
     options = contract.make_options("MCUF_PATCH_EMBED", patch=patch, kernel=kernel, has_cls=has_cls,
+                                    patches_per_pass=patches_per_pass,
                                     pos_zp=_zp(rng), pos_mult=pos_m, pos_shift=pos_s)
     inputs = [image, *_factor(rng, kernel * kernel * c, e, 60.0), _activation(rng, (t, e), options["pos_zp"])]
     if has_cls:
