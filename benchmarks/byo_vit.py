@@ -59,7 +59,7 @@ def _builtin(model, data, calib, root, work, image) -> dict:
         on_host = run_host(root, path, image[None])
     except Exception as exc:  # TFLM refuses the model (e.g. an op it has no kernel for)
         out["runs_in_tflm"] = False
-        out["why"] = str(exc).strip().splitlines()[-1][:300]
+        out["why"] = str(exc).strip().splitlines()[-1].replace(str(work.parent), "<work>")[:300]
         return out
     out.update(runs_in_tflm=True, host_arena_used_bytes=on_host.arena_used_bytes,
                planned_arena_bytes=baseline.planned_arena(tflite, pointer_size=4))
