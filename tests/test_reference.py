@@ -85,8 +85,8 @@ def _one_hot_patch_embed(image, patch, cls=None, kernel=None, in_zp=-128):
     t = (image.shape[1] // patch) * (image.shape[2] // patch) + (cls is not None)
     inputs = [image, w, np.zeros(n_in, np.int32), np.tile(np.array(ONE, np.int32), (n_in, 1)),
               np.zeros((t, n_in), np.int8)] + ([cls] if cls is not None else [])
-    options = {"version": 2, "patch": patch, "kernel": kernel, "has_cls": int(cls is not None), "pos_zp": 0,
-               "pos_mult": 0, "pos_shift": 0}
+    options = {"version": 3, "patch": patch, "kernel": kernel, "has_cls": int(cls is not None), "patches_per_pass": 4,
+               "pos_zp": 0, "pos_mult": 0, "pos_shift": 0}
     return R.patch_embed(inputs, options, in_zp, 0)
 
 
