@@ -114,10 +114,8 @@ def slope_standard_error(values, errors, ses) -> float | None:
 
 def trend(record: dict, significance: float = SIGNIFICANCE) -> float | None:
     """The slope a move follows: 0 (no trend) when it lies within `significance` standard errors."""
-    slope, se = record["slope"], record.get("slope_se")
-    if slope is not None and se is not None and abs(slope) <= significance * se:
-        return 0.0
-    return slope
+    slope = record["slope"]
+    return 0.0 if slope and record.get("slope_se") and _evidence(record) <= significance else slope
 
 
 def _step(dim: str, values: list) -> float:
