@@ -6,7 +6,11 @@ kernel test driver (tflm_ops/test/kernel_test.cc, cortex_m_generic
 cortex-m7+fp, CMSIS-NN) under QEMU mps2-an500; QEMU's instruction-count plugin
 counts the instructions of each Eval. Every output is checked bit-exact
 against tflm_ops/reference.py first. MACs count the int8 multiply-accumulates
-of the op's linears, scores and context.
+the kernel executes for the op's linears, scores and context: a low-rank qkv's
+first factor twice, unless the attention keeps its intermediate (`keep_t`).
+The attention rows without a suffix are the variant the converter writes for
+the MCUFormer shape (memory_model.memory.attention_passes: 8 tokens a pass,
+keep_t with a low-rank qkv); the `_4_per_pass` rows the leanest (4, no keep_t).
 
     .venv/bin/python benchmarks/kernels.py
 
@@ -32,16 +36,20 @@ def cases():
     from tflm_ops.test import kernel_cases as kc
     rng = np.random.default_rng(0)
     d = E
-    attention_macs = lambda qkv, proj: T * (qkv + proj) + 2 * T * T * d        # noqa: E731
+
+    def attention(rank, tokens_per_pass, keep_t):
+        """The case and its MACs: a low-rank qkv's first factor once with keep_t, else twice."""
+        case = kc.attention_case(rng, t=T, e=E, heads=HEADS, head_dim=d // HEADS, qkv_rank=rank, proj_rank=rank,
+                                 tokens_per_pass=tokens_per_pass, keep_t=keep_t)
+        qkv = E * 3 * d if rank == 0 else (1 if keep_t else 2) * E * rank + rank * 3 * d
+        proj = d * E if rank == 0 else (d + E) * rank
+        return case, T * (qkv + proj) + 2 * T * T * d
+
     out = [
         ("patch_embed", kc.patch_embed_case(rng, h=IMAGE, w=IMAGE, c=3, patch=PATCH, e=E, has_cls=1,
                                             patches_per_pass=4), (T - 1) * PATCH * PATCH * 3 * E),
-        ("attention_full_rank", kc.attention_case(rng, t=T, e=E, heads=HEADS, head_dim=d // HEADS,
-                                                  qkv_rank=0, proj_rank=0),
-         attention_macs(E * 3 * d, d * E)),
-        ("attention_rank_48", kc.attention_case(rng, t=T, e=E, heads=HEADS, head_dim=d // HEADS,
-                                                qkv_rank=48, proj_rank=48),
-         attention_macs(2 * E * 48 + 48 * 3 * d, (d + E) * 48)),
+        ("attention_full_rank", *attention(0, 8, 0)),
+        ("attention_rank_48", *attention(48, 8, 1)),
         ("mlp_full_rank", kc.mlp_case(rng, t=T, e=E, hidden=HIDDEN, fc1_rank=0, fc2_rank=0),
          T * 2 * E * HIDDEN),
         ("mlp_rank_96", kc.mlp_case(rng, t=T, e=E, hidden=HIDDEN, fc1_rank=96, fc2_rank=96),
@@ -50,6 +58,9 @@ def cases():
         # one patch a pass: the smaller scratch the converter picks where the patch embedding sets the arena peak
         ("patch_embed_1_per_pass", kc.patch_embed_case(rng, h=IMAGE, w=IMAGE, c=3, patch=PATCH, e=E, has_cls=1,
                                                        patches_per_pass=1), (T - 1) * PATCH * PATCH * 3 * E),
+        # the leanest attention: 4 tokens a pass, the low-rank qkv intermediate computed again for the queries
+        ("attention_full_rank_4_per_pass", *attention(0, 4, 0)),
+        ("attention_rank_48_4_per_pass", *attention(48, 4, 0)),
     ]
     for _, case, _ in out:
         case.in_place = True
@@ -68,9 +79,10 @@ def main() -> int:
         mismatched = int(np.count_nonzero(got != case.expected()))
         rows[name] = {"instructions": count, "macs": macs, "instructions_per_mac": round(count / macs, 3),
                       "scratch_bytes": result.scratch_bytes[0], "mismatched_outputs": mismatched}
-        if "patches_per_pass" in case.options:
-            rows[name]["patches_per_pass"] = case.options["patches_per_pass"]
-        print(f"{name:22s} {count:>12,d} instructions  {macs:>11,d} MACs  {count / macs:5.2f}/MAC  "
+        for option in ("patches_per_pass", "tokens_per_pass", "keep_t"):
+            if option in case.options:
+                rows[name][option] = case.options[option]
+        print(f"{name:30s} {count:>12,d} instructions  {macs:>11,d} MACs  {count / macs:5.2f}/MAC  "
               f"mismatched {mismatched}")
     out = Path(__file__).resolve().parent / "results" / "kernels.json"
     atomic.write_json(out, {"device": "QEMU mps2-an500 (Cortex-M7), cortex_m_generic cortex-m7+fp CMSIS-NN",

@@ -52,14 +52,17 @@ def cases():
 
     rng = np.random.default_rng(0)
     out = []
-    for h, c, p, e, cls in PATCH:
-        out.append(("MCUF_PATCH_EMBED", kc.patch_embed_case(rng, h=h, w=h, c=c, patch=p, e=e, has_cls=cls,
-                                                                patches_per_pass=4),
-                    oi.patch_embed_features((h // p) ** 2, p * p * c, e)))
-    for t, e, heads, hd, qr, pr in ATTENTION:
-        out.append(("MCUF_ATTENTION", kc.attention_case(rng, t=t, e=e, heads=heads, head_dim=hd, qkv_rank=qr,
-                                                        proj_rank=pr),
-                    oi.attention_features(t, e, heads, heads * hd, qr, pr)))
+    for ppp in (4, 1):
+        for h, c, p, e, cls in PATCH:
+            case = kc.patch_embed_case(rng, h=h, w=h, c=c, patch=p, e=e, has_cls=cls, patches_per_pass=ppp)
+            out.append((oi.variant("MCUF_PATCH_EMBED", case.options), case,
+                        oi.patch_embed_features((h // p) ** 2, p * p * c, e)))
+    for tpp in (4, 8):
+        for i, (t, e, heads, hd, qr, pr) in enumerate(ATTENTION):
+            case = kc.attention_case(rng, t=t, e=e, heads=heads, head_dim=hd, qkv_rank=qr, proj_rank=pr,
+                                     tokens_per_pass=tpp, keep_t=i % 2)
+            out.append((oi.variant("MCUF_ATTENTION", case.options), case,
+                        oi.attention_features(t, e, heads, heads * hd, qr, pr, keep_t=i % 2)))
     for t, e, hidden, r1, r2 in MLP:
         out.append(("MCUF_MLP", kc.mlp_case(rng, t=t, e=e, hidden=hidden, fc1_rank=r1, fc2_rank=r2),
                     oi.mlp_features(t, e, hidden, r1, r2)))
@@ -93,9 +96,13 @@ def kernels_json_validation(figures) -> dict:
     """The fitted figures on benchmarks/results/kernels.json's MCUFormer-shaped ops (not in the fit)."""
     data = json.loads((RESULTS / "kernels.json").read_text())
     t, e, heads, hidden = data["tokens"], data["embed"], data["heads"], data["hidden"]
-    shapes = {"patch_embed": ("MCUF_PATCH_EMBED", oi.patch_embed_features(t - 1, 20 * 20 * 3, e)),
-              "attention_full_rank": ("MCUF_ATTENTION", oi.attention_features(t, e, heads, e)),
-              "attention_rank_48": ("MCUF_ATTENTION", oi.attention_features(t, e, heads, e, 48, 48)),
+    patch_embed = oi.patch_embed_features(t - 1, 20 * 20 * 3, e)
+    shapes = {"patch_embed": ("MCUF_PATCH_EMBED/4", patch_embed),
+              "patch_embed_1_per_pass": ("MCUF_PATCH_EMBED/1", patch_embed),
+              "attention_full_rank": ("MCUF_ATTENTION/8", oi.attention_features(t, e, heads, e)),
+              "attention_rank_48": ("MCUF_ATTENTION/8", oi.attention_features(t, e, heads, e, 48, 48, keep_t=1)),
+              "attention_full_rank_4_per_pass": ("MCUF_ATTENTION/4", oi.attention_features(t, e, heads, e)),
+              "attention_rank_48_4_per_pass": ("MCUF_ATTENTION/4", oi.attention_features(t, e, heads, e, 48, 48)),
               "mlp_full_rank": ("MCUF_MLP", oi.mlp_features(t, e, hidden)),
               "mlp_rank_96": ("MCUF_MLP", oi.mlp_features(t, e, hidden, 96, 96)),
               "head_mean": ("MCUF_HEAD", oi.head_features(t, e, 10, 0))}
@@ -125,11 +132,11 @@ def main() -> int:
     for row in measured:
         est = oi.instructions(row["op"], row["features"], figures)
         row["estimate"], row["error"] = est, round(est / row["instructions"] - 1, 4)
-        print(f"{row['op']:17s} {row['instructions']:>11,d} measured  {est:>11,d} estimated  "
+        print(f"{row['op']:19s} {row['instructions']:>11,d} measured  {est:>11,d} estimated  "
               f"{100 * row['error']:+6.1f}%")
     validation = kernels_json_validation(figures)
     for name, v in validation.items():
-        print(f"held out {name:22s} {v['measured']:>12,d} measured  {v['estimate']:>12,d} estimated  "
+        print(f"held out {name:30s} {v['measured']:>12,d} measured  {v['estimate']:>12,d} estimated  "
               f"{100 * v['error']:+6.1f}%")
     out = RESULTS / "op_instructions.json"
     atomic.write_json(out, {"date": datetime.date.today().isoformat(),

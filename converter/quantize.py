@@ -14,7 +14,7 @@ import numpy as np
 
 from keras_supernet import functional as F
 from common.errors import UserError
-from memory_model.memory import patches_per_pass
+from memory_model.memory import attention_options, patches_per_pass
 from tflm_ops import contract
 from tflm_ops.fixedpoint import INT32_MAX, INT32_MIN, quantize_multiplier
 
@@ -161,7 +161,7 @@ class _Builder:
         res_mult, res_shift = self._residual(x, y, pre)
         self.ops.append(Op("MCUF_ATTENTION", [x, ln] + l_qkv + l_proj, y, contract.make_options(
             "MCUF_ATTENTION", heads=heads, qkv_dim=dim, qkv_rank=a.qkv_rank[i], proj_rank=a.proj_rank[i],
-            ln_eps=eps, ln_zp=h.zero_point, qkv_t_zp=qkv_t_zp, proj_t_zp=proj_t_zp, sm_mult=sm_m,
+            **attention_options(a, i), ln_eps=eps, ln_zp=h.zero_point, qkv_t_zp=qkv_t_zp, proj_t_zp=proj_t_zp, sm_mult=sm_m,
             sm_shift=sm_shift, ctx_mult=ctx_mult, ctx_shift=ctx_shift, res_mult=res_mult, res_shift=res_shift)))
 
     def mlp(self, i, w, x, y) -> None:

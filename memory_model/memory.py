@@ -65,25 +65,57 @@ def custom_op_names(config) -> list:
     return names + ["MCUF_HEAD"]
 
 
+# MCUF_ATTENTION's (tokens_per_pass, keep_t) (SPEC 2.2), fastest first.
+ATTENTION_PASSES = ((8, 1), (8, 0), (4, 1), (4, 0))
+LEAN_ATTENTION = ATTENTION_PASSES[-1]
+
+
+def _required_arena(config, patch_embed_passes: int, attention: tuple) -> int:
+    """The converted model's required arena (all techniques on, Cortex-M) with these op variants."""
+    scratch = scratch_bytes(config, patch_embed_passes, attention)
+    return tflm_required_arena.custom_graph_required(config, _head_bytes(config, Techniques(), scratch))
+
+
+@lru_cache(maxsize=1024)
+def attention_passes(config) -> tuple:
+    """MCUF_ATTENTION's (tokens_per_pass, keep_t) (SPEC 2.2) for `config`, the one choice the converter
+    writes and this model plans with: the fastest of ATTENTION_PASSES whose larger scratch does not make
+    the required arena larger than the leanest's (the patch embedding at 1 patch a pass)."""
+    lean = _required_arena(config, 1, LEAN_ATTENTION)
+    return next(p for p in ATTENTION_PASSES if _required_arena(config, 1, p) <= lean)
+
+
+def attention_options(config, block: int, passes: tuple | None = None) -> dict:
+    """The `tokens_per_pass` and `keep_t` options of block `block`'s attention (keep_t only with a
+    low-rank qkv, where it keeps something)."""
+    tokens_per_pass, keep_t = passes or attention_passes(config)
+    return {"tokens_per_pass": tokens_per_pass, "keep_t": keep_t if config.qkv_rank[block] else 0}
+
+
+@lru_cache(maxsize=1024)
 def patches_per_pass(config) -> int:
     """MCUF_PATCH_EMBED's `patches_per_pass` (SPEC 2.1) for `config`, the one choice the converter
     writes and this model plans with: 4 (fewer instructions) unless its larger scratch makes the
-    required arena of the converted model (all techniques on, Cortex-M) larger than with 1."""
-    required = {ppp: tflm_required_arena.custom_graph_required(
-        config, _head_bytes(config, Techniques(), scratch_bytes(config, ppp))) for ppp in (1, 4)}
+    required arena of the converted model (all techniques on, Cortex-M, the attention as
+    `attention_passes` chooses) larger than with 1."""
+    attention = attention_passes(config)
+    required = {ppp: _required_arena(config, ppp, attention) for ppp in (1, 4)}
     return 4 if required[4] <= required[1] else 1
 
 
-def scratch_bytes(config, patch_embed_passes: int | None = None) -> list:
+def scratch_bytes(config, patch_embed_passes: int | None = None, attention: tuple | None = None) -> list:
     """Bytes each custom op requests with RequestScratchBufferInArena (tflm_ops/contract.py), op order;
-    the patch embedding with `patch_embed_passes` patches per pass (default: `patches_per_pass`)."""
+    the patch embedding with `patch_embed_passes` patches per pass (default: `patches_per_pass`), the
+    attention with (tokens_per_pass, keep_t) `attention` (default: `attention_passes`)."""
     t, e = config.num_tokens, config.embed_dim
+    attention = attention or attention_passes(config)
     sizes = [contract.scratch_bytes("MCUF_PATCH_EMBED", patch=config.patch_size, kernel=config.kernel,
                                     grid_w=config.grid, embed=e, channels=config.channels,
                                     patches_per_pass=patch_embed_passes or patches_per_pass(config))]
     for i in range(config.depth):
         sizes.append(contract.scratch_bytes("MCUF_ATTENTION", tokens=t, embed=e, qkv_dim=config.qkv_dim[i],
-                                            qkv_rank=config.qkv_rank[i], proj_rank=config.proj_rank[i]))
+                                            qkv_rank=config.qkv_rank[i], proj_rank=config.proj_rank[i],
+                                            **attention_options(config, i, attention)))
         sizes.append(contract.scratch_bytes("MCUF_MLP", embed=e, hidden=config.mlp_hidden[i],
                                             fc1_rank=config.fc1_rank[i], fc2_rank=config.fc2_rank[i]))
     sizes.append(contract.scratch_bytes("MCUF_HEAD", tokens=t, embed=e, pool=contract.POOL_CODES[config.pool]))
@@ -255,21 +287,22 @@ def _group_offsets(config, techniques, image, tokens, logits) -> list:
 
 # TFLM + CMSIS-NN + the custom kernels + the example app on the STM32F746 build
 # (.text + .data with --gc-sections, minus the model array and test images): the same
-# 62,488 B for two different models (with the model CRC-32 check; the token-batched kernels and
+# 65,496 B for two different models (with the model CRC-32 check; the token-batched kernels and
 # sequence pooling added 3,696 B to the earlier 55,832 B, the faster attention kernels and the
 # patch embedding's four patches per pass 1,968 B to 59,528 B, its one-patch path beside them
-# 992 B), measured with benchmarks/probe/measure_code_flash.py
+# 992 B, the attention's 8-token passes, keep_t and the packed LayerNorm 3,008 B to 62,488 B),
+# measured with benchmarks/probe/measure_code_flash.py
 # (arm-none-eabi-gcc 12.2, TFLM 90b983c). Custom ops only; a builtin-op build is larger.
-CODE_FLASH_BYTES = 62_488
+CODE_FLASH_BYTES = 65_496
 
 # Flatbuffer overhead of the converter's writer (converter/tflite_writer.py) beyond the
 # 16-aligned constant data: per constant tensor, per op (with its output activation
 # tensor, options and offline-plan entry) and per model. Fitted by least squares on 9
-# written models with `benchmarks/probe/fit_flash.py` (residuals <= 58 B, under 0.1%);
-# tests/test_memory_measured.py re-checks freshly written models.
-FB_PER_CONSTANT = 90
-FB_PER_OP = 336
-FB_FIXED = 491
+# written models with `benchmarks/probe/fit_flash.py` (residuals <= 40 B, under 0.1%, after the
+# attention's two options of version 2); tests/test_memory_measured.py re-checks freshly written models.
+FB_PER_CONSTANT = 91
+FB_PER_OP = 351
+FB_FIXED = 460
 FB_BUFFER_ALIGNMENT = 16
 
 

@@ -2,9 +2,12 @@
 
 Each op's count is a sum of per-unit figures times what the kernel does (SPEC
 section 2): int8 multiply-accumulates of its linears (a low-rank qkv's first
-factor twice, as the attention kernel computes it in both phases), of the
-attention scores and context, softmax elements, LayerNorm elements, requantized
-outputs, LUT lookups, and a fixed cost per call. The figures were fitted by
+factor twice, as the attention kernel computes it in both phases, unless it
+keeps the intermediate: `keep_t`), of the attention scores and context, softmax
+elements, LayerNorm elements, requantized outputs, LUT lookups, and a fixed
+cost per call. The patch embedding and the attention have one set of figures
+per variant (`variant`: patches or tokens per pass, the options
+memory_model/memory.py chooses). The figures were fitted by
 least squares to instruction counts measured under QEMU (mps2-an500, the
 project's instruction-count plugin, bit-exact checked) on the shapes in
 `benchmarks/op_instructions.py`, which wrote them with the fit's date and
@@ -16,19 +19,29 @@ from __future__ import annotations
 
 from tflm_ops.contract import POOL_CLS, POOL_CODES, POOL_SEQ
 
-# figures per op kind: {feature: instructions per unit}; see features()
+# figures per op variant (see variant): {feature: instructions per unit}; see features()
 FIGURES = {
-    "MCUF_PATCH_EMBED": {"linear_mac": 0.9705, "output": 73.3105, "call": 6195.8047},
-    "MCUF_ATTENTION": {"linear_mac": 0.897, "attention_mac": 0.6558, "softmax": 52.7592, "layer_norm": 45.5966,
-                       "output": 76.653, "call": 932.3267},
-    "MCUF_MLP": {"linear_mac": 0.9527, "lut": 0.0, "layer_norm": 71.0252, "output": 48.1604, "call": 6218.9371},
-    "MCUF_HEAD": {"layer_norm": 61.8338, "linear_mac": 0.5707, "softmax": 0.0, "call": 1649.2421},
+    "MCUF_PATCH_EMBED/4": {"linear_mac": 0.9654, "output": 77.0759, "call": 5403.9858},
+    "MCUF_PATCH_EMBED/1": {"linear_mac": 1.5406, "output": 92.4103, "call": 863.393},
+    "MCUF_ATTENTION/4": {"linear_mac": 0.9057, "attention_mac": 0.5801, "softmax": 55.4077, "layer_norm": 53.0734,
+                         "output": 72.2746, "call": 4170.807},
+    "MCUF_ATTENTION/8": {"linear_mac": 0.8424, "attention_mac": 0.5338, "softmax": 48.0706, "layer_norm": 44.242,
+                         "output": 64.2157, "call": 13006.433},
+    "MCUF_MLP": {"linear_mac": 0.954, "lut": 0.0, "layer_norm": 71.1963, "output": 47.8334, "call": 6728.7448},
+    "MCUF_HEAD": {"layer_norm": 61.838, "linear_mac": 0.5717, "softmax": 0.0, "call": 1645.0015},
 }
 # A feature added after an op's last fit borrows the figure of another op doing the same work
 # (sequence pooling's softmax over tokens is the attention softmax's SoftmaxRow) until the next fit.
-BORROWED = {("MCUF_HEAD", "softmax"): "MCUF_ATTENTION"}
+BORROWED = {("MCUF_HEAD", "softmax"): "MCUF_ATTENTION/4"}
 MEASURED = {"date": "2026-11-30", "source": "benchmarks/results/op_instructions.json",
             "device": "QEMU mps2-an500 (Cortex-M7), cortex_m_generic cortex-m7+fp CMSIS-NN"}
+
+
+def variant(op: str, options: dict) -> str:
+    """The FIGURES key of an op: its code, with the patches or tokens per pass for the two ops
+    whose kernel has variants."""
+    per_pass = options.get("patches_per_pass", options.get("tokens_per_pass"))
+    return op if per_pass is None else f"{op}/{per_pass}"
 
 
 def _linear_macs(n_in: int, n_out: int, rank: int, rows: int, first_factor_passes: int = 1) -> int:
@@ -43,11 +56,14 @@ def patch_embed_features(tokens: int, patch_dim: int, embed: int) -> dict:
 
 
 def attention_features(tokens: int, embed: int, heads: int, qkv_dim: int, qkv_rank: int = 0,
-                       proj_rank: int = 0) -> dict:
+                       proj_rank: int = 0, keep_t: int = 0) -> dict:
+    """`keep_t` (with a low-rank qkv): the queries' phase reads the kept intermediate, with no
+    LayerNorm and no first factor of its own."""
     t, e, d = tokens, embed, qkv_dim
-    linear = _linear_macs(e, 3 * d, qkv_rank, t, first_factor_passes=2) + _linear_macs(d, e, proj_rank, t)
+    passes = 1 if keep_t and qkv_rank else 2
+    linear = _linear_macs(e, 3 * d, qkv_rank, t, first_factor_passes=passes) + _linear_macs(d, e, proj_rank, t)
     return {"linear_mac": linear, "attention_mac": 2 * t * t * d, "softmax": heads * t * t,
-            "layer_norm": 2 * t * e, "output": t * (3 * d + e), "call": 1}
+            "layer_norm": passes * t * e, "output": t * (3 * d + e), "call": 1}
 
 
 def mlp_features(tokens: int, embed: int, hidden: int, fc1_rank: int = 0, fc2_rank: int = 0) -> dict:
@@ -66,12 +82,18 @@ def head_features(tokens: int, embed: int, classes: int, pool: int) -> dict:
 
 
 def features(config) -> list:
-    """(op code, features) of each custom op of an ArchConfig's graph, in op order."""
+    """(FIGURES key, features) of each custom op of an ArchConfig's graph, in op order, with the
+    variants the converter writes."""
+    from .memory import attention_options, patches_per_pass   # memory.py imports this module
+
     t, e = config.num_tokens, config.embed_dim
-    out = [("MCUF_PATCH_EMBED", patch_embed_features(config.num_patches, config.patch_dim, e))]
+    patch_embed = variant("MCUF_PATCH_EMBED", {"patches_per_pass": patches_per_pass(config)})
+    out = [(patch_embed, patch_embed_features(config.num_patches, config.patch_dim, e))]
     for i in range(config.depth):
-        out.append(("MCUF_ATTENTION", attention_features(t, e, config.num_heads[i], config.qkv_dim[i],
-                                                         config.qkv_rank[i], config.proj_rank[i])))
+        options = attention_options(config, i)
+        out.append((variant("MCUF_ATTENTION", options),
+                    attention_features(t, e, config.num_heads[i], config.qkv_dim[i], config.qkv_rank[i],
+                                       config.proj_rank[i], options["keep_t"])))
         out.append(("MCUF_MLP", mlp_features(t, e, config.mlp_hidden[i], config.fc1_rank[i], config.fc2_rank[i])))
     out.append(("MCUF_HEAD", head_features(t, e, config.num_classes, POOL_CODES[config.pool])))
     return out

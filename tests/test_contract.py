@@ -18,8 +18,18 @@ def test_scratch_bytes_of_mcuformer_shaped_ops():
     conv = dict(patch=4, kernel=7, grid_w=7, embed=32, channels=1)
     assert contract.scratch_bytes("MCUF_PATCH_EMBED", patches_per_pass=1, **conv) == 224 + 56 + 49
     assert contract.scratch_bytes("MCUF_PATCH_EMBED", patches_per_pass=4, **conv) == 224 + 56 + 512 + 52 + 416
-    assert contract.scratch_bytes("MCUF_ATTENTION", qkv_rank=0, **attention) == 64752
-    assert contract.scratch_bytes("MCUF_ATTENTION", qkv_rank=48, **attention) == 65136
+    # K and V 145 * 192 each, then for B tokens: h packed 2B * 192, q B * 192, q and ctx packed 2B * 192 each,
+    # scores 4B * 145, probabilities packed 2B * 148; rank 48: t packed 2B * 48, kept t 145 * 48
+    kv, lean, fast = 2 * 145 * 192, 4, 8
+    per_pass = lambda b: 2 * b * 192 + b * 192 + 2 * (2 * b * 192) + 4 * b * 145 + 2 * b * 148  # noqa: E731
+    assert contract.scratch_bytes("MCUF_ATTENTION", qkv_rank=0, tokens_per_pass=lean, keep_t=0,
+                                  **attention) == kv + per_pass(lean) == 64560
+    assert contract.scratch_bytes("MCUF_ATTENTION", qkv_rank=0, tokens_per_pass=fast, keep_t=1,
+                                  **attention) == kv + per_pass(fast)            # nothing to keep at full rank
+    assert contract.scratch_bytes("MCUF_ATTENTION", qkv_rank=48, tokens_per_pass=lean, keep_t=0,
+                                  **attention) == kv + per_pass(lean) + 2 * lean * 48
+    assert contract.scratch_bytes("MCUF_ATTENTION", qkv_rank=48, tokens_per_pass=fast, keep_t=1,
+                                  **attention) == kv + 145 * 48 + per_pass(fast) + 2 * fast * 48 == 81168
     assert contract.scratch_bytes("MCUF_MLP", embed=192, hidden=768, fc1_rank=0, fc2_rank=0) == 7872
     assert contract.scratch_bytes("MCUF_MLP", embed=192, hidden=768, fc1_rank=0, fc2_rank=96) == 8640
     assert contract.scratch_bytes("MCUF_HEAD", tokens=145, embed=192, pool=contract.POOL_MEAN) == 1152

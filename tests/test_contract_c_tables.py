@@ -79,7 +79,7 @@ def test_option_rules_prepare_checks_equal_the_contract(code):
     divisible = [(name, snake(divisor)) for name, divisor in re.findall(r"(\w+)\(\) % opt\[k(\w+)\]", text)]
     assert divisible == list(contract.DIVISIBLE.get(code, ()))
     choices = re.findall(r"d->(\w+)\(\) != (\w+) && d->\1\(\) != (\w+)\)", text)
-    values = {**constants(), "kTokenBatch": contract.TOKEN_BATCH}
+    values = {**constants(), "kTokenBatch": contract.TOKEN_BATCH, "kMaxTokenBatch": contract.MAX_TOKEN_BATCH}
     assert {name: tuple(int(eval(v, {"__builtins__": {}}, values)) for v in vs) for name, *vs in choices} == (
         contract.CHOICES.get(code, {}))
 
@@ -137,7 +137,7 @@ def c_scratch(code: str, values: dict) -> list:
     names = re.split(r",\s*", re.search(r"enum \{\s*(kScratch\w+(?:,\s*kScratch\w+)*),\s*kNumScratch\s*\};", text).group(1))
     sizes = dict(re.findall(r"size\[kScratch(\w+)\] = ([^;]+);", text))
     namespace = {"__builtins__": {}, "max": max, "min": min, "PackedBytes": contract.packed_bytes,
-                 "kTokenBatch": contract.TOKEN_BATCH,
+                 "kTokenBatch": contract.TOKEN_BATCH, "kMaxTokenBatch": contract.MAX_TOKEN_BATCH,
                  "kPatchChunk": contract.PATCH_CHUNK, **values}
     for name, body in re.findall(r"int32_t (\w+)\(\) const \{ return ([^;]+); \}", text):
         if name not in namespace:

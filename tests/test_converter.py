@@ -129,8 +129,9 @@ def test_flatbuffer_round_trip_in_tflm_schema(converted, fashion_mnist):
     assert codes == {"MCUF_PATCH_EMBED", "MCUF_ATTENTION", "MCUF_MLP", "MCUF_HEAD"}
     for i in range(model.OperatorCodesLength()):
         oc = model.OperatorCodes(i)
-        # SPEC 4: the patch embedding gained kernel then patches_per_pass, the head sequence pooling
-        version = {b"MCUF_PATCH_EMBED": 3, b"MCUF_HEAD": 2}.get(oc.CustomCode(), 1)
+        # SPEC 4: the patch embedding gained kernel then patches_per_pass, the attention tokens_per_pass
+        # and keep_t, the head sequence pooling
+        version = {b"MCUF_PATCH_EMBED": 3, b"MCUF_ATTENTION": 2, b"MCUF_HEAD": 2}.get(oc.CustomCode(), 1)
         assert oc.BuiltinCode() == schema.BuiltinOperator.CUSTOM and oc.Version() == version
     g = model.Subgraphs(0)
     names = [g.Tensors(i).Name().decode() for i in range(g.TensorsLength())]
@@ -140,7 +141,7 @@ def test_flatbuffer_round_trip_in_tflm_schema(converted, fashion_mnist):
     assert image_q.ZeroPoint(0) == -128 and abs(image_q.Scale(0) - 1 / 255) < 1e-9
     for i in range(g.OperatorsLength()):
         options = flexbuffers.Loads(g.Operators(i).CustomOptionsAsNumpy().tobytes())
-        version = {0: 3, g.OperatorsLength() - 1: 2}.get(i, 1)
+        version = {0: 3, g.OperatorsLength() - 1: 2}.get(i, 2 if i % 2 else 1)      # attention at odd indices
         assert options == qmodel.ops[i].options and options["version"] == version
     meta = {model.Metadata(i).Name().decode(): model.Metadata(i).Buffer() for i in range(model.MetadataLength())}
     offline = np.frombuffer(model.Buffers(meta["OfflineMemoryAllocation"]).DataAsNumpy().tobytes(), np.int32)
@@ -171,13 +172,16 @@ def test_options_hold_the_architecture_and_the_tensor_scales(converted):
     tensor = {t.name: t for t in qmodel.tensors}
     assert [op.code for op in qmodel.ops] == ["MCUF_PATCH_EMBED"] + ["MCUF_ATTENTION", "MCUF_MLP"] * 2 + ["MCUF_HEAD"]
     pe, attn0, mlp0, attn1, mlp1, head = (op.options for op in qmodel.ops)
-    assert (pe["version"], head["version"]) == (3, 2) and all(o["version"] == 1 for o in (attn0, mlp0, attn1, mlp1))
+    assert (pe["version"], attn0["version"], attn1["version"], head["version"]) == (3, 2, 2, 2)
+    assert mlp0["version"] == mlp1["version"] == 1
     assert (head["sm_mult"], head["sm_shift"]) == (1 << 30, 1)                  # mean pooling: unused (SPEC 2.4)
     assert (pe["patch"], pe["kernel"], pe["has_cls"], head["pool"]) == (7, 7, 0, 0)
     assert pe["patches_per_pass"] == 4        # 28 px, patch 7: the attention's scope is the arena peak
     for attn in (attn0, attn1):
         assert (attn["heads"], attn["qkv_dim"], attn["qkv_rank"], attn["proj_rank"]) == (2, 48, 0, 0)
         assert (attn["qkv_t_zp"], attn["proj_t_zp"]) == (0, 0)                  # full rank: no intermediate
+        # the attention's scope is the arena peak: 4 tokens a pass; full rank: nothing to keep
+        assert (attn["tokens_per_pass"], attn["keep_t"]) == (4, 0)
         assert (1 << 30) <= attn["sm_mult"] < (1 << 31) and 1 <= attn["sm_shift"] <= 62
         assert _valid_multiplier(attn["ctx_mult"], attn["ctx_shift"])
     assert [(m["hidden"], m["fc1_rank"], m["fc2_rank"]) for m in (mlp0, mlp1)] == [(96, 0, 0), (96, 16, 0)]

@@ -132,6 +132,16 @@ def conv_tokenizer_edges(rng) -> list:
             for i, (h, w, c, p, k, e) in enumerate(shapes) for ppp in (1, 4)]
 
 
+def attention_pass_edges(rng) -> list:
+    """Each (tokens_per_pass, keep_t): a last pass of 1 and of 7 tokens, keep_t with a full-rank qkv
+    (nothing kept), token counts where the residual-term table fits segment a (4 tokens_per_pass T >=
+    1 KiB) and where it does not, a V row whose packed padding reads the next row."""
+    shapes = [(9, 8, 2, 4, 3, 2), (15, 7, 1, 5, 0, 3), (33, 12, 3, 4, 5, 0), (64, 8, 2, 8, 4, 4)]
+    return [kc.attention_case(rng, t=t, e=e, heads=h, head_dim=hd, qkv_rank=qr, proj_rank=pr,
+                              tokens_per_pass=tpp, keep_t=keep)
+            for t, e, h, hd, qr, pr in shapes for tpp in (4, 8) for keep in (0, 1)]
+
+
 def softmax_shift_cases(rng):
     """Attention at each sm_shift regime of the kernel's exponent (S = 1; S in [2, 32], where
     score gaps are capped where x reaches 4095; S >= 33), gaps below and above the cap."""
@@ -155,7 +165,7 @@ def test_random_ops_bit_exact_in_place_and_not(kernel_test, tmp_path):
               kc.head_case(rng, t=30, e=7, classes=3, pool=2),
               kc.patch_embed_case(rng, h=3, w=3, c=2, patch=1, e=5, has_cls=1),
               kc.patch_embed_case(rng, h=8, w=4, c=3, patch=4, e=4, has_cls=0)]
-    cases += conv_tokenizer_edges(rng) + softmax_shift_cases(rng)
+    cases += conv_tokenizer_edges(rng) + softmax_shift_cases(rng) + attention_pass_edges(rng)
     cases = both_placements(cases)
     results, _ = run_cases(kernel_test, cases, tmp_path)
     assert_bit_exact(cases, results)
@@ -219,6 +229,8 @@ def _malformed(rng, base: kc.Case) -> list:
     idx = int(rng.integers(len(base.inputs)))                             # shape mismatch
     arr = base.inputs[idx]
     axis = int(rng.integers(arr.ndim))
+    if base.code == "MCUF_HEAD" and idx == 0 and axis == 1:              # the head takes any token count
+        axis = 2
     grown = np.concatenate([arr, np.take(arr, [0], axis=axis)], axis=axis)
     variant(inputs=base.inputs[:idx] + [grown] + base.inputs[idx + 1:])
     variant(out_shape=tuple(base.out_shape[:-1]) + (base.out_shape[-1] + 1,))
@@ -227,6 +239,9 @@ def _malformed(rng, base: kc.Case) -> list:
     variant(in_dtypes=wrong)
     if "patches_per_pass" in base.options:                                # in range, not 1 or 4
         variant(options={**base.options, "patches_per_pass": 3})
+    if "tokens_per_pass" in base.options:                                 # in range, not 4 or 8
+        variant(options={**base.options, "tokens_per_pass": int(rng.choice([5, 6, 7]))})
+        variant(options={**base.options, "keep_t": 2})                    # keep_t is 0 or 1
     if "kernel" in base.options:                                          # window smaller than its stride
         variant(options={**base.options, "kernel": base.options["patch"] - 1})
     if base.options.get("pool") == 2:                                     # a score tensor without seq pooling
@@ -308,7 +323,8 @@ def test_partial_overlap_rejected_in_eval(kernel_test, tmp_path):
 @pytest.mark.slow
 def test_asan_ubsan_clean(kernel_test_sanitized, fashion_mnist, tmp_path):
     rng = np.random.default_rng(31)
-    valid = both_placements([make(rng) for make in kc.RANDOM_CASES for _ in range(5)] + conv_tokenizer_edges(rng))
+    valid = both_placements([make(rng) for make in kc.RANDOM_CASES for _ in range(5)] + conv_tokenizer_edges(rng)
+                            + attention_pass_edges(rng))
     malformed = [v for make in kc.RANDOM_CASES for v in _malformed(rng, make(rng))]
     results, _ = run_cases(kernel_test_sanitized, valid + malformed, tmp_path)
     assert_bit_exact(valid, results[:len(valid)])
@@ -329,10 +345,11 @@ def test_cmsis_nn_kernels_bit_exact_on_cortex_m7(fashion_mnist, tmp_path):
     cases += kc.chain_cases(rng, image, patch=7, e=16, blocks=1, has_cls=1, pool=0)
     cases += kc.chain_cases(rng, image, patch=4, kernel=7, e=24, blocks=0, has_cls=0, pool=0)
     cases += kc.chain_cases(rng, image, patch=4, e=20, blocks=1, has_cls=0, pool=2)   # sequence pooling
-    cases += conv_tokenizer_edges(rng) + softmax_shift_cases(rng)
+    cases += conv_tokenizer_edges(rng) + softmax_shift_cases(rng) + attention_pass_edges(rng)
     cases = both_placements(cases)
     # MCUFormer-shaped blocks (240/20 + class token: 145 tokens of 192), in place
-    cases += [kc.attention_case(rng, t=145, e=192, heads=3, head_dim=64, qkv_rank=48, proj_rank=0),
+    cases += [kc.attention_case(rng, t=145, e=192, heads=3, head_dim=64, qkv_rank=48, proj_rank=0,
+                                tokens_per_pass=8, keep_t=1),
               kc.mlp_case(rng, t=145, e=192, hidden=768, fc1_rank=0, fc2_rank=96)]
     for case in cases[-2:]:
         case.in_place = True

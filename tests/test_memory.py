@@ -6,7 +6,8 @@ import pytest
 from keras_supernet import arch
 from memory_model.greedy_planner import Buffer, any_overlap, maximum_memory_size, plan_offsets, tensor_lifetimes
 from memory_model.memory import (CODE_FLASH_BYTES, FB_FIXED, FB_PER_CONSTANT, FB_PER_OP, Techniques, activation_bytes, constant_tensors, custom_graph_plan, evaluate,
-                           head_bytes, model_flash_bytes, patches_per_pass, scratch_bytes)
+                           attention_options, head_bytes, model_flash_bytes, patches_per_pass,
+                           scratch_bytes)
 
 
 def _plan(buffers):
@@ -121,14 +122,34 @@ def test_scratch_sizes_follow_spec_align4_segments():
     # strip, int32 accumulators of 4 patches, a chunk of at most 256 window columns and its packed copy
     chunk = min(config.patch_dim, 256)
     assert sizes[0] == ceil4(config.grid * e) + 4 * 4 * e + ceil4(chunk) + 2 * 4 * ceil4(chunk)
-    # K, V, h, packed h, q of 4 rows, packed q and ctx, int32 scores of 4 rows, packed probabilities
-    attention = (2 * ceil4(t * d) + ceil4(e) + 8 * ceil4(e) + ceil4(4 * d) + 2 * 8 * ceil4(d) + 16 * t
-                 + 8 * ceil4(t))
+    # the attention is this model's arena peak: 4 tokens a pass (nothing to keep at full rank)
+    assert attention_options(config, 1) == {"tokens_per_pass": 4, "keep_t": 0}
+    # K, V, packed h, q of 4 rows, packed q and ctx, int32 scores of 4 rows, packed probabilities
+    attention = 2 * ceil4(t * d) + 8 * ceil4(e) + ceil4(4 * d) + 2 * 8 * ceil4(d) + 16 * t + 8 * ceil4(t)
     assert sizes[1] == attention
     assert sizes[2] == ceil4(e) + 2 * 4 * ceil4(e) + 2 * 4 * ceil4(config.mlp_hidden[0])   # h, packed h, packed g
     assert sizes[-1] == e + 4 * e + e
     low = config.replace(qkv_rank=[5] * 4)
+    assert attention_options(low, 1) == {"tokens_per_pass": 4, "keep_t": 0}   # keeping t would raise the peak
     assert scratch_bytes(low)[1] == attention + 8 * ceil4(5)          # packed rank-5 intermediate
+    # kept: the rank-5 intermediate of all t tokens
+    assert scratch_bytes(low, attention=(4, 1))[1] == attention + 8 * ceil4(5) + ceil4(t * 5)
+
+
+def test_attention_takes_eight_tokens_and_keeps_t_only_where_the_arena_allows():
+    # DeiT-Tiny with rank-48 qkv/proj: the peak is the image plus the patch embedding's scratch, far above
+    # the attention's, so 8 tokens a pass and the kept intermediate (196 tokens * 48 B) cost no arena
+    deit = arch.deit_tiny()
+    low = deit.replace(qkv_rank=[48] * deit.depth, proj_rank=[48] * deit.depth)
+    assert attention_options(low, 0) == {"tokens_per_pass": 8, "keep_t": 1}
+    assert attention_options(deit, 0) == {"tokens_per_pass": 8, "keep_t": 0}        # nothing to keep
+    assert deit.num_tokens == 196 and scratch_bytes(low)[1] == scratch_bytes(low, attention=(8, 0))[1] + 196 * 48
+    assert custom_graph_plan(low).head_bytes == 224 * 224 * 3 + 14 * 192 + 768
+    # 28 px, patch 7, E 32: the attention's scope is the peak, so the lean variant
+    small = arch.ArchConfig(image_size=28, channels=1, patch_size=7, embed_dim=32, num_classes=10,
+                            num_heads=[1, 2], qkv_dim=[16, 32], mlp_hidden=[64, 32], qkv_rank=[4, 4])
+    assert attention_options(small, 1) == {"tokens_per_pass": 4, "keep_t": 0}
+    assert scratch_bytes(small, attention=(8, 1))[3] > scratch_bytes(small)[3]
 
 
 @pytest.mark.parametrize("techniques", ALL_TECHNIQUES, ids=lambda t: t.describe())

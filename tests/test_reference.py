@@ -265,8 +265,8 @@ def test_attention_matches_scalar_spec_transcription(qkv_rank, proj_rank):
     m, s = quantize_multiplier(0.05)
     cm, cs = quantize_multiplier(1.0 / 32768)
     rm, rs = quantize_multiplier(0.7)
-    options = {"version": 1, "heads": heads, "qkv_dim": dim, "qkv_rank": qkv_rank, "proj_rank": proj_rank,
-               "ln_eps": 50, "ln_zp": 3, "qkv_t_zp": -2, "proj_t_zp": 4, "sm_mult": m, "sm_shift": 31 - s,
+    options = {"version": 2, "heads": heads, "qkv_dim": dim, "qkv_rank": qkv_rank, "proj_rank": proj_rank,
+               "tokens_per_pass": 4, "keep_t": 1, "ln_eps": 50, "ln_zp": 3, "qkv_t_zp": -2, "proj_t_zp": 4, "sm_mult": m, "sm_shift": 31 - s,
                "ctx_mult": cm, "ctx_shift": cs, "res_mult": rm, "res_shift": rs}
     y = R.attention(inputs, options, -3, 6)
     for n in range(2):
@@ -280,7 +280,8 @@ def test_attention_is_permutation_equivariant():
     inputs += _random_linear(rng, e, 3 * dim, 0) + _random_linear(rng, dim, e, 0)
     m, s = quantize_multiplier(0.05)
     cm, cs = quantize_multiplier(1.0 / 32768)
-    options = {"version": 1, "heads": 2, "qkv_dim": dim, "qkv_rank": 0, "proj_rank": 0, "ln_eps": 0, "ln_zp": 0,
+    options = {"version": 2, "heads": 2, "qkv_dim": dim, "qkv_rank": 0, "proj_rank": 0, "tokens_per_pass": 8,
+               "keep_t": 0, "ln_eps": 0, "ln_zp": 0,
                "qkv_t_zp": 0, "proj_t_zp": 0, "sm_mult": m, "sm_shift": 31 - s, "ctx_mult": cm, "ctx_shift": cs,
                "res_mult": ONE[0], "res_shift": ONE[1]}
     perm = rng.permutation(t)
@@ -325,10 +326,12 @@ def test_scalar_helpers_hand_cases():
 @pytest.mark.parametrize("change,field", [
     ({"qkv_rank": 70000}, "'qkv_rank' is 70000"), ({"res_shift": 31}, "'res_shift' is 31"),
     ({"heads": 3}, "'qkv_dim' (8) is not a multiple of 'heads' (3)"), ({"ln_zp": True}, "'ln_zp' is not an integer"),
-    ({"ctx_mult": 1 << 29}, "'ctx_mult', 'ctx_shift'"), ({"version": 2}, "'version' is 2"),
-    ({"sm_shift": 0}, "'sm_shift' is 0, outside [1, 62]")])
+    ({"ctx_mult": 1 << 29}, "'ctx_mult', 'ctx_shift'"), ({"version": 1}, "'version' is 1"),
+    ({"sm_shift": 0}, "'sm_shift' is 0, outside [1, 62]"), ({"tokens_per_pass": 6}, "'tokens_per_pass' is 6"),
+    ({"keep_t": 2}, "'keep_t' is 2, outside [0, 1]")])
 def test_attention_rejects_what_prepare_rejects_naming_the_field(change, field):
-    options = {"version": 1, "heads": 2, "qkv_dim": 8, "qkv_rank": 0, "proj_rank": 0, "ln_eps": 0, "ln_zp": 0,
+    options = {"version": 2, "heads": 2, "qkv_dim": 8, "qkv_rank": 0, "proj_rank": 0, "tokens_per_pass": 4,
+               "keep_t": 0, "ln_eps": 0, "ln_zp": 0,
                "qkv_t_zp": 0, "proj_t_zp": 0, "sm_mult": 1 << 30, "sm_shift": 30, "ctx_mult": 1 << 30,
                "ctx_shift": 0, "res_mult": 1 << 30, "res_shift": 1, **change}
     with pytest.raises(ValueError) as raised:

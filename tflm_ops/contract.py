@@ -18,7 +18,7 @@ import numpy as np
 
 VERSION = 1                        # OperatorCode.version and the "version" option (SPEC 4) of the ops
 # not listed in VERSIONS; MCUF_PATCH_EMBED 2 added option `kernel` (the convolutional tokenizer), 3 option
-# `patches_per_pass`;
+# `patches_per_pass`; MCUF_ATTENTION 2 options `tokens_per_pass` and `keep_t`;
 # MCUF_HEAD 2 sequence pooling (pool 2: options sm_mult, sm_shift and the `score` tensor).
 INT32_MAX = (1 << 31) - 1
 MAX_SIZE = 65535                   # every size: T, E, P*P*C, heads, dims, ranks
@@ -52,7 +52,7 @@ def _multiplier(prefix: str) -> tuple:
 
 
 _VERSION = Option("version", VERSION, VERSION)
-VERSIONS = {"MCUF_PATCH_EMBED": 3, "MCUF_ATTENTION": VERSION, "MCUF_MLP": VERSION, "MCUF_HEAD": 2}
+VERSIONS = {"MCUF_PATCH_EMBED": 3, "MCUF_ATTENTION": 2, "MCUF_MLP": VERSION, "MCUF_HEAD": 2}
 _LN = (Option("ln_eps", 0, LN_EPS_MAX), _zero_point("ln_zp"))
 _SOFTMAX = (Option("sm_mult", 1 << 30, INT32_MAX), Option("sm_shift", 1, 62))   # SPEC 1.3's (M, S)
 # MCUF_HEAD `pool` values (SPEC 2.4).
@@ -64,8 +64,9 @@ OPTIONS = {
     "MCUF_PATCH_EMBED": (Option("version", 3, 3), Option("patch", 1, MAX_PATCH), Option("kernel", 1, MAX_PATCH),
                          Option("has_cls", 0, 1), Option("patches_per_pass", 1, 4), _zero_point("pos_zp"),
                          *_multiplier("pos")),
-    "MCUF_ATTENTION": (_VERSION, Option("heads", 1, MAX_SIZE), Option("qkv_dim", 1, MAX_SIZE),
-                       Option("qkv_rank", 0, MAX_SIZE), Option("proj_rank", 0, MAX_SIZE), *_LN,
+    "MCUF_ATTENTION": (Option("version", 2, 2), Option("heads", 1, MAX_SIZE), Option("qkv_dim", 1, MAX_SIZE),
+                       Option("qkv_rank", 0, MAX_SIZE), Option("proj_rank", 0, MAX_SIZE),
+                       Option("tokens_per_pass", 4, 8), Option("keep_t", 0, 1), *_LN,
                        _zero_point("qkv_t_zp"), _zero_point("proj_t_zp"),
                        *_SOFTMAX, *_multiplier("ctx"), *_multiplier("res")),
     "MCUF_MLP": (_VERSION, Option("hidden", 1, MAX_SIZE), Option("fc1_rank", 0, MAX_SIZE),
@@ -84,7 +85,7 @@ DIVISIBLE = {"MCUF_ATTENTION": (("qkv_dim", "heads"),)}
 # (option, bound option): the first must be at least the second (the tokenizer window covers its stride).
 AT_LEAST = {"MCUF_PATCH_EMBED": (("kernel", "patch"),)}
 # Options whose only accepted values are these (within their range).
-CHOICES = {"MCUF_PATCH_EMBED": {"patches_per_pass": (1, 4)}}
+CHOICES = {"MCUF_PATCH_EMBED": {"patches_per_pass": (1, 4)}, "MCUF_ATTENTION": {"tokens_per_pass": (4, 8)}}
 
 # Persistent bytes of each kernel's OpData (SPEC 2.5), the same on 32- and 64-bit targets.
 OPDATA_BYTES = {"MCUF_PATCH_EMBED": 72, "MCUF_ATTENTION": 96, "MCUF_MLP": 88, "MCUF_HEAD": 64}
@@ -137,6 +138,7 @@ def patch_embed_halo_rows(*, patch, kernel, embed, channels) -> int:
 
 
 TOKEN_BATCH = 4        # tokens (patches) per pass of the ops' linears (kTokenBatch in C)
+MAX_TOKEN_BATCH = 8    # MCUF_ATTENTION's tokens_per_pass may take this many (kMaxTokenBatch in C)
 PATCH_CHUNK = 256      # window columns the patch embedding gathers and packs per pass (kPatchChunk in C)
 
 
@@ -156,12 +158,15 @@ def patch_embed_scratch(*, patch, kernel, grid_w, embed, channels, patches_per_p
             ("acc", 4 * packed * embed), ("chunk", chunk), ("packed", packed_bytes(chunk, packed))]
 
 
-def attention_scratch(*, tokens, embed, qkv_dim, qkv_rank, proj_rank, **_) -> list:
-    kv = tokens * qkv_dim
-    return [("k", kv), ("v", kv), ("h", embed), ("h_packed", packed_bytes(embed)),
-            ("t_packed", packed_bytes(max(qkv_rank, proj_rank))), ("q", TOKEN_BATCH * qkv_dim),
-            ("q_packed", packed_bytes(qkv_dim)), ("ctx_packed", packed_bytes(qkv_dim)),
-            ("a", 4 * TOKEN_BATCH * tokens), ("p_packed", packed_bytes(tokens))]
+def attention_scratch(*, tokens, embed, qkv_dim, qkv_rank, proj_rank, tokens_per_pass, keep_t, **_) -> list:
+    """tokens_per_pass tokens per pass of the linears and scores; keep_t: the qkv intermediate t of every
+    token, kept from the K/V pass (low-rank qkv only)."""
+    kv, nb = tokens * qkv_dim, tokens_per_pass
+    return [("k", kv), ("v", kv), ("t_kept", tokens * qkv_rank if keep_t else 0),
+            ("h_packed", packed_bytes(embed, nb)),
+            ("t_packed", packed_bytes(max(qkv_rank, proj_rank), nb)), ("q", nb * qkv_dim),
+            ("q_packed", packed_bytes(qkv_dim, nb)), ("ctx_packed", packed_bytes(qkv_dim, nb)),
+            ("a", 4 * nb * tokens), ("p_packed", packed_bytes(tokens, nb))]
 
 
 def mlp_scratch(*, embed, hidden, fc1_rank, fc2_rank, **_) -> list:

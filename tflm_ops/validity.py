@@ -45,10 +45,26 @@ def read_options(raw: bytes):
             field = root - int.from_bytes(data[root:root + root_width], "little") - 2 * width
             if 0 <= field and field + width <= root:
                 data[field + 1:field + width] = bytes(width - 1)
+                if not _keys_in_bounds(data, field, width):
+                    return None
         options = flexbuffers.Loads(bytes(data))
     except Exception:   # corrupt FlexBuffer bytes fail in many ways
         return None
     return dict(options) if isinstance(options, dict) else None
+
+
+def _keys_in_bounds(data: bytearray, width_field: int, width: int) -> bool:
+    """flexbuffers::Verifier's bounds check of a map's keys vector (its size prefix and elements), whose
+    offset field precedes the keys byte-width field at `width_field`."""
+    offset_field = width_field - width
+    if offset_field < 0:
+        return False
+    keys = offset_field - int.from_bytes(data[offset_field:width_field], "little")
+    key_width = data[width_field]
+    if key_width not in (1, 2, 4, 8) or keys - key_width < 0:
+        return False
+    size = int.from_bytes(data[keys - key_width:keys], "little")
+    return keys + size * key_width <= len(data)
 
 
 def prepare_error(code: str, options, inputs, output) -> str | None:

@@ -11,15 +11,18 @@ namespace {
 
 constexpr const char* kOp = "MCUF_ATTENTION";
 enum {
-  kVersion, kHeads, kQkvDim, kQkvRank, kProjRank, kLnEps, kLnZp, kQkvTZp, kProjTZp,
-  kSmMult, kSmShift, kCtxMult, kCtxShift, kResMult, kResShift, kNumOptions
+  kVersion, kHeads, kQkvDim, kQkvRank, kProjRank, kTokensPerPass, kKeepT, kLnEps, kLnZp,
+  kQkvTZp, kProjTZp, kSmMult, kSmShift, kCtxMult, kCtxShift, kResMult, kResShift, kNumOptions
 };
+// Version 2 added `tokens_per_pass` and `keep_t` (SPEC 4); MCUF_MLP is at kOpVersion.
 const OptionSpec kSpecs[kNumOptions] = {
-    {"version", kOpVersion, kOpVersion},
+    {"version", 2, 2},
     {"heads", 1, kMaxSize},
     {"qkv_dim", 1, kMaxSize},
     {"qkv_rank", 0, kMaxSize},
     {"proj_rank", 0, kMaxSize},
+    {"tokens_per_pass", 4, 8},
+    {"keep_t", 0, 1},
     {"ln_eps", 0, int64_t{1} << 40},
     {"ln_zp", -128, 127},
     {"qkv_t_zp", -128, 127},
@@ -34,12 +37,18 @@ enum { kX, kLn, kQkv };
 
 struct OpData {
   Options<kNumOptions> options;
-  int32_t tokens, embed, x_zp, y_zp;
+  // E is read from the input in Eval: with tokens_per_pass and keep_t, OpData
+  // stays at 96 bytes.
+  int32_t tokens, x_zp, y_zp;
   int32_t scratch_index;
 
   int32_t qkv_dim() const { return options.value[kQkvDim]; }
   int32_t qkv_rank() const { return options.value[kQkvRank]; }
   int32_t proj_rank() const { return options.value[kProjRank]; }
+  int32_t tokens_per_pass() const { return options.value[kTokensPerPass]; }
+  int32_t keep_t() const { return options.value[kKeepT]; }
+  // The qkv intermediate t of every token is kept from the K/V pass for the queries.
+  bool keeps_t() const { return keep_t() != 0 && qkv_rank() > 0; }
   int proj_first() const { return kQkv + LinearTensorCount(qkv_rank()); }
 };
 static_assert(sizeof(OpData) == kAttentionOpDataBytes, "update SPEC.md's persistent bytes");
@@ -47,37 +56,37 @@ static_assert(sizeof(OpData) == kAttentionOpDataBytes, "update SPEC.md's persist
 // Scratch segments (tflm_ops/contract.py), in order. V is kept transposed
 // ([D, T]: each context column reads its tokens in a row).
 enum {
-  kScratchK, kScratchV, kScratchH, kScratchHPacked, kScratchTPacked, kScratchQ, kScratchQPacked,
-  kScratchCtxPacked, kScratchA, kScratchPPacked, kNumScratch
+  kScratchK, kScratchV, kScratchTKept, kScratchHPacked, kScratchTPacked, kScratchQ,
+  kScratchQPacked, kScratchCtxPacked, kScratchA, kScratchPPacked, kNumScratch
 };
 
-ScratchLayout<kNumScratch> ScratchOf(const OpData& d) {
+ScratchLayout<kNumScratch> ScratchOf(const OpData& d, int32_t embed) {
   int64_t size[kNumScratch];
   size[kScratchK] = int64_t{d.tokens} * d.qkv_dim();
   size[kScratchV] = int64_t{d.tokens} * d.qkv_dim();
-  size[kScratchH] = d.embed;
-  size[kScratchHPacked] = PackedBytes(d.embed);
-  size[kScratchTPacked] = PackedBytes(Max(d.qkv_rank(), d.proj_rank()));
-  size[kScratchQ] = int64_t{kTokenBatch} * d.qkv_dim();
-  size[kScratchQPacked] = PackedBytes(d.qkv_dim());
-  size[kScratchCtxPacked] = PackedBytes(d.qkv_dim());
-  size[kScratchA] = int64_t{4} * kTokenBatch * d.tokens;
-  size[kScratchPPacked] = PackedBytes(d.tokens);
+  size[kScratchTKept] = int64_t{d.tokens} * d.qkv_rank() * d.keep_t();
+  size[kScratchHPacked] = PackedBytes(embed, d.tokens_per_pass());
+  size[kScratchTPacked] = PackedBytes(Max(d.qkv_rank(), d.proj_rank()), d.tokens_per_pass());
+  size[kScratchQ] = int64_t{d.tokens_per_pass()} * d.qkv_dim();
+  size[kScratchQPacked] = PackedBytes(d.qkv_dim(), d.tokens_per_pass());
+  size[kScratchCtxPacked] = PackedBytes(d.qkv_dim(), d.tokens_per_pass());
+  size[kScratchA] = int64_t{4} * d.tokens_per_pass() * d.tokens;
+  size[kScratchPPacked] = PackedBytes(d.tokens, d.tokens_per_pass());
   return LayoutScratch(size);
 }
 
 struct Scratch {
-  int8_t *k, *v_t, *h, *q;
+  int8_t *k, *v_t, *t_kept, *q;
   int16_t *h_packed, *t_packed, *q_packed, *ctx_packed, *p_packed;
   int32_t* a;
 };
 
-Scratch ScratchPointers(const OpData& d, uint8_t* base) {
-  const ScratchLayout<kNumScratch> layout = ScratchOf(d);
+Scratch ScratchPointers(const OpData& d, int32_t embed, uint8_t* base) {
+  const ScratchLayout<kNumScratch> layout = ScratchOf(d, embed);
   const int64_t* at = layout.offset;
   auto i8 = [&](int segment) { return reinterpret_cast<int8_t*>(base + at[segment]); };
   auto i16 = [&](int segment) { return reinterpret_cast<int16_t*>(base + at[segment]); };
-  return Scratch{i8(kScratchK),          i8(kScratchV),       i8(kScratchH),
+  return Scratch{i8(kScratchK),          i8(kScratchV),       i8(kScratchTKept),
                  i8(kScratchQ),          i16(kScratchHPacked), i16(kScratchTPacked),
                  i16(kScratchQPacked),   i16(kScratchCtxPacked), i16(kScratchPPacked),
                  reinterpret_cast<int32_t*>(base + at[kScratchA])};
@@ -91,30 +100,34 @@ TfLiteStatus Prepare(TfLiteContext* context, TfLiteNode* node) {
   OpData* d = PreparedOpData<OpData>(node, kOp, kSpecs);
   if (d == nullptr) return kTfLiteError;
   const int32_t* opt = d->options.value;
+  int32_t embed = 0;
   if (!IsValidMultiplier(opt[kCtxMult], opt[kCtxShift]) ||
       !IsValidMultiplier(opt[kResMult], opt[kResShift]) || d->qkv_dim() % opt[kHeads] != 0) {
     MicroPrintf("%s: invalid ctx/res multiplier or qkv_dim %% heads != 0", kOp);
     return kTfLiteError;
   }
-  if (!ExpectCounts(node, kOp, d->proj_first() + LinearTensorCount(d->proj_rank())) ||
-      !ReadTokensInOut(context, node, kOp, &d->tokens, &d->embed, &d->x_zp, &d->y_zp) ||
-      !ExpectLayerNorm(context, node, kOp, kLn, d->embed) ||
-      !ExpectLinear(context, node, kOp, "qkv", kQkv, d->qkv_rank(), d->embed, 3 * d->qkv_dim()) ||
-      !ExpectLinear(context, node, kOp, "proj", d->proj_first(), d->proj_rank(), d->qkv_dim(),
-                    d->embed)) {
+  if (d->tokens_per_pass() != kTokenBatch && d->tokens_per_pass() != kMaxTokenBatch) {
+    MicroPrintf("%s: tokens_per_pass %ld is not %ld or %ld", kOp,
+                static_cast<long>(d->tokens_per_pass()), static_cast<long>(kTokenBatch),
+                static_cast<long>(kMaxTokenBatch));
     return kTfLiteError;
   }
-  return RequestScratch(context, kOp, ScratchOf(*d).bytes, &d->scratch_index);
+  if (!ExpectCounts(node, kOp, d->proj_first() + LinearTensorCount(d->proj_rank())) ||
+      !ReadTokensInOut(context, node, kOp, &d->tokens, &embed, &d->x_zp, &d->y_zp) ||
+      !ExpectLayerNorm(context, node, kOp, kLn, embed) ||
+      !ExpectLinear(context, node, kOp, "qkv", kQkv, d->qkv_rank(), embed, 3 * d->qkv_dim()) ||
+      !ExpectLinear(context, node, kOp, "proj", d->proj_first(), d->proj_rank(), d->qkv_dim(),
+                    embed)) {
+    return kTfLiteError;
+  }
+  return RequestScratch(context, kOp, ScratchOf(*d, embed).bytes, &d->scratch_index);
 }
 
 // LN of tokens [i0, i0 + nb) packed into s.h_packed.
-void PackLayerNorms(const OpData& d, const int8_t* x, const int32_t* ln, const Scratch& s,
-                    int32_t i0, int32_t nb) {
-  const int32_t* opt = d.options.value;
-  for (int32_t k = 0; k < nb; ++k) {
-    LayerNorm(x + (i0 + k) * d.embed, d.embed, ln, d.options.wide, opt[kLnZp], s.h);
-    PackToken(s.h, d.embed, nb, k, s.h_packed);
-  }
+void PackLayerNorms(const OpData& d, int32_t embed, const int8_t* x, const int32_t* ln,
+                    const Scratch& s, int32_t i0, int32_t nb) {
+  LayerNormPacked(x + i0 * embed, nb, embed, ln, d.options.wide, d.options.value[kLnZp],
+                  s.h_packed);
 }
 
 // min(x, 2^bits - 1) for x >= 0.
@@ -154,14 +167,15 @@ struct ScoreExponent {
   }
 };
 
-// e[j] of SPEC 1.3 in place of the scores a[0..n) of max mx; returns their sum.
+// e[j] of SPEC 1.3 in place of the scores a[j * step], j < n, of max mx;
+// returns their sum.
 template <ScoreExponent::Mode kMode>
-int32_t ExpRow(int32_t* a, int32_t n, int32_t mx, const ScoreExponent& ex) {
+int32_t ExpRow(int32_t* a, int32_t step, int32_t n, int32_t mx, const ScoreExponent& ex) {
   int32_t sum = 0;
   const uint32_t mult = ex.mult, d_cap = ex.d_cap;
   const int32_t shift = ex.shift, pre_shift = ex.pre_shift;
-  for (int32_t j = 0; j < n; ++j) {
-    uint32_t d = (uint32_t)mx - (uint32_t)a[j];
+  for (int32_t* const end = a + n * step; a != end; a += step) {
+    uint32_t d = (uint32_t)mx - (uint32_t)*a;
     uint32_t x;
     if (kMode == ScoreExponent::kWide) {
       const uint64_t wide = ((uint64_t)d * mult + (UINT64_C(1) << (shift - 1))) >> shift;
@@ -171,30 +185,34 @@ int32_t ExpRow(int32_t* a, int32_t n, int32_t mx, const ScoreExponent& ex) {
       const uint32_t high = (uint32_t)(((uint64_t)d * mult) >> 32);
       x = UnsignedSat<12>((high + (UINT32_C(1) << (shift - 33))) >> (shift - 32));
     }
-    a[j] = MCUF_EXP2_Q15[x & 255] >> (x >> 8);
-    sum += a[j];
+    *a = MCUF_EXP2_Q15[x & 255] >> (x >> 8);
+    sum += *a;
   }
   return sum;
 }
 
-// Query k's Q15 probabilities (SPEC 1.3) from its scores a[0..n) of max mx,
-// packed as int16 for token k of nb: a lone 32768 (every other probability of
-// its row is then 0) is packed as 32767, and its index returned (else -1) for
-// the context to add its token's value once more.
+// Query k's Q15 probabilities (SPEC 1.3) from its scores a[j * nb], j < n, of
+// max mx, packed as int16 for token k of nb, zero in the padding columns up to
+// PackedColumns(n): a lone 32768 (every other probability of its row is then
+// 0) is packed as 32767, and its index returned (else -1) for the context to
+// add its token's value once more.
 int32_t PackProbabilities(int32_t* a, int32_t n, int32_t mx, const ScoreExponent& ex, int32_t nb,
                           int32_t k, int16_t* packed) {
   int32_t sum;
   switch (ex.mode) {
-    case ScoreExponent::kHighWord: sum = ExpRow<ScoreExponent::kHighWord>(a, n, mx, ex); break;
-    case ScoreExponent::kCappedHighWord:
-      sum = ExpRow<ScoreExponent::kCappedHighWord>(a, n, mx, ex);
+    case ScoreExponent::kHighWord:
+      sum = ExpRow<ScoreExponent::kHighWord>(a, nb, n, mx, ex);
       break;
-    default: sum = ExpRow<ScoreExponent::kWide>(a, n, mx, ex); break;
+    case ScoreExponent::kCappedHighWord:
+      sum = ExpRow<ScoreExponent::kCappedHighWord>(a, nb, n, mx, ex);
+      break;
+    default: sum = ExpRow<ScoreExponent::kWide>(a, nb, n, mx, ex); break;
   }
   // sum >= 32768 (the maximum's e is 32768), so r <= 2^31.
   const uint32_t r = (uint32_t)(((int64_t)1 << 46) / sum);
   auto prob = [&](int32_t j) {
-    return UnsignedSat<15>((uint32_t)(((uint64_t)(uint32_t)a[j] * r + (UINT64_C(1) << 30)) >> 31));
+    return UnsignedSat<15>(
+        (uint32_t)(((uint64_t)(uint32_t)a[j * nb] * r + (UINT64_C(1) << 30)) >> 31));
   };
   int32_t j = 0;
   for (int16_t* group = packed + 4 * k; j + 3 < n; j += 4, group += 4 * nb) {
@@ -207,8 +225,9 @@ int32_t PackProbabilities(int32_t* a, int32_t n, int32_t mx, const ScoreExponent
 #endif
   }
   for (; j < n; ++j) packed[PackedIndex(nb, k, j)] = (int16_t)prob(j);
+  for (; j < PackedColumns(n); ++j) packed[PackedIndex(nb, k, j)] = 0;
   if (sum != 32768) return -1;  // p[j] = 32768 needs e[j] * r >= 2^46 - 2^30, so sum = 32768
-  for (j = 0; a[j] != 32768; ++j) {
+  for (j = 0; a[j * nb] != 32768; ++j) {
   }
   return j;
 }
@@ -220,37 +239,29 @@ void Head(const OpData& d, const Scratch& s, const ScoreExponent& ex, int32_t nb
   const int32_t* opt = d.options.value;
   const int32_t tokens = d.tokens, dim = d.qkv_dim();
   for (int32_t k = 0; k < nb; ++k) PackToken(s.q + k * dim + begin, n, nb, k, s.q_packed);
-  int32_t acc[kRowChunk * kTokenBatch];
-  static_assert(kTokenBatch == 4, "one INT32_MIN per token");
-  int32_t mx[kTokenBatch] = {INT32_MIN, INT32_MIN, INT32_MIN, INT32_MIN};
-  for (int32_t j0 = 0; j0 < tokens; j0 += kRowChunk) {
-    const int32_t rows = Min(kRowChunk, tokens - j0);
-    DotRowsPacked(s.k + j0 * dim + begin, dim, n, nullptr, s.q_packed, nb, rows, acc);
-    for (int32_t k = 0; k < nb; ++k) {
-      int32_t* a = s.a + k * tokens + j0;
-      int32_t m = mx[k];
-      for (int32_t r = 0; r < rows; ++r) {
-        a[r] = acc[r * nb + k];
-        m = a[r] > m ? a[r] : m;
-      }
-      mx[k] = m;
-    }
-  }
-  int32_t lone[kTokenBatch];
+  // Scores a[j * nb + k] of key j and query k.
+  DotRowsPacked(s.k + begin, dim, n, nullptr, s.q_packed, nb, tokens, s.a);
+  int32_t lone[kMaxTokenBatch];
   for (int32_t k = 0; k < nb; ++k) {
-    lone[k] = PackProbabilities(s.a + k * tokens, tokens, mx[k], ex, nb, k, s.p_packed);
+    int32_t* a = s.a + k;
+    int32_t mx = *a;
+    for (const int32_t* p = a; p != a + tokens * nb; p += nb) mx = *p > mx ? *p : mx;
+    lone[k] = PackProbabilities(a, tokens, mx, ex, nb, k, s.p_packed);
   }
+  int32_t acc[kRowChunk * kMaxTokenBatch];
   const int32_t ctx_row[2] = {opt[kCtxMult], opt[kCtxShift]};
   const RequantRow ctx_rq(ctx_row);
   for (int32_t c0 = begin; c0 < begin + n; c0 += kRowChunk) {
     const int32_t rows = Min(kRowChunk, begin + n - c0);
     const int8_t* v_rows = s.v_t + c0 * tokens;
-    DotRowsPacked(v_rows, tokens, tokens, nullptr, s.p_packed, nb, rows, acc);
+    // Up to 3 columns past a row of V times zero probabilities: the next row,
+    // or after the last one the next scratch segment.
+    DotRowsPacked(v_rows, tokens, PackedColumns(tokens), nullptr, s.p_packed, nb, rows, acc);
     for (int32_t r = 0; r < rows; ++r) {
       for (int32_t k = 0; k < nb; ++k) {
         int32_t sum = acc[r * nb + k];
         if (lone[k] >= 0) sum += v_rows[r * tokens + lone[k]];
-        s.ctx_packed[PackedIndex(nb, k, c0 + r)] = (int16_t)ctx_rq.S8(sum, 0);
+        s.ctx_packed[PackedIndex(nb, k, c0 + r)] = (int16_t)ctx_rq.S8(sum);
       }
     }
   }
@@ -261,45 +272,74 @@ TfLiteStatus Eval(TfLiteContext* context, TfLiteNode* node) {
   const int32_t* opt = d.options.value;
   const int8_t* x = InputInt8(context, node, kX);
   int8_t* y = OutputInt8(context, node);
-  const int32_t e_dim = d.embed, dim = d.qkv_dim(), head_dim = dim / opt[kHeads];
+  const int32_t e_dim = tflite::micro::GetEvalInput(context, node, kX)->dims->data[2];
+  const int32_t dim = d.qkv_dim(), head_dim = dim / opt[kHeads];
   const int32_t tokens = d.tokens;
   TF_LITE_ENSURE_OK(context, CheckAliasing(kOp, x, tokens * e_dim, y, tokens * e_dim));
   const int32_t* ln = InputInt32(context, node, kLn);
   const Linear qkv = GetLinear(context, node, kQkv, d.qkv_rank(), opt[kQkvTZp], e_dim, 3 * dim);
   const Linear proj =
       GetLinear(context, node, d.proj_first(), d.proj_rank(), opt[kProjTZp], dim, e_dim);
-  const Scratch s =
-      ScratchPointers(d, static_cast<uint8_t*>(context->GetScratchBuffer(context, d.scratch_index)));
+  const Scratch s = ScratchPointers(
+      d, e_dim, static_cast<uint8_t*>(context->GetScratchBuffer(context, d.scratch_index)));
 
-  for (int32_t j0 = 0; j0 < tokens; j0 += kTokenBatch) {
-    const int32_t nb = Min(kTokenBatch, tokens - j0);
-    PackLayerNorms(d, x, ln, s, j0, nb);
-    const int16_t* in = LinearLastInputPacked(qkv, s.h_packed, nb, s.t_packed);
+  const int32_t batch = d.tokens_per_pass(), rank = d.qkv_rank();
+  for (int32_t j0 = 0, nb = 0; j0 < tokens; j0 += nb) {
+    nb = PassTokens(batch, tokens - j0);
+    PackLayerNorms(d, e_dim, x, ln, s, j0, nb);
+    const int16_t* in = s.h_packed;
+    if (d.keeps_t()) {
+      ForEachRowPacked(qkv.v, in, nb, 0, rank, [&](int32_t o, const int32_t* acc) {
+        const RequantRow rq(qkv.v.rq + 2 * o);
+        int16_t* packed = s.t_packed + PackedIndex(nb, 0, o);
+        int8_t* kept = s.t_kept + j0 * rank + o;
+        for (int32_t k = 0; k < nb; ++k) {
+          kept[k * rank] = (int8_t)rq.S8(acc[k], qkv.t_zp);
+          packed[4 * k] = kept[k * rank];
+        }
+      });
+      in = s.t_packed;
+    } else {
+      in = LinearLastInputPacked(qkv, in, nb, s.t_packed);
+    }
     ForEachRowPacked(qkv.last, in, nb, dim, 3 * dim, [&](int32_t o, const int32_t* acc) {
       const RequantRow rq(qkv.last.rq + 2 * o);
       if (o < 2 * dim) {
         int8_t* k_col = s.k + j0 * dim + (o - dim);
-        for (int32_t k = 0; k < nb; ++k) k_col[k * dim] = (int8_t)rq.S8(acc[k], 0);
+        for (int32_t k = 0; k < nb; ++k) k_col[k * dim] = (int8_t)rq.S8(acc[k]);
       } else {
         int8_t* v_row = s.v_t + (o - 2 * dim) * tokens + j0;
-        for (int32_t k = 0; k < nb; ++k) v_row[k] = (int8_t)rq.S8(acc[k], 0);
+        for (int32_t k = 0; k < nb; ++k) v_row[k] = (int8_t)rq.S8(acc[k]);
       }
     });
   }
   const int32_t res_row[2] = {opt[kResMult], opt[kResShift]};
   const RequantRow residual(res_row);
   const ScoreExponent exponent(opt);
+  // The residual term of each int8 x, where segment a (free after the heads) holds 256 of them.
+  int32_t* residual_of = 4 * batch * tokens >= 4 * 256 ? s.a + 128 : nullptr;
   // Rows [i0, i0 + nb) of y are written after those rows of x were last read: y may alias x.
-  for (int32_t i0 = 0; i0 < tokens; i0 += kTokenBatch) {
-    const int32_t nb = Min(kTokenBatch, tokens - i0);
-    PackLayerNorms(d, x, ln, s, i0, nb);
-    const int16_t* in = LinearLastInputPacked(qkv, s.h_packed, nb, s.t_packed);
+  for (int32_t i0 = 0, nb = 0; i0 < tokens; i0 += nb) {
+    nb = PassTokens(batch, tokens - i0);
+    const int16_t* in;
+    if (d.keeps_t()) {
+      for (int32_t k = 0; k < nb; ++k) {
+        PackToken(s.t_kept + (i0 + k) * rank, rank, nb, k, s.t_packed);
+      }
+      in = s.t_packed;
+    } else {
+      PackLayerNorms(d, e_dim, x, ln, s, i0, nb);
+      in = LinearLastInputPacked(qkv, s.h_packed, nb, s.t_packed);
+    }
     ForEachRowPacked(qkv.last, in, nb, 0, dim, [&](int32_t o, const int32_t* acc) {
       const RequantRow rq(qkv.last.rq + 2 * o);
-      for (int32_t k = 0; k < nb; ++k) s.q[k * dim + o] = (int8_t)rq.S8(acc[k], 0);
+      for (int32_t k = 0; k < nb; ++k) s.q[k * dim + o] = (int8_t)rq.S8(acc[k]);
     });
     for (int32_t begin = 0; begin < dim; begin += head_dim) {
       Head(d, s, exponent, nb, begin, head_dim);
+    }
+    if (residual_of != nullptr) {
+      for (int32_t v = -128; v < 128; ++v) residual_of[v] = residual.Mbqm(v - d.x_zp);
     }
     int8_t* y0 = y + i0 * e_dim;
     const int8_t* x0 = x + i0 * e_dim;
@@ -308,7 +348,11 @@ TfLiteStatus Eval(TfLiteContext* context, TfLiteNode* node) {
                        const RequantRow rq(proj.last.rq + 2 * c);
                        for (int32_t k = 0; k < nb; ++k) {
                          const int32_t at = k * e_dim + c;
-                         y0[at] = ResidualS8(rq, acc[k], residual, x0[at] - d.x_zp, d.y_zp);
+                         const int32_t scaled = rq.Mbqm(acc[k]);
+                         const int32_t res = residual_of != nullptr
+                                                 ? residual_of[x0[at]]
+                                                 : residual.Mbqm(x0[at] - d.x_zp);
+                         y0[at] = ResidualAddS8(scaled, res, d.y_zp);
                        }
                      });
   }

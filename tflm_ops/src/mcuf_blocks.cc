@@ -86,6 +86,89 @@ static inline void LoadPairIa(const int16_t** p, int32_t* lo, int32_t* hi) {
           : "=r"(*lo), "=r"(*hi), "+r"(*p)
           : "m"(*reinterpret_cast<const Pair*>(*p)));
 }
+
+// One group of four columns for NB tokens: a weight word, split by SXTB16,
+// times each token's packed halves (one LDRD), two SMLADs per token.
+template <int NB>
+struct PackedGroup {
+  static inline __attribute__((always_inline)) void Step(const int8_t** w, const int16_t** x,
+                                                         int32_t* acc) {
+    const int32_t w4 = arm_nn_read_s8x4_ia(w);
+    const int32_t w_even = SXTB16(w4), w_odd = SXTB16_RORn((uint32_t)w4, 8);
+#pragma GCC unroll 8
+    for (int t = 0; t < NB; ++t) {
+      int32_t x02, x13;
+      LoadPairIa(x, &x02, &x13);
+      acc[t] = SMLAD(w_even, x02, acc[t]);
+      acc[t] = SMLAD(w_odd, x13, acc[t]);
+    }
+  }
+};
+
+// Eight tokens take all 14 allocatable registers (eight accumulators, the two
+// pointers, the two weight halves and one LDRD pair), which GCC spills and
+// shuffles: a row of them is written out, its loop bounds, bias and output
+// address read from the stack.
+#define MCUF_GROUP8_SMLAD2(a)                         \
+  "ldrd %[x02], %[x13], [%[x]], #8\n\t"              \
+  "smlad %[" a "], %[we], %[x02], %[" a "]\n\t" \
+  "smlad %[" a "], %[wo], %[x13], %[" a "]\n\t"
+#define MCUF_GROUP8                                                                        \
+  "ldr %[wo], [%[w]], #4\n\t"                                                              \
+  "sxtb16 %[we], %[wo]\n\t"                                                                \
+  "sxtb16 %[wo], %[wo], ror #8\n\t" MCUF_GROUP8_SMLAD2("a0") MCUF_GROUP8_SMLAD2("a1")      \
+      MCUF_GROUP8_SMLAD2("a2") MCUF_GROUP8_SMLAD2("a3") MCUF_GROUP8_SMLAD2("a4")             \
+          MCUF_GROUP8_SMLAD2("a5") MCUF_GROUP8_SMLAD2("a6") MCUF_GROUP8_SMLAD2("a7")
+
+// dots[t] = bias + the packed dot product of the row's first n & ~3 columns, t < 8.
+inline void DotPackedGroups8(const int8_t* w, const int16_t* x, int32_t n, int32_t bias,
+                             int32_t* dots) {
+  struct Bounds {
+    const int8_t* block_end;  // after the groups taken eight at a time
+    const int8_t* end;        // after the last whole group
+    int32_t bias;
+    int32_t* dots;
+  } b = {w + (n & -32), w + (n & -4), bias, dots};
+  int32_t a0, a1, a2, a3, a4, a5, a6, a7, w_even, w_odd, x02, x13;
+  __asm__ volatile(
+      "ldr %[a0], %[bias]\n\t"
+      "mov %[a1], %[a0]\n\t"
+      "mov %[a2], %[a0]\n\t"
+      "mov %[a3], %[a0]\n\t"
+      "mov %[a4], %[a0]\n\t"
+      "mov %[a5], %[a0]\n\t"
+      "mov %[a6], %[a0]\n\t"
+      "mov %[a7], %[a0]\n\t"
+      "ldr %[x02], %[block_end]\n\t"
+      "cmp %[w], %[x02]\n\t"
+      "beq 2f\n"
+      "1:\n\t" MCUF_GROUP8 MCUF_GROUP8 MCUF_GROUP8 MCUF_GROUP8 MCUF_GROUP8 MCUF_GROUP8
+          MCUF_GROUP8 MCUF_GROUP8
+      "ldr %[x02], %[block_end]\n\t"
+      "cmp %[w], %[x02]\n\t"
+      "bne 1b\n"
+      "2:\n\t"
+      "ldr %[x02], %[end]\n\t"
+      "cmp %[w], %[x02]\n\t"
+      "beq 4f\n"
+      "3:\n\t" MCUF_GROUP8
+      "ldr %[x02], %[end]\n\t"
+      "cmp %[w], %[x02]\n\t"
+      "bne 3b\n"
+      "4:\n\t"
+      "ldr %[x02], %[dots]\n\t"
+      "strd %[a0], %[a1], [%[x02]]\n\t"
+      "strd %[a2], %[a3], [%[x02], #8]\n\t"
+      "strd %[a4], %[a5], [%[x02], #16]\n\t"
+      "strd %[a6], %[a7], [%[x02], #24]\n\t"
+      : [a0] "=&r"(a0), [a1] "=&r"(a1), [a2] "=&r"(a2), [a3] "=&r"(a3), [a4] "=&r"(a4),
+        [a5] "=&r"(a5), [a6] "=&r"(a6), [a7] "=&r"(a7), [w] "+r"(w), [x] "+r"(x),
+        [we] "=&r"(w_even), [wo] "=&r"(w_odd), [x02] "=&r"(x02), [x13] "=&r"(x13)
+      : [block_end] "m"(b.block_end), [end] "m"(b.end), [bias] "m"(b.bias), [dots] "m"(b.dots)
+      : "memory", "cc");
+}
+#undef MCUF_GROUP8
+#undef MCUF_GROUP8_SMLAD2
 #endif
 
 template <int NB>
@@ -98,63 +181,54 @@ inline __attribute__((always_inline)) void DotPackedN(const int8_t* w, const int
   // (four) groups to an end pointer and one jump enters the remaining groups,
   // so a row costs few instructions besides its MACs; SMLAD wraps, so the
   // accumulators start at the bias.
-#pragma GCC unroll 4
+#pragma GCC unroll 8
   for (int t = 0; t < NB; ++t) acc[t] = bias;
-  auto group = [&](int32_t w4) {
-    const int32_t w_even = SXTB16(w4), w_odd = SXTB16_RORn((uint32_t)w4, 8);
-#pragma GCC unroll 4
-    for (int t = 0; t < NB; ++t) {
-      int32_t x02, x13;
-      LoadPairIa(&x, &x02, &x13);
-      acc[t] = SMLAD(w_even, x02, acc[t]);
-      acc[t] = SMLAD(w_odd, x13, acc[t]);
-    }
-  };
-  constexpr int32_t kBlock = NB == kTokenBatch ? 8 : 4;  // groups per loop pass
+  auto group = [&]() { PackedGroup<NB>::Step(&w, &x, acc); };
+  constexpr int32_t kBlock = NB >= kTokenBatch ? 8 : 4;  // groups per loop pass
   const int8_t* block_end = w + (n & -(4 * kBlock));
   while (w != block_end) {
-    group(arm_nn_read_s8x4_ia(&w));
-    group(arm_nn_read_s8x4_ia(&w));
-    group(arm_nn_read_s8x4_ia(&w));
-    group(arm_nn_read_s8x4_ia(&w));
+    group();
+    group();
+    group();
+    group();
     if (kBlock == 8) {
-      group(arm_nn_read_s8x4_ia(&w));
-      group(arm_nn_read_s8x4_ia(&w));
-      group(arm_nn_read_s8x4_ia(&w));
-      group(arm_nn_read_s8x4_ia(&w));
+      group();
+      group();
+      group();
+      group();
     }
   }
   switch ((n >> 2) & (kBlock - 1)) {  // the remaining groups, one jump
-    case 7: group(arm_nn_read_s8x4_ia(&w)); __attribute__((fallthrough));
-    case 6: group(arm_nn_read_s8x4_ia(&w)); __attribute__((fallthrough));
-    case 5: group(arm_nn_read_s8x4_ia(&w)); __attribute__((fallthrough));
-    case 4: group(arm_nn_read_s8x4_ia(&w)); __attribute__((fallthrough));
-    case 3: group(arm_nn_read_s8x4_ia(&w)); __attribute__((fallthrough));
-    case 2: group(arm_nn_read_s8x4_ia(&w)); __attribute__((fallthrough));
-    case 1: group(arm_nn_read_s8x4_ia(&w)); __attribute__((fallthrough));
+    case 7: group(); __attribute__((fallthrough));
+    case 6: group(); __attribute__((fallthrough));
+    case 5: group(); __attribute__((fallthrough));
+    case 4: group(); __attribute__((fallthrough));
+    case 3: group(); __attribute__((fallthrough));
+    case 2: group(); __attribute__((fallthrough));
+    case 1: group(); __attribute__((fallthrough));
     default: break;
   }
   for (int32_t c = 0; c < (n & 3); ++c, ++w) {
-#pragma GCC unroll 4
+#pragma GCC unroll 8
     for (int t = 0; t < NB; ++t) acc[t] = WrapAdd(acc[t], *w * x[t * 4 + PackedIndex(1, 0, c)]);
   }
-#pragma GCC unroll 4
+#pragma GCC unroll 8
   for (int t = 0; t < NB; ++t) dots[t] = acc[t];
 #else
-#pragma GCC unroll 4
+#pragma GCC unroll 8
   for (int t = 0; t < NB; ++t) acc[t] = 0;
   const int32_t groups = n >> 2;
   for (int32_t g = 0; g < groups; ++g, w += 4) {
-#pragma GCC unroll 4
+#pragma GCC unroll 8
     for (int t = 0; t < NB; ++t, x += 4) {
       acc[t] += w[0] * x[0] + w[2] * x[1] + w[1] * x[2] + w[3] * x[3];
     }
   }
   for (int32_t c = groups * 4; c < n; ++c, ++w) {
-#pragma GCC unroll 4
+#pragma GCC unroll 8
     for (int t = 0; t < NB; ++t) acc[t] += *w * x[t * 4 + PackedIndex(1, 0, c & 3)];
   }
-#pragma GCC unroll 4
+#pragma GCC unroll 8
   for (int t = 0; t < NB; ++t) dots[t] = WrapAdd(bias, acc[t]);
 #endif
 }
@@ -167,12 +241,38 @@ void DotRowsPackedN(const int8_t* w, int32_t stride, int32_t n, const int32_t* b
   }
 }
 
+#if defined(CMSIS_NN) && defined(ARM_MATH_DSP)
+template <>
+void DotRowsPackedN<8>(const int8_t* w, int32_t stride, int32_t n, const int32_t* bias,
+                       const int16_t* x, int32_t rows, int32_t* acc) {
+  const int32_t whole = n & -4;
+  const int16_t* tail = x + 8 * whole;
+  for (int32_t r = 0; r < rows; ++r, w += stride, acc += 8) {
+    DotPackedGroups8(w, x, n, bias == nullptr ? 0 : bias[r], acc);
+    for (int32_t c = 0; c < (n & 3); ++c) {
+#pragma GCC unroll 8
+      for (int t = 0; t < 8; ++t) {
+        acc[t] = WrapAdd(acc[t], w[whole + c] * tail[t * 4 + PackedIndex(1, 0, c)]);
+      }
+    }
+  }
+}
+#endif
+
+// 8 tokens outside DotRowsPacked, whose registers stay those of 1 to 4.
+__attribute__((noinline)) void DotRowsPacked8(const int8_t* w, int32_t stride, int32_t n,
+                                              const int32_t* bias, const int16_t* x, int32_t rows,
+                                              int32_t* acc) {
+  DotRowsPackedN<8>(w, stride, n, bias, x, rows, acc);
+}
+
 }  // namespace
 
 void DotRowsPacked(const int8_t* w, int32_t stride, int32_t n, const int32_t* bias,
                    const int16_t* x, int32_t nb, int32_t rows, int32_t* acc) {
-  static_assert(kTokenBatch == 4, "DotRowsPacked instantiates 1..4 tokens");
+  static_assert(kTokenBatch == 4 && kMaxTokenBatch == 8, "DotRowsPacked instantiates 1..4 and 8 tokens");
   switch (nb) {
+    case 8: DotRowsPacked8(w, stride, n, bias, x, rows, acc); break;
     case 4: DotRowsPackedN<4>(w, stride, n, bias, x, rows, acc); break;
     case 3: DotRowsPackedN<3>(w, stride, n, bias, x, rows, acc); break;
     case 2: DotRowsPackedN<2>(w, stride, n, bias, x, rows, acc); break;
@@ -202,25 +302,19 @@ const int8_t* LinearLastInput(const Linear& layer, const int8_t* x, int8_t* t) {
   return t;
 }
 
+
 namespace {
 
-// MBQM(v, m, shift) for a row Prepare accepted (RequantRow for one value):
-// the shifts from bit operations, so GCC computes one product, not both
-// branches' products.
-inline int32_t MbqmOnce(int32_t v, int32_t m, int32_t shift) {
-  const int32_t sign = shift >> 31;
-  const int32_t left = shift & ~sign, right = -shift & sign;
-  const int32_t shifted = (int32_t)((uint32_t)v << left);
-  const int32_t high = (int32_t)(((int64_t)shifted * m + ((int64_t)1 << 30)) >> 31);
-  const int32_t mask = (int32_t)((UINT32_C(1) << right) - 1u);
-  const int32_t threshold = (mask >> 1) + (int32_t)((uint32_t)high >> 31);
-  return (high >> right) + ((high & mask) > threshold ? 1 : 0);
-}
+// One token's LayerNorm statistics (SPEC 1.2): h[c] comes from
+// d = channels * x[c] - sum and inv = 2^46 / den.
+struct LnStats {
+  int32_t neg_sum;
+  int32_t inv_low;    // inv = inv_high * 2^32 + inv_low, inv_low signed,
+  uint32_t inv_high;  // so d * inv is one MUL and one SMLAL
+};
 
-}  // namespace
-
-void LayerNorm(const int8_t* x, int32_t channels, const int32_t* ln, int64_t eps, int32_t z_h,
-               int8_t* h) {
+inline __attribute__((always_inline)) LnStats LayerNormStats(const int8_t* x, int32_t channels,
+                                                              int64_t eps) {
   // sum_c d^2 with d = channels * x[c] - sum equals channels * (channels * sum_sq - sum^2)
   // (channels <= 65535: every term fits int64; |d| <= 65535 * 255 fits int32).
   int32_t sum = 0, sum_sq = 0;
@@ -243,24 +337,68 @@ void LayerNorm(const int8_t* x, int32_t channels, const int32_t* ln, int64_t eps
   uint64_t den = mcuf_isqrt64(var);
   if (den < 1) den = 1;
   const int64_t inv = ((int64_t)1 << 46) / (int64_t)den;
-  // d * inv from one SMULL and one MLA: inv = inv_high * 2^32 + inv_low, inv_low signed.
   const int32_t inv_low = (int32_t)(uint32_t)inv;
-  const uint32_t inv_high = (uint32_t)((inv - inv_low) >> 32);
-  const int32_t neg_sum = -sum;
-  for (c = 0; c < channels; ++c) {
-    const int32_t d = x[c] * channels + neg_sum;
-    uint32_t low = UINT32_C(1) << 29, high = (uint32_t)d * inv_high;
+  return LnStats{-sum, inv_low, (uint32_t)((inv - inv_low) >> 32)};
+}
+
+// (d * inv + 2^29) >> 30 of SPEC 1.2 for x_c * channels.
+inline int32_t LnNormalized(const LnStats& st, int32_t x_times_channels) {
+  const int32_t d = x_times_channels + st.neg_sum;
+  uint32_t low = UINT32_C(1) << 29, high = (uint32_t)d * st.inv_high;
 #if defined(CMSIS_NN) && defined(ARM_MATH_DSP)
-    __asm__("smlal %0, %1, %2, %3" : "+r"(low), "+r"(high) : "r"(d), "r"(inv_low));  // one SMLAL
+  __asm__("smlal %0, %1, %2, %3" : "+r"(low), "+r"(high) : "r"(d), "r"(st.inv_low));  // one SMLAL
 #else
-    const uint64_t sum64 = ((uint64_t)high << 32 | low) + (uint64_t)((int64_t)d * inv_low);
-    low = (uint32_t)sum64;
-    high = (uint32_t)(sum64 >> 32);
+  const uint64_t sum64 = ((uint64_t)high << 32 | low) + (uint64_t)((int64_t)d * st.inv_low);
+  low = (uint32_t)sum64;
+  high = (uint32_t)(sum64 >> 32);
 #endif
-    const int32_t n = (int32_t)((low >> 30) | (high << 2));  // (d * inv + 2^29) >> 30
-    const int32_t* row = ln + 3 * c;  // Prepare checked (m_c, s_c)
-    const int32_t scaled = SatAdd32(MbqmOnce(n, row[0], row[1]), row[2]);
-    h[c] = (int8_t)SatBits<8>(SatBits<10>(scaled) + z_h);
+  return (int32_t)((low >> 30) | (high << 2));
+}
+
+// h = sat8(sat10(sat32(scaled + b_c)) + z_h), scaled = MBQM(n, m_c, s_c) of the
+// channel's row (m_c, s_c, b_c), which Prepare checked.
+inline int32_t LnOut(int32_t scaled, int32_t bias, int32_t z_h) {
+  return SatBits<8>(SatBits<10>(SatAdd32(scaled, bias)) + z_h);
+}
+
+// MBQM(v, m, shift) for a row Prepare accepted (RequantRow for one value):
+// the shifts from bit operations, so GCC computes one product, not both
+// branches' products.
+inline int32_t MbqmOnce(int32_t v, int32_t m, int32_t shift) {
+  const int32_t sign = shift >> 31;
+  const int32_t left = shift & ~sign, right = -shift & sign;
+  const int32_t shifted = (int32_t)((uint32_t)v << left);
+  const int32_t high = (int32_t)(((int64_t)shifted * m + ((int64_t)1 << 30)) >> 31);
+  const int32_t mask = (int32_t)((UINT32_C(1) << right) - 1u);
+  const int32_t threshold = (mask >> 1) + (int32_t)((uint32_t)high >> 31);
+  return (high >> right) + ((high & mask) > threshold ? 1 : 0);
+}
+
+}  // namespace
+
+void LayerNorm(const int8_t* x, int32_t channels, const int32_t* ln, int64_t eps, int32_t z_h,
+               int8_t* h) {
+  const LnStats st = LayerNormStats(x, channels, eps);
+  for (int32_t c = 0; c < channels; ++c) {
+    const int32_t* row = ln + 3 * c;
+    h[c] = (int8_t)LnOut(MbqmOnce(LnNormalized(st, x[c] * channels), row[0], row[1]), row[2], z_h);
+  }
+}
+
+void LayerNormPacked(const int8_t* x, int32_t nb, int32_t channels, const int32_t* ln,
+                     int64_t eps, int32_t z_h, int16_t* packed) {
+  LnStats st[kMaxTokenBatch];
+  for (int32_t k = 0; k < nb; ++k) st[k] = LayerNormStats(x + k * channels, channels, eps);
+  // Channel by channel: the row's constants once for the nb tokens.
+  for (int32_t c = 0; c < channels; ++c) {
+    const int32_t* row = ln + 3 * c;
+    const RequantRow rq(row);
+    const int32_t bias = row[2];
+    int16_t* out = packed + PackedIndex(nb, 0, c);
+    const int8_t* xc = x + c;
+    for (int32_t k = 0; k < nb; ++k, xc += channels) {
+      out[4 * k] = (int16_t)LnOut(rq.Mbqm(LnNormalized(st[k], *xc * channels)), bias, z_h);
+    }
   }
 }
 

@@ -47,8 +47,17 @@ static inline int32_t WrapAdd(int32_t a, int32_t b) { return (int32_t)((uint32_t
 // each weight word is loaded and sign-extended once for this many tokens
 // (their scratch sizes in tflm_ops/contract.py depend on it).
 constexpr int32_t kTokenBatch = 4;
+// The most tokens per pass of any op (MCUF_ATTENTION's `tokens_per_pass`):
+// DotRowsPacked takes 1 to kTokenBatch tokens or this many.
+constexpr int32_t kMaxTokenBatch = 8;
 
-// Packed activations of nb <= kTokenBatch tokens of n int8 values each,
+// Tokens of the next pass with `left` tokens left: `batch` (kTokenBatch or
+// kMaxTokenBatch), else kTokenBatch, else the rest.
+static inline int32_t PassTokens(int32_t batch, int32_t left) {
+  return left >= batch ? batch : (left > kTokenBatch ? kTokenBatch : left);
+}
+
+// Packed activations of nb <= kMaxTokenBatch tokens of n int8 values each,
 // sign-extended to int16 in groups of four columns; group g of token t holds
 // x[4g], x[4g+2], x[4g+1], x[4g+3] (the halves SXTB16 splits a weight word
 // into), groups of all tokens interleaved: nb * PackedColumns(n) int16.
@@ -62,7 +71,7 @@ void PackToken(const int8_t* x, int32_t n, int32_t nb, int32_t t, int16_t* packe
 
 // acc[r * nb + t] = bias[r] + sum_{i < n} x_t[i] * w[r * stride + i] for
 // r < rows, t < nb (bias 0 when null), from packed activations x: each weight
-// row is read once for all nb tokens.
+// row is read once for all nb tokens (1 to kTokenBatch, or kMaxTokenBatch).
 void DotRowsPacked(const int8_t* w, int32_t stride, int32_t n, const int32_t* bias,
                    const int16_t* x, int32_t nb, int32_t rows, int32_t* acc);
 
@@ -74,7 +83,7 @@ constexpr int32_t kRowChunk = 16;
 template <typename Emit>
 void ForEachRowPacked(const LinearFactor& f, const int16_t* packed, int32_t nb, int32_t begin,
                       int32_t end, Emit&& emit) {
-  int32_t acc[kRowChunk * kTokenBatch];
+  int32_t acc[kRowChunk * kMaxTokenBatch];
   for (int32_t o0 = begin; o0 < end; o0 += kRowChunk) {
     const int32_t o1 = end - o0 < kRowChunk ? end : o0 + kRowChunk;
     DotRowsPacked(f.weights + (int64_t)o0 * f.in, f.in, f.in, f.bias + o0, packed, nb, o1 - o0,
@@ -128,6 +137,8 @@ struct RequantRow {
   // sat8(z + MBQM(acc)); |z| <= 128, so saturating MBQM to 10 bits first
   // changes nothing.
   int32_t S8(int32_t acc, int32_t z) const { return SatBits<8>(SatBits<10>(Mbqm(acc)) + z); }
+  // sat8(MBQM(acc)): S8(acc, 0).
+  int32_t S8(int32_t acc) const { return SatBits<8>(Mbqm(acc)); }
 };
 
 // The low-rank intermediate t = linear_q(x; V) of nb packed tokens, packed.
@@ -171,6 +182,11 @@ const int8_t* LinearLastInput(const Linear& layer, const int8_t* x, int8_t* t);
 void LayerNorm(const int8_t* x, int32_t channels, const int32_t* ln, int64_t eps,
                int32_t z_h, int8_t* h);
 
+// LayerNorm (SPEC 1.2) of nb <= kMaxTokenBatch tokens x[k * channels ..], packed
+// (PackToken) into `packed`.
+void LayerNormPacked(const int8_t* x, int32_t nb, int32_t channels, const int32_t* ln,
+                     int64_t eps, int32_t z_h, int16_t* packed);
+
 // Scores a[0..n) in, Q15 probabilities out, in place (SPEC 1.3).
 void SoftmaxRow(int32_t* a, int32_t n, int32_t sm_mult, int32_t sm_shift);
 
@@ -185,13 +201,19 @@ static inline void GeluLut(int8_t* a, int32_t n, const int8_t* lut) {
 void AttentionContext(int32_t* p, int32_t n, const int8_t* v, int32_t stride, int32_t columns,
                       int32_t mult, int32_t shift, int8_t* ctx);
 
+// The residual epilogue (SPEC 1.5) from the channel's MBQM(acc), `scaled`, and
+// the residual term MBQM(x - z_x, res_mult, res_shift), `res`.
+static inline int8_t ResidualAddS8(int32_t scaled, int32_t res, int32_t z_y) {
+  // Saturating int32 adds keep the sign of any sum beyond int32 (|z_y| <= 128),
+  // so sat8 of them equals sat8 of the exact sum.
+  return (int8_t)SatBits<8>(SatAdd32(SatAdd32(scaled, res), z_y));
+}
+
 // Residual epilogue (SPEC 1.5) for one channel from its requant row and the
 // op's residual multiplier, x_centered = x - z_x.
 static inline int8_t ResidualS8(const RequantRow& rq, int32_t acc, const RequantRow& residual,
                                 int32_t x_centered, int32_t z_y) {
-  // Saturating int32 adds keep the sign of any sum beyond int32 (|z_y| <= 128),
-  // so sat8 of them equals sat8 of the exact sum.
-  return (int8_t)SatBits<8>(SatAdd32(SatAdd32(rq.Mbqm(acc), residual.Mbqm(x_centered)), z_y));
+  return ResidualAddS8(rq.Mbqm(acc), residual.Mbqm(x_centered), z_y);
 }
 
 // Residual epilogue (SPEC 1.5) for one channel.

@@ -203,7 +203,7 @@ def patch_embed_case(rng, image=None, *, h=None, w=None, c=None, patch=None, e=N
 
 
 def attention_case(rng, x=None, x_zp=None, *, t=None, e=None, heads=None, head_dim=None, qkv_rank=None,
-                   proj_rank=None) -> Case:
+                   proj_rank=None, tokens_per_pass=None, keep_t=None) -> Case:
     if x is None:
         x = _activation(rng, (1, t or int(rng.integers(1, 20)), e or int(rng.choice([8, 12, 16, 32]))), _zp(rng))
     in_zp = int(np.round(np.mean(x))) if x_zp is None else x_zp
@@ -217,8 +217,10 @@ def attention_case(rng, x=None, x_zp=None, *, t=None, e=None, heads=None, head_d
     sm_mult, shift = quantize_multiplier(2000.0 / (1600.0 * math.sqrt(head_dim)) * rng.uniform(0.3, 3.0))
     sm_shift = 31 - shift                                    # SPEC 1.3: M / 2^S
     ctx_m, ctx_s = quantize_multiplier(40.0 / (32768 * 40) * rng.uniform(0.5, 2.0))
+    tokens_per_pass = tokens_per_pass or int(rng.choice(contract.CHOICES["MCUF_ATTENTION"]["tokens_per_pass"]))
     options = contract.make_options(
         "MCUF_ATTENTION", heads=heads, qkv_dim=d, qkv_rank=qkv_rank, proj_rank=proj_rank,
+        tokens_per_pass=tokens_per_pass, keep_t=int(rng.integers(0, 2)) if keep_t is None else keep_t,
         ln_eps=int(rng.integers(0, 5000)), ln_zp=_zp(rng), qkv_t_zp=_zp(rng) if qkv_rank else 0,
         proj_t_zp=_zp(rng) if proj_rank else 0, sm_mult=sm_mult, sm_shift=sm_shift, ctx_mult=ctx_m,
         ctx_shift=ctx_s, **_res(rng))
