@@ -105,11 +105,14 @@ class Bench:
         return stage in self.state["results"]
 
     def record(self, stage: str, result: dict, started: float) -> None:
+        result["wall_seconds"] = round(time.time() - started, 1)
+        result["command"] = "benchmarks/accuracy_fmnist.py " + " ".join(sys.argv[1:])
+        self._merge(stage, result)
+
+    def _merge(self, stage: str, result: dict) -> None:
         """Merge into the state file under a lock: two benchmark processes may run different stages."""
         import fcntl
 
-        result["wall_seconds"] = round(time.time() - started, 1)
-        result["command"] = "benchmarks/accuracy_fmnist.py " + " ".join(sys.argv[1:])
         with open(self.work / ".lock", "w") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
             if self.state_file.exists():
@@ -155,9 +158,24 @@ class Bench:
                        *extra], self.work, name)
         trained = validation_of(log_path(self.work, name))
         if not (model / "report.json").exists():
-            mcuformer(["convert", str(subnet), "--out", str(model), *self.data_flags, "--calib", "500",
-                       "--eval", "10000", "--force", "--no-baseline"], self.work, name)
+            self.convert(subnet, model, name)
         return {**model_record(model), **trained}
+
+    def convert(self, subnet: Path, model: Path, stage: str) -> None:
+        mcuformer(["convert", str(subnet), "--out", str(model), *self.data_flags, "--calib", "500",
+                   "--eval", "10000", "--force", "--no-baseline"], self.work, stage)
+
+    def reconvert(self) -> None:
+        """Convert every finished stage's trained subnet again with today's converter (after an op
+        contract change): the model fields are re-measured, the training fields and command kept."""
+        for stage, result in list(self.state["results"].items()):
+            model = next((m for m in (self.work / stage / "model", self.work / stage / "final" / "model")
+                          if (m.parent / "subnet.keras").exists()), None)
+            if "flash_model_bytes" not in result or model is None:
+                continue
+            self.convert(model.parent / "subnet.keras", model, stage)
+            self._merge(stage, {**result, **model_record(model),
+                                "reconverted": f"{time.strftime('%Y-%m-%d')}: benchmarks/accuracy_fmnist.py --reconvert"})
 
     # --- stages ---------------------------------------------------------------------------------
     def cnn(self, stage: str, train_images: int, val_images: int) -> None:
@@ -412,6 +430,8 @@ def parse_args(argv=None):
     p.add_argument("--small-teacher-weight", type=float, default=0.9,
                    help="distillation weight of the small-data final training")
     p.add_argument("--cnn-epochs", type=int, default=30)
+    p.add_argument("--reconvert", action="store_true",
+                   help="only convert the finished stages' trained subnets again (after a contract change)")
     p.add_argument("--evolve-budget", default="mcu_64k", help="the budget of the evolve-space stages")
     p.add_argument("--evolve-rounds", type=int, default=2)
     p.add_argument("--evolve-samples", type=int, default=8)
@@ -425,7 +445,10 @@ def parse_args(argv=None):
 def main(argv=None) -> int:
     args = parse_args(argv)
     started = time.time()
-    Bench(args).run()
+    if args.reconvert:
+        Bench(args).reconvert()
+    else:
+        Bench(args).run()
     print(f"done in {time.time() - started:.0f} s; wrote {args.results}")
     return 0
 
