@@ -22,6 +22,7 @@ Every number is the full 10,000-image test set, int8 through the numpy reference
 Search and the kept fine-tuning epoch use the validation split only.
 
     .venv/bin/python benchmarks/accuracy_fmnist.py [--only cnn_small,small_data] [--budgets f746_15m]
+    .venv/bin/python benchmarks/accuracy_fmnist.py --reconvert    # after an op contract change
 
 Writes benchmarks/results/accuracy_fmnist.json (or --results, for a trial) after every stage, and
 accuracy_fmnist.png (accuracy against flash and against MACs).
@@ -175,7 +176,7 @@ class Bench:
                 continue
             self.convert(model.parent / "subnet.keras", model, stage)
             self._merge(stage, {**result, **model_record(model),
-                                "reconverted": f"{time.strftime('%Y-%m-%d')}: benchmarks/accuracy_fmnist.py --reconvert"})
+                                "reconverted": time.strftime("%Y-%m-%d")})
 
     # --- stages ---------------------------------------------------------------------------------
     def cnn(self, stage: str, train_images: int, val_images: int) -> None:

@@ -139,10 +139,9 @@ def accuracy_table(acc: dict, convert: dict | None) -> list:
     lines += evolve_lines
     commands = sorted({r["command"] for r in acc["results"].values() if r.get("command")})
     lines += [f"- rows measured by `.venv/bin/python {c}`" for c in commands]
-    for when, command in sorted({tuple(r["reconverted"].split(": ", 1)) for r in acc["results"].values()
-                                 if r.get("reconverted")}):
-        lines.append(f"- model flash, required arena and test accuracy of the trained rows re-measured on {when} "
-                     f"by `.venv/bin/python {command}` (same trained weights, today's converter)")
+    lines += [f"- model flash, required arena and test accuracy of the trained rows re-measured on {day} by "
+              "`.venv/bin/python benchmarks/accuracy_fmnist.py --reconvert` (same trained weights, that day's converter)"
+              for day in sorted({r["reconverted"] for r in acc["results"].values() if r.get("reconverted")})]
     return rows + ([""] + lines if lines else [])
 
 
