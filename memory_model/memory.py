@@ -92,6 +92,12 @@ def attention_options(config, block: int, passes: tuple | None = None) -> dict:
     return {"tokens_per_pass": tokens_per_pass, "keep_t": keep_t if config.qkv_rank[block] else 0}
 
 
+def instruction_estimate(config) -> list:
+    """op_instructions.estimate of `config` with the op variants the converter writes."""
+    return op_instructions.estimate(config, {"patches_per_pass": patches_per_pass(config)},
+                                    [attention_options(config, i) for i in range(config.depth)])
+
+
 @lru_cache(maxsize=1024)
 def patches_per_pass(config) -> int:
     """MCUF_PATCH_EMBED's `patches_per_pass` (SPEC 2.1) for `config`, the one choice the converter
@@ -419,7 +425,7 @@ def evaluate(config, techniques: Techniques = Techniques(), pointer_size: int = 
         head = head_bytes(config, techniques)
         tail = tflm_tail.custom_graph_tail(config, pointer_size)
         required = tflm_required_arena.custom_graph_required(config, head, pointer_size)
-        estimates = op_instructions.estimate(config)
+        estimates = instruction_estimate(config)
         instructions = None if None in estimates else sum(estimates)
     else:
         from .builtin_graph import builtin_arena

@@ -81,16 +81,15 @@ def head_features(tokens: int, embed: int, classes: int, pool: int) -> dict:
             "softmax": tokens if seq else 0, "call": 1}
 
 
-def features(config) -> list:
+def features(config, patch_embed_options: dict, attention_options: list) -> list:
     """(FIGURES key, features) of each custom op of an ArchConfig's graph, in op order, with the
-    variants the converter writes."""
-    from .memory import attention_options, patches_per_pass   # memory.py imports this module
-
+    variants' options the converter writes (memory_model/memory.py chooses them): the patch
+    embedding's, and each block's attention's."""
     t, e = config.num_tokens, config.embed_dim
-    patch_embed = variant("MCUF_PATCH_EMBED", {"patches_per_pass": patches_per_pass(config)})
-    out = [(patch_embed, patch_embed_features(config.num_patches, config.patch_dim, e))]
+    out = [(variant("MCUF_PATCH_EMBED", patch_embed_options),
+            patch_embed_features(config.num_patches, config.patch_dim, e))]
     for i in range(config.depth):
-        options = attention_options(config, i)
+        options = attention_options[i]
         out.append((variant("MCUF_ATTENTION", options),
                     attention_features(t, e, config.num_heads[i], config.qkv_dim[i], config.qkv_rank[i],
                                        config.proj_rank[i], options["keep_t"])))
@@ -108,8 +107,9 @@ def instructions(op: str, feats: dict, figures: dict = None) -> int:
     return int(round(sum(figure(name) * value for name, value in feats.items())))
 
 
-def estimate(config) -> list:
-    """Estimated instructions of each custom op's Eval, op order (None before the figures are measured)."""
+def estimate(config, patch_embed_options: dict, attention_options: list) -> list:
+    """Estimated instructions of each custom op's Eval, op order (None before the figures are measured);
+    the options as in features()."""
     if MEASURED["date"] is None:
         return [None] * (2 * config.depth + 2)
-    return [instructions(op, feats) for op, feats in features(config)]
+    return [instructions(op, feats) for op, feats in features(config, patch_embed_options, attention_options)]

@@ -23,7 +23,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from . import op_instructions
-from .memory import scratch_bytes
+from .memory import instruction_estimate, scratch_bytes
 from .tflite_graph import graph_tail, plan_graph, read_tflite
 
 FLASH_ALIGNMENT = 16          # the writer's (and TFLiteConverter's) constant buffer alignment
@@ -117,7 +117,7 @@ def graph_costs(tflite: bytes, pointer_size: int = 4, config=None) -> GraphCost:
                       per_op=per_op)
     spans = [(b, off) for b, off in zip(plan.buffers, plan.offsets)]
     macs = list(config.layer_macs().values()) if custom else None
-    estimates = op_instructions.estimate(config) if custom else None
+    estimates = instruction_estimate(config) if custom else None
     labels = _custom_labels(config) if custom else None
     seen_constants, ops = set(), []
     for k, op in enumerate(graph.operators):

@@ -130,7 +130,7 @@ def test_instruction_estimate_within_15_percent_of_recorded_qemu_counts(shape):
     from pathlib import Path
 
     from keras_supernet import arch as A
-    from memory_model.op_instructions import estimate
+    from memory_model.memory import instruction_estimate as estimate
 
     recorded = json.loads((Path(__file__).resolve().parent.parent / "benchmarks" / "results"
                            / "arena.json").read_text())["models"][shape]
@@ -194,7 +194,7 @@ def test_instruction_estimate_within_15_percent_of_the_stock_vits_qemu_counts():
     from pathlib import Path
 
     from keras_supernet.arch import ArchConfig
-    from memory_model.op_instructions import estimate
+    from memory_model.memory import instruction_estimate as estimate
 
     recorded = json.loads((Path(__file__).resolve().parent.parent / "benchmarks" / "results"
                            / "byo_vit.json").read_text())["models"]
