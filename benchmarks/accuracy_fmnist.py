@@ -23,6 +23,7 @@ Search and the kept fine-tuning epoch use the validation split only.
 
     .venv/bin/python benchmarks/accuracy_fmnist.py [--only cnn_small,small_data] [--budgets f746_15m]
     .venv/bin/python benchmarks/accuracy_fmnist.py --reconvert    # after an op contract change
+    .venv/bin/python benchmarks/accuracy_fmnist.py --score-proxy  # the search's finalist proxy per subnet
 
 Writes benchmarks/results/accuracy_fmnist.json (or --results, for a trial) after every stage, and
 accuracy_fmnist.png (accuracy against flash and against MACs).
@@ -102,6 +103,9 @@ class Bench:
         self.work.mkdir(parents=True, exist_ok=True)
         self.data_flags = ["--data", "fashion_mnist"]
 
+    def selected(self, stage: str) -> bool:
+        return not self.args.only or any(stage.startswith(o) for o in self.args.only)
+
     def done(self, stage: str) -> bool:
         return stage in self.state["results"]
 
@@ -172,11 +176,34 @@ class Bench:
         for stage, result in list(self.state["results"].items()):
             model = next((m for m in (self.work / stage / "model", self.work / stage / "final" / "model")
                           if (m.parent / "subnet.keras").exists()), None)
-            if "flash_model_bytes" not in result or model is None:
+            if "flash_model_bytes" not in result or model is None or not self.selected(stage):
                 continue
             self.convert(model.parent / "subnet.keras", model, stage)
             self._merge(stage, {**result, **model_record(model),
                                 "reconverted": time.strftime("%Y-%m-%d")})
+
+    def score_proxy(self) -> None:
+        """The search's finalist proxy (search/proxy.py) for each finished winner / random subnet, to
+        study how well it ranks them against their final training (summary: kendall_tau_proxy_*)."""
+        from common import datasets
+        from keras_supernet.arch import ArchConfig
+        from search.proxy import FinetuneProxy
+
+        steps, proxies = self.args.proxy_steps, {}
+        for stage, result in list(self.state["results"].items()):
+            budget = stage.split("/")[0]
+            if budget not in BUDGETS or "config" not in result or not self.selected(stage):
+                continue
+            if result.get("proxy_steps") == steps:
+                continue
+            space = BUDGETS[budget][0]
+            if space not in proxies:
+                proxies[space] = FinetuneProxy(self.work / f"supernet_{space}", datasets.load("fashion_mnist"), steps,
+                                               val_limit=self.args.val_images, progress=True)
+            started = time.time()
+            score = proxies[space].score(ArchConfig.from_dict(result["config"]))
+            self._merge(stage, {**result, "val_proxy": score, "proxy_steps": steps,
+                                "proxy_seconds": round(time.time() - started, 1)})
 
     # --- stages ---------------------------------------------------------------------------------
     def cnn(self, stage: str, train_images: int, val_images: int) -> None:
@@ -220,7 +247,7 @@ class Bench:
         budget distils from cnn_full's teacher, and the stage is `<which>_kd`."""
         space, flags, _ = BUDGETS[budget]
         kd = self.args.distill
-        stage, started = f"{budget}/{which}{'_kd' if kd else ''}", time.time()
+        stage, started = f"{budget}/{which}{'_kd' if kd else ''}{self.args.tag}", time.time()
         val = self.args.val_images
         supernet = self.supernet(f"supernet_{space}", space, ["--min-steps", "0"], val)
         if which == "winner":
@@ -271,7 +298,7 @@ class Bench:
 
     def stages(self):
         a = self.args
-        kd = "_kd" if a.distill else ""
+        kd = ("_kd" if a.distill else "") + a.tag
         yield "cnn_small", lambda: self.cnn("cnn_small", a.small_images, a.small_val_images)
         yield "cnn_full", lambda: self.cnn("cnn_full", 0, a.val_images)
         yield "small_data", lambda: self.small_data("small_data", with_teacher=True)
@@ -285,7 +312,7 @@ class Bench:
 
     def run(self) -> None:
         for stage, run in self.stages():
-            if self.args.only and not any(stage.startswith(o) for o in self.args.only):
+            if not self.selected(stage):
                 continue
             if self.done(stage):
                 print(f"[{stage}] done earlier, skipped")
@@ -318,21 +345,23 @@ def kendall_tau(a: list, b: list) -> float:
 
 
 def summarize(results: dict) -> dict:
-    """Per budget and final training (with / without the teacher): winner against the random mean."""
+    """Per budget and final training (with / without the teacher, --tag): winner against the random mean."""
     out = {}
-    for budget, kd in ((b, kd) for b in BUDGETS for kd in ("", "_kd")):
-        winner = results.get(f"{budget}/winner{kd}")
-        randoms = [r for k, r in results.items() if re.fullmatch(rf"{budget}/random_\d+{kd}", k)]
-        if not winner:
+    for key, winner in results.items():
+        match = re.fullmatch(rf"({'|'.join(BUDGETS)})/winner(.*)", key)
+        if not match:
             continue
+        budget, kd = match.groups()
+        randoms = [r for k, r in results.items() if re.fullmatch(rf"{budget}/random_\d+{re.escape(kd)}", k)]
         entry = {"winner_int8": winner["int8_top1"], "int8_minus_float": winner["int8_top1"] - winner["float_top1"]}
         if randoms:
             mean = float(np.mean([r["int8_top1"] for r in randoms]))
             entry.update(random_int8_mean=mean, random_count=len(randoms), winner_minus_random_mean=winner["int8_top1"] - mean)
-        ranked = [r for r in [winner, *randoms] if "val_inherited" in r]
-        if len(ranked) >= 3:
-            entry["kendall_tau_inherited_vs_final_val"] = kendall_tau([r["val_inherited"] for r in ranked],
-                                                                      [r["val_finetuned"] for r in ranked])
+        for proxy in ("val_inherited", "val_proxy"):
+            ranked = [r for r in [winner, *randoms] if proxy in r and "val_finetuned" in r]
+            if len(ranked) >= 3:
+                entry[f"kendall_tau_{proxy[4:]}_vs_final_val"] = kendall_tau([r[proxy] for r in ranked],
+                                                                            [r["val_finetuned"] for r in ranked])
         out[budget + kd] = entry
     evolved, space = results.get("evolve/winner"), results.get("evolve/space")
     start = space and results.get(f"{space['budget']}/winner{'_kd' if evolved and evolved.get('teacher') else ''}")
@@ -408,6 +437,8 @@ def parse_args(argv=None):
                    help="comma-separated stage prefixes to run (default: all)")
     p.add_argument("--budgets", type=lambda s: s.split(","), default=list(BUDGETS))
     p.add_argument("--randoms", type=int, default=3)
+    p.add_argument("--tag", default="", help="suffix of the budget stages' names (e.g. _5ep): a second final "
+                   "training of the same budget, compared winner against randoms within the same tag")
     p.add_argument("--distill", action=argparse.BooleanOptionalAction, default=True,
                    help="the budgets' final training distils from the CNN teacher (cnn_full)")
     p.add_argument("--supernet-epochs", type=int, default=6)
@@ -433,6 +464,9 @@ def parse_args(argv=None):
     p.add_argument("--cnn-epochs", type=int, default=30)
     p.add_argument("--reconvert", action="store_true",
                    help="only convert the finished stages' trained subnets again (after a contract change)")
+    p.add_argument("--score-proxy", action="store_true",
+                   help="only score the finished budget stages' subnets with the search's finalist proxy")
+    p.add_argument("--proxy-steps", type=int, default=400, help="fine-tuning steps of that proxy")
     p.add_argument("--evolve-budget", default="mcu_64k", help="the budget of the evolve-space stages")
     p.add_argument("--evolve-rounds", type=int, default=2)
     p.add_argument("--evolve-samples", type=int, default=8)
@@ -448,6 +482,8 @@ def main(argv=None) -> int:
     started = time.time()
     if args.reconvert:
         Bench(args).reconvert()
+    elif args.score_proxy:
+        Bench(args).score_proxy()
     else:
         Bench(args).run()
     print(f"done in {time.time() - started:.0f} s; wrote {args.results}")

@@ -30,6 +30,7 @@ RESULT_FILE = "search.json"
 PLOT_FILE = "pareto.png"
 BEST_FILE = "best_subnet.json"
 CACHE_FILE = "fitness_cache.json"
+PROXY_CACHE_FILE = "proxy_cache.json"
 
 
 @dataclass(frozen=True)
@@ -66,6 +67,7 @@ class Search:
         self.evaluated = {}          # key -> {"config", "cost", "accuracy", "generation"}
         self.population = []
         self.generation = 0
+        self.proxy = None            # {"identity", "scores": {key: score}} once finalists are re-ranked
         self.rng = np.random.default_rng(settings.seed)
         if resume:
             self._load_state()
@@ -188,19 +190,40 @@ class Search:
         bar.close()
         return self.write_results()
 
+    def rerank_finalists(self, proxy, count: int) -> dict:
+        """Score the `count` best subnets by inherited accuracy with `proxy` (`search/proxy.py`, cached in
+        its own file, so an interrupted re-ranking resumes); the winner is the finalist it scores best."""
+        if self.generation < self.settings.generations:
+            raise UserError("re-rank the finalists after the search has run (Search.run)")
+        finalists = [e["config"] for e in self.ranked()[:count]]
+        cache = FitnessCache(self.out / PROXY_CACHE_FILE, proxy.identity)
+        scores = cached_scores(proxy, finalists, cache, self.progress, desc="finalists", chunk=1)
+        self.proxy = {"identity": proxy.identity,
+                      "scores": {config_key(c): s for c, s in zip(finalists, scores)}}
+        return self.write_results()
+
     # ---- outputs -------------------------------------------------------------------------------
     def write_results(self) -> dict:
-        entries = [dict(e, config=e["config"].to_dict(), describe=e["config"].describe(),
-                        flash_split=self.budget.split(e["cost"]["model_bytes"]).to_dict()) for e in self.ranked()]
+        entries = []
+        for e in self.ranked():
+            entries.append(dict(e, config=e["config"].to_dict(), describe=e["config"].describe(),
+                                flash_split=self.budget.split(e["cost"]["model_bytes"]).to_dict()))
+            if self.proxy:
+                entries[-1]["proxy"] = self.proxy["scores"].get(config_key(e["config"]))
         front = pareto_front(entries)
         best = entries[0]
+        if self.proxy:      # ties keep the better inherited accuracy (entries are in that order)
+            best = max((e for e in entries if e["proxy"] is not None), key=lambda e: e["proxy"])
         result = {"space": self.space.to_dict(), "budget": self.budget.to_dict(),
                   "techniques": asdict(self.techniques), "settings": asdict(self.settings),
                   "fitness": {"identity": self.fitness.identity, "metric": "top-1 on the validation split"},
                   "generations_done": self.generation, "best": best, "pareto_front": front,
+                  "finalists": self.proxy and {"identity": self.proxy["identity"], "count": len(self.proxy["scores"]),
+                                                "metric": "top-1 on the validation split after a short fine-tune"},
                   "population": entries}
         atomic.write_json(self.out / RESULT_FILE, result)
         atomic.write_json(self.out / BEST_FILE, {"arch": best["config"], "accuracy": best["accuracy"],
+                                                 **({"proxy": best["proxy"]} if self.proxy else {}),
                                                  "cost": best["cost"], "flash_split": best["flash_split"]})
         plot_front(entries, front, self.budget, self.out / PLOT_FILE)
         return result

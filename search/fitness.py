@@ -65,8 +65,9 @@ class FitnessCache:
         atomic.write_json(self.path, {"identity": self.identity, "scores": self.scores})
 
 
-def cached_scores(fitness, configs, cache: FitnessCache, progress: bool = False, desc: str = "fitness") -> list:
-    """Scores of `configs`, computing only the uncached ones (in one batch) and saving them."""
+def cached_scores(fitness, configs, cache: FitnessCache, progress: bool = False, desc: str = "fitness",
+                  chunk: int = 10) -> list:
+    """Scores of `configs`, computing only the uncached ones, `chunk` at a time, saving after each."""
     keys = [config_key(c) for c in configs]
     todo = {}
     for key, config in zip(keys, configs):
@@ -75,12 +76,12 @@ def cached_scores(fitness, configs, cache: FitnessCache, progress: bool = False,
     if todo:
         items = list(todo.items())
         bar = tqdm(total=len(items), desc=desc, unit="subnet", leave=False, disable=not progress)
-        for start in range(0, len(items), 10):
-            chunk = items[start:start + 10]
-            for (key, _), score in zip(chunk, fitness([c for _, c in chunk])):
+        for start in range(0, len(items), chunk):
+            part = items[start:start + chunk]
+            for (key, _), score in zip(part, fitness([c for _, c in part])):
                 cache.scores[key] = float(score)
             cache.save()                         # partial progress survives an interruption
-            bar.update(len(chunk))
+            bar.update(len(part))
         bar.close()
     return [cache.scores[k] for k in keys]
 

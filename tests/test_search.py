@@ -131,3 +131,36 @@ def test_budget_from_board_and_flags():
     assert Budget.from_args(board="stm32f746", sram="64KB").sram == 64 * 1024
     with pytest.raises(UserError):
         Budget.from_args(sram="64KB")
+
+
+class SmallFirstProxy:
+    """Disagrees with ParamsFitness: fewer parameters score higher."""
+    identity = "small-first-proxy-v1"
+
+    def __init__(self):
+        self.scored = []
+
+    def __call__(self, configs):
+        self.scored += [config_key(c) for c in configs]
+        return [1.0 - c.params() / 1e6 for c in configs]
+
+
+def test_finalists_are_re_ranked_by_the_proxy(space, tmp_path):
+    budget = _budget(space)
+    search = Search(space, budget, ParamsFitness(), tmp_path, SMALL, progress=False)
+    with pytest.raises(UserError, match="after the search has run"):
+        search.rerank_finalists(SmallFirstProxy(), 4)
+    by_inherited = search.run()["population"]
+    proxy = SmallFirstProxy()
+    result = search.rerank_finalists(proxy, 4)
+    finalists = by_inherited[:4]
+    assert proxy.scored == [config_key(ArchConfig.from_dict(e["config"])) for e in finalists]
+    smallest = min(finalists, key=lambda e: ArchConfig.from_dict(e["config"]).params())
+    assert result["best"]["config"] == smallest["config"] != by_inherited[0]["config"]
+    assert result["best"]["proxy"] == pytest.approx(1.0 - ArchConfig.from_dict(smallest["config"]).params() / 1e6)
+    assert sum(e["proxy"] is not None for e in result["population"]) == 4
+    best = json.loads((tmp_path / "best_subnet.json").read_text())
+    assert best["arch"] == smallest["config"] and best["proxy"] == result["best"]["proxy"]
+    # scores are cached: a second re-ranking (e.g. after an interruption) trains nothing again
+    again = SmallFirstProxy()
+    assert search.rerank_finalists(again, 4)["best"] == result["best"] and again.scored == []

@@ -94,3 +94,24 @@ def test_search_cli_budgets_each_region_and_the_instruction_estimate(supernet_di
         assert split["weights_in"] == "external" and split["external_flash_bytes"] == entry["cost"]["model_bytes"]
         assert entry["cost"]["instructions_estimate"] <= cap
     assert "flash split: internal flash" in proc.stdout and "ESTIMATE" in proc.stdout and "not measured" in proc.stdout
+
+
+@pytest.mark.slow
+def test_search_cli_re_ranks_its_finalists_by_a_short_fine_tune(supernet_dir, tmp_path):
+    out = tmp_path / "search"
+    proc = run_cli("search", "--supernet", str(supernet_dir), "--sram", "64KB", "--flash", "1MB", "--out", str(out),
+                   "--finalists", "2", "--finalist-steps", "3", *SEARCH)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    result = json.loads((out / "search.json").read_text())
+    scored = [e for e in result["population"] if e["proxy"] is not None]
+    assert scored == result["population"][:2]          # the two best by inherited accuracy
+    assert all(0.0 <= e["proxy"] <= 1.0 for e in scored)
+    assert result["best"]["proxy"] == max(e["proxy"] for e in scored) and result["best"] in scored
+    assert json.loads((out / "best_subnet.json").read_text())["arch"] == result["best"]["config"]
+    assert "after the finalists' fine-tune" in proc.stdout and (out / "proxy_cache.json").exists()
+
+
+def test_search_cli_refuses_finalists_without_steps(supernet_dir, tmp_path):
+    proc = run_cli("search", "--supernet", str(supernet_dir), "--sram", "64KB", "--flash", "1MB",
+                   "--out", str(tmp_path / "s"), "--finalists", "2", "--finalist-steps", "0", *SEARCH)
+    assert_one_line_error(proc, "--finalist-steps must be at least 1")

@@ -34,6 +34,11 @@ def add_arguments(parser) -> None:
     parser.add_argument("--global-mutation-prob", type=float, default=0.4,
                         help="depth / embed dim / resolution / patch mutation probability")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--finalists", type=int, default=0, metavar="K",
+                        help="re-rank the K best by inherited accuracy with a short fine-tune each (search/proxy.py); "
+                             "the winner is the best of them after it (0 = off)")
+    parser.add_argument("--finalist-steps", type=int, default=400,
+                        help="fine-tuning steps (batch 128) per finalist, scored on the validation split")
     parser.add_argument("--no-operator-integration", action="store_true",
                         help="plan memory for the plain TFLM builtin-op graph (all techniques off)")
     parser.add_argument("--no-patch-decomposition", action="store_true",
@@ -65,6 +70,8 @@ def _plan(args):
 def check(args) -> None:
     _plan(args)
     check_at_least(args.val_limit, 0, "--val-limit")
+    check_at_least(args.finalists, 0, "--finalists")
+    check_at_least(args.finalist_steps, 1, "--finalist-steps")
     check_out(args.out)
     check_data(args.data)
 
@@ -86,9 +93,18 @@ def run(args) -> int:
     FitnessCache(out / CACHE_FILE, supernet_fitness_identity(args.supernet, data, args.val_limit))
     fitness = SupernetFitness(args.supernet, data, val_limit=args.val_limit, space=space)
     print(f"searching space {space.name!r} under {budget.describe()}, memory plan: {techniques.describe()}")
-    result = Search(space, budget, fitness, out, settings, techniques).run()
+    search = Search(space, budget, fitness, out, settings, techniques)
+    result = search.run()
+    if args.finalists:
+        from search.proxy import FinetuneProxy
+
+        print(f"re-ranking the {args.finalists} best by a {args.finalist_steps}-step fine-tune each")
+        result = search.rerank_finalists(FinetuneProxy(args.supernet, data, args.finalist_steps, args.val_limit,
+                                                       seed=args.seed, supernet=fitness.supernet),
+                                         args.finalists)
     best = result["best"]
-    print(f"best: top-1 {best['accuracy']:.4f} (validation, inherited weights), arena {best['cost']['sram']:,} B, "
+    proxy = f", {best['proxy']:.4f} after the finalists' fine-tune" if best.get("proxy") is not None else ""
+    print(f"best: top-1 {best['accuracy']:.4f} (validation, inherited weights){proxy}, arena {best['cost']['sram']:,} B, "
           f"flash {best['cost']['flash']:,} B, {best['cost']['macs']:,} MACs: {best['describe']}")
     print(f"  flash split: {budget.split(best['cost']['model_bytes']).describe()}")
     if best["cost"].get("instructions_estimate") is not None:

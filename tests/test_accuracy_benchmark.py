@@ -1,0 +1,55 @@
+"""benchmarks/accuracy_fmnist.py's summary: a winner is compared only with the random subnets of the
+same budget and the same final training (teacher or not, --tag)."""
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def bench():
+    spec = importlib.util.spec_from_file_location("accuracy_fmnist", ROOT / "benchmarks" / "accuracy_fmnist.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def model(int8, float_=None, inherited=None, tuned=None, proxy=None):
+    record = {"int8_top1": int8, "float_top1": int8 if float_ is None else float_}
+    if inherited is not None:
+        record.update(val_inherited=inherited, val_finetuned=tuned)
+    if proxy is not None:
+        record["val_proxy"] = proxy
+    return record
+
+
+def test_winner_is_compared_within_its_final_training(bench):
+    results = {
+        "f746_15m/winner_kd": model(0.89),
+        "f746_15m/winner_kd_5ep": model(0.87, 0.875, inherited=0.76, tuned=0.88, proxy=0.83),
+        "f746_15m/random_0_kd_5ep": model(0.86, inherited=0.70, tuned=0.87, proxy=0.82),
+        "f746_15m/random_1_kd_5ep": model(0.85, inherited=0.72, tuned=0.86, proxy=0.81),
+        "f746_15m/random_0_kd": model(0.50),          # another final training: not in the 5-epoch mean
+        "mcu_64k/winner": model(0.80),
+    }
+    summary = bench.summarize(results)
+    five = summary["f746_15m_kd_5ep"]
+    assert five["random_count"] == 2
+    assert five["random_int8_mean"] == pytest.approx(0.855)
+    assert five["winner_minus_random_mean"] == pytest.approx(0.015)
+    assert five["int8_minus_float"] == pytest.approx(-0.005)
+    # inherited: winner > random_1 > random_0; final: winner > random_0 > random_1 (2 pairs agree, 1 not)
+    assert five["kendall_tau_inherited_vs_final_val"] == pytest.approx(1 / 3)
+    assert five["kendall_tau_proxy_vs_final_val"] == pytest.approx(1.0)     # the same order as the final
+    assert summary["f746_15m_kd"]["random_count"] == 1
+    assert summary["f746_15m_kd"]["random_int8_mean"] == pytest.approx(0.50)
+    assert "random_count" not in summary["mcu_64k"]
+
+
+def test_tag_names_the_budget_stages(bench):
+    args = bench.parse_args(["--tag", "_5ep", "--budgets", "f746_15m", "--randoms", "1"])
+    names = [name for name, _ in bench.Bench.stages(type("B", (), {"args": args})())]
+    assert "f746_15m/winner_kd_5ep" in names and "f746_15m/random_0_kd_5ep" in names
+    assert "cnn_full" in names          # the CNN and small-data stages keep their names
