@@ -189,7 +189,7 @@ class Bench:
         from keras_supernet.arch import ArchConfig
         from search.proxy import FinetuneProxy
 
-        steps, proxies = self.args.proxy_steps, {}
+        steps, proxies, scores = self.args.proxy_steps, {}, {}
         for stage, result in list(self.state["results"].items()):
             budget = stage.split("/")[0]
             if budget not in BUDGETS or "config" not in result or not self.selected(stage):
@@ -200,10 +200,12 @@ class Bench:
             if space not in proxies:
                 proxies[space] = FinetuneProxy(self.work / f"supernet_{space}", datasets.load("fashion_mnist"), steps,
                                                val_limit=self.args.val_images, progress=True)
-            started = time.time()
-            score = proxies[space].score(ArchConfig.from_dict(result["config"]))
-            self._merge(stage, {**result, "val_proxy": score, "proxy_steps": steps,
-                                "proxy_seconds": round(time.time() - started, 1)})
+            key = json.dumps(result["config"], sort_keys=True)
+            if key not in scores:        # a subnet met again (a winner's other final trainings) is scored once
+                started = time.time()
+                score = proxies[space].score(ArchConfig.from_dict(result["config"]))
+                scores[key] = {"val_proxy": score, "proxy_steps": steps, "proxy_seconds": round(time.time() - started, 1)}
+            self._merge(stage, {**result, **scores[key]})
 
     # --- stages ---------------------------------------------------------------------------------
     def cnn(self, stage: str, train_images: int, val_images: int) -> None:
