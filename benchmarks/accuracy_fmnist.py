@@ -187,6 +187,7 @@ class Bench:
         study how well it ranks them against their final training (summary: kendall_tau_proxy_*)."""
         from common import datasets
         from keras_supernet.arch import ArchConfig
+        from search.fitness import config_key
         from search.proxy import FinetuneProxy
 
         steps, proxies, scores = self.args.proxy_steps, {}, {}
@@ -200,10 +201,11 @@ class Bench:
             if space not in proxies:
                 proxies[space] = FinetuneProxy(self.work / f"supernet_{space}", datasets.load("fashion_mnist"), steps,
                                                val_limit=self.args.val_images, progress=True)
-            key = json.dumps(result["config"], sort_keys=True)
+            config = ArchConfig.from_dict(result["config"])
+            key = config_key(config)
             if key not in scores:        # a subnet met again (a winner's other final trainings) is scored once
                 started = time.time()
-                score = proxies[space].score(ArchConfig.from_dict(result["config"]))
+                score = proxies[space].score(config)
                 scores[key] = {"val_proxy": score, "proxy_steps": steps, "proxy_seconds": round(time.time() - started, 1)}
             self._merge(stage, {**result, **scores[key]})
 
