@@ -2,9 +2,11 @@
 against random feasible subnets given the same final training and a small CNN.
 
 Stages (each resumes; finished ones are skipped when the benchmark runs again):
-  cnn_full, cnn_small     the CNN reference, which is also the pipeline's distillation
-                          teacher (`mcuformer train-teacher`), on all training images and
-                          on the first --small-images of them
+  cnn_full, cnn_small     the CNN reference (`mcuformer train-teacher --arch cnn2`), on all
+                          training images and on the first --small-images of them;
+                          cnn_small is also the small-data teacher
+  teacher_cnn4            the budgets' distillation teacher (--teacher cnn4, the default;
+                          with --teacher cnn2 it is cnn_full)
   small_data              the whole pipeline (train-supernet, search, finetune distilling
                           from cnn_small's teacher, convert) on those --small-images, at the
                           step floor; small_data_no_teacher: the same without distillation
@@ -12,8 +14,8 @@ Stages (each resumes; finished ones are skipped when the benchmark runs again):
                           finetune the winner, convert: float and int8 test top-1
   <budget>/random_<i>     --randoms random subnets that fit the same budget, given the
                           same final training (finetune from the supernet) and conversion;
-                          with --distill (default) the final trainings distil from cnn_full's
-                          teacher and the stages are named <which>_kd
+                          with --distill (default) the final trainings distil from the
+                          teacher and the stages are named <which>_kd_cnn4 (<which>_kd: cnn2)
   evolve/space            evolve-space (S3) from that supernet under --evolve-budget:
                           E-T error per dimension and round
   evolve/winner           the evolved space given the starting space's supernet training,
@@ -210,26 +212,29 @@ class Bench:
             self._merge(stage, {**result, **scores[key]})
 
     # --- stages ---------------------------------------------------------------------------------
-    def cnn(self, stage: str, train_images: int, val_images: int) -> None:
-        """The CNN reference is the pipeline's distillation teacher (`mcuformer train-teacher`)."""
-        started, teacher = time.time(), self.teacher(stage, train_images, val_images)
+    def cnn(self, stage: str, train_images: int, val_images: int, arch: str = "cnn2") -> None:
+        """A CNN trained by `mcuformer train-teacher`: cnn2 is the CNN reference (and the small-data
+        teacher), cnn4 the stronger distillation teacher."""
+        started, teacher = time.time(), self.teacher(stage, train_images, val_images, arch)
         from common import datasets
         from converter.keras_load import load_model
         from keras_supernet.finetune import evaluate_model
-        from keras_supernet.teacher import cnn_teacher_macs
+        from keras_supernet.teacher import model_macs
 
         data = datasets.load("fashion_mnist")
         model = load_model(teacher)
-        self.record(stage, {"model": "2-conv CNN (keras_supernet/teacher.py)", "params": model.count_params(),
-                            "macs": cnn_teacher_macs(28, 1, 10), "train_images": train_images or "all",
+        name = {"cnn2": "2-conv CNN", "cnn4": "4-conv CNN with batch norm"}[arch]
+        self.record(stage, {"model": f"{name} (keras_supernet/teacher.py {arch})", "params": model.count_params(),
+                            "macs": model_macs(model), "train_images": train_images or "all",
                             "val_images": val_images, "test_top1": evaluate_model(model, data.x_test, data.y_test)},
                     started)
 
-    def teacher(self, stage: str, train_images: int, val_images: int) -> Path:
+    def teacher(self, stage: str, train_images: int, val_images: int, arch: str = "cnn2") -> Path:
         out = self.work / stage / "teacher.keras"
         if not out.exists():
             floor = ["--min-steps", str(self.args.min_steps)] if train_images else ["--min-steps", "0"]
-            mcuformer(["train-teacher", "--out", str(out), *self.data_flags, "--epochs", str(self.args.cnn_epochs),
+            epochs = self.args.cnn_epochs if arch == "cnn2" else self.args.teacher_epochs
+            mcuformer(["train-teacher", "--arch", arch, "--out", str(out), *self.data_flags, "--epochs", str(epochs),
                        "--train-limit", str(train_images), "--val-limit", str(val_images), *floor], self.work, stage)
         return out
 
@@ -248,10 +253,9 @@ class Bench:
 
     def budget_stage(self, budget: str, which: str) -> None:
         """`which`: winner or random_<seed>; with --distill the final training of every model of the
-        budget distils from cnn_full's teacher, and the stage is `<which>_kd`."""
+        budget distils from the --teacher CNN, and the stage is `<which><kd_suffix>`."""
         space, flags, _ = BUDGETS[budget]
-        kd = self.args.distill
-        stage, started = f"{budget}/{which}{'_kd' if kd else ''}{self.args.tag}", time.time()
+        stage, started = f"{budget}/{which}{self.kd_suffix()}", time.time()
         val = self.args.val_images
         supernet = self.supernet(f"supernet_{space}", space, ["--min-steps", "0"], val)
         if which == "winner":
@@ -260,10 +264,24 @@ class Bench:
             arch = self.work / budget / which / "arch.json"
             if not arch.exists():
                 atomic.write_json(arch, random_feasible(space, flags, seed=int(which.split("_")[1])).to_dict())
-        teacher = ["--teacher", str(self.teacher("cnn_full", 0, val))] if kd else []
-        result = self.final_model(stage, supernet, arch, teacher, val)
-        result["teacher"] = kd
+        result = self.final_model(stage, supernet, arch, self.budget_teacher(), val)
+        result["teacher"] = self.args.distill and self.args.teacher
         self.record(stage, result, started)
+
+    def budget_teacher(self) -> list:
+        """finetune flags of the budgets' final trainings: cnn2 is cnn_full's teacher, cnn4 its own stage."""
+        a = self.args
+        if not a.distill:
+            return []
+        if a.teacher == "cnn2":
+            return ["--teacher", str(self.teacher("cnn_full", 0, a.val_images))]
+        return ["--teacher", str(self.teacher(f"teacher_{a.teacher}", 0, a.val_images, a.teacher))]
+
+    def kd_suffix(self) -> str:
+        """Stage name suffix of a final training: _kd (cnn2 teacher), _kd_cnn4, then --tag."""
+        a = self.args
+        teacher = "" if not a.distill else "_kd" if a.teacher == "cnn2" else f"_kd_{a.teacher}"
+        return teacher + a.tag
 
     def evolve_space(self, stage: str) -> None:
         """S3 on the budget's space: E-T error per dimension and round, and the evolved space."""
@@ -291,20 +309,20 @@ class Bench:
         space_file = self.work / "evolve" / "space" / "space_final.json"
         supernet = self.supernet("evolve/supernet", str(space_file), ["--min-steps", "0"], val)
         arch = self.search("evolve/search", supernet, flags, val)
-        kd = self.args.distill
-        teacher = ["--teacher", str(self.teacher("cnn_full", 0, val))] if kd else []
-        result = self.final_model(stage, supernet, arch, teacher, val)
-        result["teacher"] = kd
-        start = self.state["results"].get(f"{self.args.evolve_budget}/winner{'_kd' if kd else ''}")
+        result = self.final_model(stage, supernet, arch, self.budget_teacher(), val)
+        result["teacher"] = self.args.distill and self.args.teacher
+        start = self.state["results"].get(f"{self.args.evolve_budget}/winner{self.kd_suffix()}")
         if start:
             result["minus_start_space_winner_int8"] = result["int8_top1"] - start["int8_top1"]
         self.record(stage, result, started)
 
     def stages(self):
         a = self.args
-        kd = ("_kd" if a.distill else "") + a.tag
+        kd = self.kd_suffix()
         yield "cnn_small", lambda: self.cnn("cnn_small", a.small_images, a.small_val_images)
         yield "cnn_full", lambda: self.cnn("cnn_full", 0, a.val_images)
+        if a.distill and a.teacher != "cnn2":
+            yield f"teacher_{a.teacher}", lambda: self.cnn(f"teacher_{a.teacher}", 0, a.val_images, a.teacher)
         yield "small_data", lambda: self.small_data("small_data", with_teacher=True)
         yield "small_data_no_teacher", lambda: self.small_data("small_data_no_teacher", with_teacher=False)
         for budget in a.budgets:
@@ -348,6 +366,11 @@ def kendall_tau(a: list, b: list) -> float:
     return float(score / len(pairs))
 
 
+def teacher_suffix(teacher) -> str:
+    """A final training's stage suffix from its record's `teacher` (True: cnn2, from before cnn4)."""
+    return "" if not teacher else "_kd" if teacher in (True, "cnn2") else f"_kd_{teacher}"
+
+
 def summarize(results: dict) -> dict:
     """Per budget and final training (with / without the teacher, --tag): winner against the random mean."""
     out = {}
@@ -368,7 +391,7 @@ def summarize(results: dict) -> dict:
                                                                             [r["val_finetuned"] for r in ranked])
         out[budget + kd] = entry
     evolved, space = results.get("evolve/winner"), results.get("evolve/space")
-    start = space and results.get(f"{space['budget']}/winner{'_kd' if evolved and evolved.get('teacher') else ''}")
+    start = space and evolved and results.get(f"{space['budget']}/winner{teacher_suffix(evolved.get('teacher'))}")
     if evolved and start:
         out["evolve"] = {"start_space_winner_int8": start["int8_top1"], "evolved_space_winner_int8": evolved["int8_top1"],
                          "evolved_minus_start": evolved["int8_top1"] - start["int8_top1"],
@@ -444,7 +467,11 @@ def parse_args(argv=None):
     p.add_argument("--tag", default="", help="suffix of the budget stages' names (e.g. _5ep): a second final "
                    "training of the same budget, compared winner against randoms within the same tag")
     p.add_argument("--distill", action=argparse.BooleanOptionalAction, default=True,
-                   help="the budgets' final training distils from the CNN teacher (cnn_full)")
+                   help="the budgets' final training distils from a CNN teacher (--teacher)")
+    p.add_argument("--teacher", choices=("cnn2", "cnn4"), default="cnn4",
+                   help="the budgets' teacher: cnn4 (stage teacher_cnn4; final stages <which>_kd_cnn4) or cnn2 "
+                        "(the CNN reference cnn_full; stages <which>_kd)")
+    p.add_argument("--teacher-epochs", type=int, default=20, help="training epochs of the cnn4 teacher")
     p.add_argument("--supernet-epochs", type=int, default=6)
     p.add_argument("--supernet-sampling", choices=("sandwich", "uniform"), default="sandwich")
     # 8e-3 (train-supernet's default, tuned on 16-token spaces) left the 49-token, 6-block

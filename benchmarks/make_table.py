@@ -109,7 +109,7 @@ def accuracy_table(acc: dict, convert: dict | None) -> list:
         budget = labels.get(stage.split("/")[0])
         where = f"{stage} ({budget})" if budget else stage
         if r.get("teacher"):
-            where += ", distilled from the CNN"
+            where += f", distilled from {'cnn2' if r['teacher'] is True else r['teacher']}"
         if "int8_top1" in r:
             val = (f"{_pct(r['val_inherited'])} -> {_pct(r['val_finetuned'])}" if "val_inherited" in r else "")
             rows.append(f"| {where} | {r['arch']} | {r.get('train_images', 'all')} | {r['params']:,} | "

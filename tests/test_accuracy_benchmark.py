@@ -48,8 +48,34 @@ def test_winner_is_compared_within_its_final_training(bench):
     assert "random_count" not in summary["mcu_64k"]
 
 
+def stage_names(bench, argv):
+    runner = object.__new__(bench.Bench)
+    runner.args = bench.parse_args(argv)
+    return [name for name, _ in runner.stages()]
+
+
 def test_tag_names_the_budget_stages(bench):
-    args = bench.parse_args(["--tag", "_5ep", "--budgets", "f746_15m", "--randoms", "1"])
-    names = [name for name, _ in bench.Bench.stages(type("B", (), {"args": args})())]
-    assert "f746_15m/winner_kd_5ep" in names and "f746_15m/random_0_kd_5ep" in names
+    names = stage_names(bench, ["--tag", "_5ep", "--budgets", "f746_15m", "--randoms", "1"])
+    assert "f746_15m/winner_kd_cnn4_5ep" in names and "f746_15m/random_0_kd_cnn4_5ep" in names
     assert "cnn_full" in names          # the CNN and small-data stages keep their names
+
+
+def test_the_teacher_names_the_final_trainings(bench):
+    names = stage_names(bench, ["--budgets", "mcu_64k", "--randoms", "1"])
+    assert names.index("teacher_cnn4") < names.index("mcu_64k/winner_kd_cnn4")
+    assert "mcu_64k/random_0_kd_cnn4" in names
+    reference = stage_names(bench, ["--budgets", "mcu_64k", "--randoms", "1", "--teacher", "cnn2"])
+    assert "mcu_64k/winner_kd" in reference and "teacher_cnn4" not in reference
+    plain = stage_names(bench, ["--budgets", "mcu_64k", "--randoms", "1", "--no-distill"])
+    assert "mcu_64k/winner" in plain and "teacher_cnn4" not in plain
+
+
+def test_evolved_space_is_compared_with_the_winner_of_its_teacher(bench):
+    space = {"budget": "mcu_64k"}
+    for teacher, start in ((False, "mcu_64k/winner"), (True, "mcu_64k/winner_kd"), ("cnn2", "mcu_64k/winner_kd"),
+                           ("cnn4", "mcu_64k/winner_kd_cnn4")):
+        results = {"mcu_64k/winner": model(0.80), "mcu_64k/winner_kd": model(0.85),
+                   "mcu_64k/winner_kd_cnn4": model(0.90), "evolve/space": space,
+                   "evolve/winner": {**model(0.86), "teacher": teacher}}
+        evolve = bench.summarize(results)["evolve"]
+        assert evolve["start_space_winner_int8"] == results[start]["int8_top1"], teacher

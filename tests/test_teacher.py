@@ -6,7 +6,7 @@ from conftest import assert_one_line_error, run_cli
 from common.errors import UserError
 from keras_supernet.run_folder import TrainSettings
 from keras_supernet.space import SearchSpace
-from keras_supernet.teacher import build_cnn_teacher, cnn_teacher_macs
+from keras_supernet.teacher import build_cnn_teacher, build_teacher, model_macs
 
 TINY = {"name": "tiny", "channels": 1, "num_classes": 10, "head_dim": 8, "pool": "mean", "image_size": [28],
         "patch_size": [7], "embed_dim": [16], "depth": [1], "num_heads": [1], "mlp_ratio": [1],
@@ -17,7 +17,17 @@ def test_teacher_is_the_published_two_conv_cnn():
     model = build_cnn_teacher(28, 1, 10)
     # conv 3x3x1x32 + b, conv 3x3x32x64 + b, dense 7*7*64 x 10 + b
     assert model.count_params() == (9 * 32 + 32) + (9 * 32 * 64 + 64) + (7 * 7 * 64 * 10 + 10) == 50186
-    assert cnn_teacher_macs(28, 1, 10) == 28 * 28 * 32 * 9 + 14 * 14 * 64 * 288 + 7 * 7 * 64 * 10
+    assert model_macs(model) == 28 * 28 * 32 * 9 + 14 * 14 * 64 * 288 + 7 * 7 * 64 * 10
+
+
+def test_cnn4_teacher_shape_and_macs():
+    model = build_teacher("cnn4", 28, 1, 10)
+    # convs without bias, each followed by batch norm (4 parameters per channel); dense 3*3*128 x 10 + b
+    convs = 9 * 1 * 32 + 9 * 32 * 64 + 9 * 64 * 64 + 9 * 64 * 128
+    assert model.count_params() == convs + 4 * (32 + 64 + 64 + 128) + 3 * 3 * 128 * 10 + 10 == 141994
+    assert model_macs(model) == (28 * 28 * 9 * 32 + 14 * 14 * 9 * (32 * 64 + 64 * 64) + 7 * 7 * 9 * 64 * 128
+                                 + 3 * 3 * 128 * 10)
+    assert model(np.zeros((2, 28, 28, 1), np.float32)).shape == (2, 10)
 
 
 def _student_agreement(teacher_weight, teacher, x, y_noise, x_val):
@@ -70,6 +80,12 @@ def test_train_teacher_cli(tmp_path):
             "--min-steps", "0"]
     proc = run_cli(*args)
     assert proc.returncode == 0, proc.stderr
-    assert "50,186 parameters" in proc.stdout and out.exists()
+    assert "cnn4 teacher, 141,994 parameters" in proc.stdout and out.exists()
+    from mcuformer.commands.finetune import load_teacher
+
+    assert load_teacher(str(out)).count_params() == 141994      # batch norm loads back for distillation
     assert_one_line_error(run_cli(*args), "already exists")
+    reference = run_cli(*args, "--force", "--arch", "cnn2")
+    assert reference.returncode == 0 and "cnn2 teacher, 50,186 parameters" in reference.stdout, reference.stderr
+    assert_one_line_error(run_cli(*args, "--force", "--arch", "resnet"), "choose cnn4 or cnn2")
     assert_one_line_error(run_cli("train-teacher", "--out", str(tmp_path / "t.h5")), "must end in .keras")
