@@ -219,12 +219,11 @@ class Bench:
         from common import datasets
         from converter.keras_load import load_model
         from keras_supernet.finetune import evaluate_model
-        from keras_supernet.teacher import model_macs
+        from keras_supernet.teacher import TEACHER_ARCHS, model_macs
 
         data = datasets.load("fashion_mnist")
         model = load_model(teacher)
-        name = {"cnn2": "2-conv CNN", "cnn4": "4-conv CNN with batch norm"}[arch]
-        self.record(stage, {"model": f"{name} (keras_supernet/teacher.py {arch})", "params": model.count_params(),
+        self.record(stage, {"model": f"{TEACHER_ARCHS[arch]} (keras_supernet/teacher.py {arch})", "params": model.count_params(),
                             "macs": model_macs(model), "train_images": train_images or "all",
                             "val_images": val_images, "test_top1": evaluate_model(model, data.x_test, data.y_test)},
                     started)
@@ -279,9 +278,7 @@ class Bench:
 
     def kd_suffix(self) -> str:
         """Stage name suffix of a final training: _kd (cnn2 teacher), _kd_cnn4, then --tag."""
-        a = self.args
-        teacher = "" if not a.distill else "_kd" if a.teacher == "cnn2" else f"_kd_{a.teacher}"
-        return teacher + a.tag
+        return teacher_suffix(self.args.distill and self.args.teacher) + self.args.tag
 
     def evolve_space(self, stage: str) -> None:
         """S3 on the budget's space: E-T error per dimension and round, and the evolved space."""

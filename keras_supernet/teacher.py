@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import tf_keras as keras
 
-TEACHER_ARCHS = ("cnn2", "cnn4")
+TEACHER_ARCHS = {"cnn2": "2-conv CNN", "cnn4": "4-conv CNN with batch norm"}
 
 
 def build_teacher(arch: str, image_size: int, channels: int, num_classes: int, seed: int = 0) -> keras.Model:

@@ -1,6 +1,6 @@
 """Train a CNN teacher (keras_supernet/teacher.py: `cnn2`, the benchmark's CNN reference,
-or the stronger `cnn4`) that `finetune --teacher` distils from: the subnet's recipe, step floor and best-validation rule; the test set
-is never used. An interrupted run resumes from its per-epoch backup."""
+or the stronger `cnn4`) that `finetune --teacher` distils from: the subnet's recipe, step
+floor and best-validation rule; the test set is never used. An interrupted run resumes from its per-epoch backup."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -33,7 +33,7 @@ def check(args) -> None:
     if Path(args.out).suffix != ".keras":
         raise UserError(f"--out {args.out}: the model file must end in .keras")
     check_out(Path(args.out), force=args.force, folder=False)
-    if args.arch not in ("cnn2", "cnn4"):
+    if args.arch not in ("cnn2", "cnn4"):      # keras_supernet.teacher.TEACHER_ARCHS, without importing TF
         raise UserError(f"--arch {args.arch}: choose cnn4 or cnn2")
     for name in ("epochs", "image_size", "train_limit", "val_limit"):
         check_at_least(getattr(args, name), 1 if name == "epochs" else 0, "--" + name.replace("_", "-"))
