@@ -276,8 +276,8 @@ def build_sections() -> tuple:
     if demo:
         short += [""] + demo_table(demo) + ["", f"Reproduce: `make demo` ({demo['measured']})."]
     if accuracy:
-        short += ["", "Fashion-MNIST accuracy under MCU budgets (issue 15; supernet and search at reduced settings, "
-                  f"final trainings of 5 to 50 epochs; {target_status(accuracy)}; see each row's command):", ""] + accuracy_table(accuracy, None) + [
+        short += ["", "Fashion-MNIST accuracy under MCU budgets (issue 15; supernet and search at reduced settings; "
+                  f"{target_status(accuracy)}; each row's command gives its final training):", ""] + accuracy_table(accuracy, None) + [
             "", "Plot: [benchmarks/results/accuracy_fmnist.png](benchmarks/results/accuracy_fmnist.png); all "
                 "stages with their defaults: `.venv/bin/python benchmarks/accuracy_fmnist.py`."]
     return "\n".join(full) + "\n", "\n".join(short)
