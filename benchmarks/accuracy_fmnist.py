@@ -20,12 +20,14 @@ Stages (each resumes; finished ones are skipped when the benchmark runs again):
                           E-T error per dimension and round
   evolve/winner           the evolved space given the starting space's supernet training,
                           search and final training: did the evolved space win?
-Every number is the full 10,000-image test set, int8 through the numpy reference.
+Every number is the full 10,000-image test set, int8 through the numpy reference;
+--verify-tflm runs each converted model in TFLM on the host over the same images too.
 Search and the kept fine-tuning epoch use the validation split only.
 
     .venv/bin/python benchmarks/accuracy_fmnist.py [--only cnn_small,small_data] [--budgets f746_15m]
     .venv/bin/python benchmarks/accuracy_fmnist.py --reconvert    # after an op contract change
     .venv/bin/python benchmarks/accuracy_fmnist.py --score-proxy  # the search's finalist proxy per subnet
+    .venv/bin/python benchmarks/accuracy_fmnist.py --verify-tflm  # each model in TFLM (host), byte for byte
 
 Writes benchmarks/results/accuracy_fmnist.json (or --results, for a trial) after every stage, and
 accuracy_fmnist.png (accuracy against flash and against MACs).
@@ -172,17 +174,38 @@ class Bench:
         mcuformer(["convert", str(subnet), "--out", str(model), *self.data_flags, "--calib", "500",
                    "--eval", "10000", "--force", "--no-baseline"], self.work, stage)
 
+    def finished_models(self):
+        """(stage, result, model folder) of every finished stage with a converted model."""
+        for stage, result in list(self.state["results"].items()):
+            model = next((m for m in (self.work / stage / "model", self.work / stage / "final" / "model")
+                          if (m / "report.json").exists()), None)
+            if "flash_model_bytes" in result and model is not None and self.selected(stage):
+                yield stage, result, model
+
     def reconvert(self) -> None:
         """Convert every finished stage's trained subnet again with today's converter (after an op
         contract change): the model fields are re-measured, the training fields and command kept."""
-        for stage, result in list(self.state["results"].items()):
-            model = next((m for m in (self.work / stage / "model", self.work / stage / "final" / "model")
-                          if (m.parent / "subnet.keras").exists()), None)
-            if "flash_model_bytes" not in result or model is None or not self.selected(stage):
-                continue
+        for stage, result, model in self.finished_models():
             self.convert(model.parent / "subnet.keras", model, stage)
-            self._merge(stage, {**result, **model_record(model),
-                                "reconverted": time.strftime("%Y-%m-%d")})
+            kept = {k: v for k, v in result.items() if k != "tflm_host"}     # measured on the old model
+            self._merge(stage, {**kept, **model_record(model), "reconverted": time.strftime("%Y-%m-%d")})
+
+    def verify_tflm(self) -> None:
+        """Each finished model in TFLM on the host over the same test images as its int8 number:
+        TFLM's accuracy and the output bytes that differ from the numpy reference (0 when exact)."""
+        from deploy import tflm
+        from deploy.verify import verify
+
+        if tflm.find_tflm() is None:
+            raise UserError(f"--verify-tflm needs TFLM: {tflm.missing_reason()}")
+        for stage, result, model in self.finished_models():
+            images = result.get("test_images") or 10000
+            if result.get("tflm_host", {}).get("images") == images:
+                continue
+            print(f"[{stage}] TFLM host on {images} test images", flush=True)
+            host = verify(model, images=images)["host"]
+            self._merge(stage, {**result, "tflm_host": {"images": images, "int8_top1": host["int8_accuracy"],
+                                                        "mismatched_outputs": host["mismatched_outputs"]}})
 
     def score_proxy(self) -> None:
         """The search's finalist proxy (search/proxy.py) for each finished winner / random subnet, to
@@ -492,6 +515,8 @@ def parse_args(argv=None):
     p.add_argument("--cnn-epochs", type=int, default=30)
     p.add_argument("--reconvert", action="store_true",
                    help="only convert the finished stages' trained subnets again (after a contract change)")
+    p.add_argument("--verify-tflm", action="store_true",
+                   help="only run the finished stages' models in TFLM on the host (needs `make tflm`)")
     p.add_argument("--score-proxy", action="store_true",
                    help="only score the finished budget stages' subnets with the search's finalist proxy")
     p.add_argument("--proxy-steps", type=int, default=400, help="fine-tuning steps of that proxy")
@@ -510,6 +535,8 @@ def main(argv=None) -> int:
     started = time.time()
     if args.reconvert:
         Bench(args).reconvert()
+    elif args.verify_tflm:
+        Bench(args).verify_tflm()
     elif args.score_proxy:
         Bench(args).score_proxy()
     else:

@@ -101,9 +101,11 @@ def demo_table(demo: dict) -> list:
 
 
 def accuracy_table(acc: dict, convert: dict | None) -> list:
-    """benchmarks/accuracy_fmnist.py: every model on the 10,000 test images, int8 by the numpy reference."""
+    """benchmarks/accuracy_fmnist.py: every model on the 10,000 test images, int8 by the numpy reference
+    and, where measured, by TFLM on the host (with the output bytes that differ from the reference)."""
     rows = ["| stage | model | train images | params | MACs | model flash | required arena | float | int8 "
-            "| val: inherited -> final | wall |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+            "| int8 in TFLM (bytes differing) | val: inherited -> final | wall |",
+            "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     labels = {k: v["label"] for k, v in acc.get("budgets", {}).items()}
     for stage, r in acc["results"].items():
         budget = labels.get(stage.split("/")[0])
@@ -112,19 +114,22 @@ def accuracy_table(acc: dict, convert: dict | None) -> list:
             where += f", distilled from {'cnn2' if r['teacher'] is True else r['teacher']}"
         if "int8_top1" in r:
             val = (f"{_pct(r['val_inherited'])} -> {_pct(r['val_finetuned'])}" if "val_inherited" in r else "")
+            tflm = r.get("tflm_host")
+            on_tflm = f"{_pct(tflm['int8_top1'])} ({tflm['mismatched_outputs']})" if tflm else "not run"
             rows.append(f"| {where} | {r['arch']} | {r.get('train_images', 'all')} | {r['params']:,} | "
                         f"{r['macs']:,} | {_b(r['flash_model_bytes'])} | {_b(r['required_arena_bytes'])} | "
-                        f"{_pct(r['float_top1'])} | {_pct(r['int8_top1'])} | {val} | {r['wall_seconds']:.0f} s |")
+                        f"{_pct(r['float_top1'])} | {_pct(r['int8_top1'])} | {on_tflm} | {val} | "
+                        f"{r['wall_seconds']:.0f} s |")
         elif "test_top1" in r:
             rows.append(f"| {where} | {r['model']} | {r['train_images']} | {r['params']:,} | {r['macs']:,} | | | "
-                        f"{_pct(r['test_top1'])} | | | {r['wall_seconds']:.0f} s |")
+                        f"{_pct(r['test_top1'])} | | | | {r['wall_seconds']:.0f} s |")
     if convert and "accuracy" in convert:
         c = convert["accuracy"]
         rows.append(f"| converter benchmark: {c['arch']} | PTQ float {_pct(c['ptq']['float'])} int8 "
                     f"{_pct(c['ptq']['int8_reference'])}; QAT 1 epoch float {_pct(c['qat_1_epoch']['float'])} int8 "
-                    f"{_pct(c['qat_1_epoch']['int8_reference'])} | | | | | | | | | |")
+                    f"{_pct(c['qat_1_epoch']['int8_reference'])} | | | | | | | | | | |")
     for name, value in ANCHORS:
-        rows.append(f"| anchor (published, not ours) | {name} | | | | | | | {value} | | |")
+        rows.append(f"| anchor (published, not ours) | {name} | | | | | | | {value} | | | |")
     space = acc["results"].get("evolve/space")
     evolve_lines = [f"- evolve/space ({space['budget']}, {len(space['rounds'])} round(s)): " + "; ".join(
         f"{d} {r['choices'][d]} E-T {r['et_error'][d]} -> {r['action'][d]}" for r in space["rounds"]
@@ -142,6 +147,10 @@ def accuracy_table(acc: dict, convert: dict | None) -> list:
     lines += [f"- model flash, required arena and test accuracy of the trained rows re-measured on {day} by "
               "`.venv/bin/python benchmarks/accuracy_fmnist.py --reconvert` (same trained weights, that day's converter)"
               for day in sorted({r["reconverted"] for r in acc["results"].values() if r.get("reconverted")})]
+    if any(r.get("tflm_host") for r in acc["results"].values()):
+        lines.append("- int8 in TFLM: the converted model run by TFLM on the host (x86_64) over the same test images, "
+                     "with the count of output bytes that differ from the numpy reference, by "
+                     "`.venv/bin/python benchmarks/accuracy_fmnist.py --verify-tflm`")
     lines += [f"- kendall_tau_proxy: the search's finalist proxy ({steps} fine-tuning steps from inherited weights, "
               "search/proxy.py) of each subnet, scored by `.venv/bin/python benchmarks/accuracy_fmnist.py --score-proxy`"
               for steps in sorted({r["proxy_steps"] for r in acc["results"].values() if r.get("proxy_steps")})]

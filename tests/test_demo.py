@@ -79,3 +79,36 @@ def test_demo_resumes_and_refuses_other_settings(demo, capsys):
     assert again["architecture"] == summary["architecture"]
     with pytest.raises(UserError, match="other settings"):
         run_demo(out, sram="8KiB", flash="224KiB", qemu=False, settings=MICRO)
+
+
+@pytest.mark.slow
+@pytest.mark.tflm
+def test_accuracy_benchmark_runs_its_finished_models_in_tflm(demo, tmp_path, monkeypatch):
+    """benchmarks/accuracy_fmnist.py --verify-tflm (the demo's model stands in for a finished stage):
+    TFLM on the host runs the stage's model over the images of its int8 number, output bytes equal
+    to the reference's, so its accuracy is the converter's; a second call re-runs nothing."""
+    tflm_root_or_skip()
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "accuracy_fmnist.py"
+    spec = importlib.util.spec_from_file_location("accuracy_fmnist", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    out, _ = demo
+    work = tmp_path / "work"
+    (work / "mcu_64k" / "winner").mkdir(parents=True)
+    (work / "mcu_64k" / "winner" / "model").symlink_to(out / "model")
+    record = bench.model_record(out / "model")
+    (work / "state.json").write_text(json.dumps({"results": {"mcu_64k/winner": record}}))
+    args = bench.parse_args(["--work", str(work), "--results", str(tmp_path / "accuracy.json"), "--verify-tflm"])
+    bench.Bench(args).verify_tflm()
+    result = json.loads((work / "state.json").read_text())["results"]["mcu_64k/winner"]
+    assert result["tflm_host"] == {"images": 200, "int8_top1": record["int8_top1"], "mismatched_outputs": 0}
+    assert json.loads((tmp_path / "accuracy.json").read_text())["results"]["mcu_64k/winner"] == result
+    def measured_again(*_, **__):
+        raise AssertionError("a measured stage ran again")
+
+    monkeypatch.setattr("deploy.verify.verify", measured_again)
+    bench.Bench(args).verify_tflm()
+    assert json.loads((work / "state.json").read_text())["results"]["mcu_64k/winner"] == result
