@@ -1,19 +1,13 @@
 """benchmarks/accuracy_fmnist.py's summary: a winner is compared only with the random subnets of the
 same budget and the same final training (teacher or not, --tag)."""
-import importlib.util
-from pathlib import Path
-
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+from tests.benchmark_modules import load_benchmark
 
 
 @pytest.fixture(scope="module")
 def bench():
-    spec = importlib.util.spec_from_file_location("accuracy_fmnist", ROOT / "benchmarks" / "accuracy_fmnist.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("accuracy_fmnist")
 
 
 def model(int8, float_=None, inherited=None, tuned=None, proxy=None):
@@ -79,3 +73,13 @@ def test_evolved_space_is_compared_with_the_winner_of_its_teacher(bench):
                    "evolve/winner": {**model(0.86), "teacher": teacher}}
         evolve = bench.summarize(results)["evolve"]
         assert evolve["start_space_winner_int8"] == results[start]["int8_top1"], teacher
+
+
+def test_verify_tflm_without_a_tree_is_one_line(bench, tmp_path, monkeypatch):
+    from common.errors import UserError
+
+    monkeypatch.setattr("deploy.tflm.find_tflm", lambda: None)
+    args = bench.parse_args(["--work", str(tmp_path / "work"), "--results", str(tmp_path / "a.json"), "--verify-tflm"])
+    with pytest.raises(UserError, match="--verify-tflm needs TFLM: no TFLM tree.*make tflm"):
+        bench.Bench(args).verify_tflm()
+    assert not (tmp_path / "a.json").exists()

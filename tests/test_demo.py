@@ -6,6 +6,7 @@ import pytest
 
 from mcuformer.demo import DemoSettings, demo_budget, run_demo
 from common.errors import UserError
+from tests.benchmark_modules import load_benchmark
 from tests.tflm_fixtures import tflm_root_or_skip
 
 MICRO = DemoSettings(space="fmnist_demo", supernet_epochs=1, supernet_train_limit=1024, supernet_sampling="uniform",
@@ -88,13 +89,7 @@ def test_accuracy_benchmark_runs_its_finished_models_in_tflm(demo, tmp_path, mon
     TFLM on the host runs the stage's model over the images of its int8 number, output bytes equal
     to the reference's, so its accuracy is the converter's; a second call re-runs nothing."""
     tflm_root_or_skip()
-    import importlib.util
-    from pathlib import Path
-
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / "accuracy_fmnist.py"
-    spec = importlib.util.spec_from_file_location("accuracy_fmnist", path)
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
+    bench = load_benchmark("accuracy_fmnist")
     out, _ = demo
     work = tmp_path / "work"
     (work / "mcu_64k" / "winner").mkdir(parents=True)
@@ -106,6 +101,7 @@ def test_accuracy_benchmark_runs_its_finished_models_in_tflm(demo, tmp_path, mon
     result = json.loads((work / "state.json").read_text())["results"]["mcu_64k/winner"]
     assert result["tflm_host"] == {"images": 200, "int8_top1": record["int8_top1"], "mismatched_outputs": 0}
     assert json.loads((tmp_path / "accuracy.json").read_text())["results"]["mcu_64k/winner"] == result
+
     def measured_again(*_, **__):
         raise AssertionError("a measured stage ran again")
 
