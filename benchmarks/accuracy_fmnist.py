@@ -28,6 +28,10 @@ Search and the kept fine-tuning epoch use the validation split only.
     .venv/bin/python benchmarks/accuracy_fmnist.py --reconvert    # after an op contract change
     .venv/bin/python benchmarks/accuracy_fmnist.py --score-proxy  # the search's finalist proxy per subnet
     .venv/bin/python benchmarks/accuracy_fmnist.py --verify-tflm  # each model in TFLM (host), byte for byte
+    .venv/bin/python benchmarks/accuracy_fmnist.py --budgets f746_15m --only f746_15m/winner --tag _w09 \
+        --teacher-weight 0.9 --winner-from _kd_cnn4_50ep   # another final training of a recorded winner
+
+A fresh --work folder starts from the stages of the --results document, so a new machine adds rows to it.
 
 Writes benchmarks/results/accuracy_fmnist.json (or --results, for a trial) after every stage, and
 accuracy_fmnist.png (accuracy against flash and against MACs).
@@ -52,6 +56,7 @@ from common import atomic  # noqa: E402  (sets TF_USE_LEGACY_KERAS first)
 from common.errors import UserError  # noqa: E402
 
 SPACES = ROOT / "configs" / "spaces"
+TEACHER_EPOCHS = 20
 RESULTS = ROOT / "benchmarks" / "results"
 # name: (space, mcuformer search budget flags, what it stands for)
 BUDGETS = {
@@ -103,9 +108,21 @@ class Bench:
     def __init__(self, args):
         self.args, self.work = args, Path(args.work)
         self.state_file = self.work / "state.json"
-        self.state = json.loads(self.state_file.read_text()) if self.state_file.exists() else {"results": {}}
+        self.state = json.loads(self.state_file.read_text()) if self.state_file.exists() else self.published()
         self.work.mkdir(parents=True, exist_ok=True)
         self.data_flags = ["--data", "fashion_mnist"]
+
+    def published(self) -> dict:
+        """A fresh work folder starts from the results document's stages, so that a new stage adds a
+        row to it instead of rewriting it with only the stages this machine ran."""
+        results = Path(self.args.results)
+        if not results.exists():
+            return {"results": {}}
+        try:
+            return {"results": dict(json.loads(results.read_text())["results"])}
+        except (ValueError, KeyError, TypeError):
+            raise UserError(f"{results} is not a results document of this benchmark: move it aside, "
+                            "or write to another one with --results") from None
 
     def selected(self, stage: str) -> bool:
         return not self.args.only or any(stage.startswith(o) for o in self.args.only)
@@ -280,7 +297,9 @@ class Bench:
         stage, started = f"{budget}/{which}{self.kd_suffix()}", time.time()
         val = self.args.val_images
         supernet = self.supernet(f"supernet_{space}", space, ["--min-steps", "0"], val)
-        if which == "winner":
+        if which == "winner" and self.args.winner_from:
+            arch = self.recorded_winner(budget)
+        elif which == "winner":
             arch = self.search(f"{budget}/search", supernet, flags, val)
         else:
             arch = self.work / budget / which / "arch.json"
@@ -288,16 +307,40 @@ class Bench:
                 atomic.write_json(arch, random_feasible(space, flags, seed=int(which.split("_")[1])).to_dict())
         result = self.final_model(stage, supernet, arch, self.budget_teacher(), val)
         result["teacher"] = self.args.distill and self.args.teacher
+        if which == "winner" and self.args.winner_from:
+            result["winner_from"] = self.winner_stage(budget)
         self.record(stage, result, started)
+
+    def winner_stage(self, budget: str) -> str:
+        return f"{budget}/winner{self.args.winner_from}"
+
+    def recorded_winner(self, budget: str) -> Path:
+        """The subnet an earlier search picked (the `config` of the winner stage with suffix
+        --winner-from), so that a new final training is compared on the same subnet: a search on
+        another machine may pick another, as the supernet training is not bit-reproducible."""
+        from keras_supernet.arch import ArchConfig
+
+        source = self.winner_stage(budget)
+        if "config" not in self.state["results"].get(source, {}):
+            raise UserError(f"--winner-from: no finished stage {source} with a subnet config in {self.args.results}")
+        arch = self.work / budget / f"winner{self.args.winner_from}" / "arch.json"
+        atomic.write_json(arch, ArchConfig.from_dict(self.state["results"][source]["config"]).to_dict())
+        return arch
 
     def budget_teacher(self) -> list:
         """finetune flags of the budgets' final trainings: cnn2 is cnn_full's teacher, cnn4 its own stage."""
         a = self.args
         if not a.distill:
             return []
+        weight = ["--teacher-weight", str(a.teacher_weight)]
         if a.teacher == "cnn2":
-            return ["--teacher", str(self.teacher("cnn_full", 0, a.val_images))]
-        return ["--teacher", str(self.teacher(f"teacher_{a.teacher}", 0, a.val_images, a.teacher))]
+            return ["--teacher", str(self.teacher("cnn_full", 0, a.val_images)), *weight]
+        return ["--teacher", str(self.teacher(self.teacher_stage(), 0, a.val_images, a.teacher)), *weight]
+
+    def teacher_stage(self) -> str:
+        """teacher_cnn4, or teacher_cnn4_<n>ep when trained for other than the default epochs."""
+        a = self.args
+        return f"teacher_{a.teacher}" + ("" if a.teacher_epochs == TEACHER_EPOCHS else f"_{a.teacher_epochs}ep")
 
     def kd_suffix(self) -> str:
         """Stage name suffix of a final training: _kd (cnn2 teacher), _kd_cnn4, then --tag."""
@@ -342,7 +385,7 @@ class Bench:
         yield "cnn_small", lambda: self.cnn("cnn_small", a.small_images, a.small_val_images)
         yield "cnn_full", lambda: self.cnn("cnn_full", 0, a.val_images)
         if a.distill and a.teacher != "cnn2":
-            yield f"teacher_{a.teacher}", lambda: self.cnn(f"teacher_{a.teacher}", 0, a.val_images, a.teacher)
+            yield self.teacher_stage(), lambda: self.cnn(self.teacher_stage(), 0, a.val_images, a.teacher)
         yield "small_data", lambda: self.small_data("small_data", with_teacher=True)
         yield "small_data_no_teacher", lambda: self.small_data("small_data_no_teacher", with_teacher=False)
         for budget in a.budgets:
@@ -491,7 +534,13 @@ def parse_args(argv=None):
     p.add_argument("--teacher", choices=("cnn2", "cnn4"), default="cnn4",
                    help="the budgets' teacher: cnn4 (stage teacher_cnn4; final stages <which>_kd_cnn4) or cnn2 "
                         "(the CNN reference cnn_full; stages <which>_kd)")
-    p.add_argument("--teacher-epochs", type=int, default=20, help="training epochs of the cnn4 teacher")
+    p.add_argument("--teacher-epochs", type=int, default=TEACHER_EPOCHS,
+                   help="training epochs of the cnn4 teacher (other than the default: stage teacher_cnn4_<n>ep)")
+    p.add_argument("--winner-from", metavar="SUFFIX", default="",
+                   help="give the winner stages the subnet of the finished stage <budget>/winner<SUFFIX> "
+                        "(e.g. _kd_cnn4_50ep) instead of searching again")
+    p.add_argument("--teacher-weight", type=float, default=0.5,
+                   help="distillation weight of the budgets' final trainings (finetune --teacher-weight)")
     p.add_argument("--supernet-epochs", type=int, default=6)
     p.add_argument("--supernet-sampling", choices=("sandwich", "uniform"), default="sandwich")
     # 8e-3 (train-supernet's default, tuned on 16-token spaces) left the 49-token, 6-block

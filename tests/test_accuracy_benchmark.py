@@ -83,3 +83,62 @@ def test_verify_tflm_without_a_tree_is_one_line(bench, tmp_path, monkeypatch):
     with pytest.raises(UserError, match="--verify-tflm needs TFLM: no TFLM tree.*make tflm"):
         bench.Bench(args).verify_tflm()
     assert not (tmp_path / "a.json").exists()
+
+
+def test_a_fresh_work_folder_keeps_the_published_rows(bench, tmp_path):
+    """A new machine (no state.json) adds its stages to the results document instead of rewriting it."""
+    import json
+
+    doc = tmp_path / "a.json"
+    sized = {"flash_model_bytes": 200_000, "macs": 8_000_000}
+    doc.write_text(json.dumps({"results": {"mcu_64k/winner": {**model(0.80), **sized}}}))
+    args = bench.parse_args(["--work", str(tmp_path / "work"), "--results", str(doc)])
+    runner = bench.Bench(args)
+    runner._merge("mcu_64k/winner_kd_cnn4", {**model(0.90), **sized})
+    results = json.loads(doc.read_text())["results"]
+    assert set(results) == {"mcu_64k/winner", "mcu_64k/winner_kd_cnn4"}
+    assert results["mcu_64k/winner"]["int8_top1"] == 0.80
+
+
+def test_a_results_file_of_another_kind_is_one_line(bench, tmp_path):
+    from common.errors import UserError
+
+    doc = tmp_path / "a.json"
+    doc.write_text("[1, 2]")
+    args = bench.parse_args(["--work", str(tmp_path / "work"), "--results", str(doc)])
+    with pytest.raises(UserError, match="not a results document.*--results"):
+        bench.Bench(args)
+    assert doc.read_text() == "[1, 2]"
+
+
+def test_the_budgets_teacher_weight_reaches_finetune(bench, tmp_path):
+    runner = object.__new__(bench.Bench)
+    runner.args = bench.parse_args(["--teacher-weight", "0.9"])
+    runner.teacher = lambda stage, *a: tmp_path / stage / "teacher.keras"
+    flags = runner.budget_teacher()
+    assert flags[flags.index("--teacher-weight") + 1] == "0.9"
+    assert flags[flags.index("--teacher") + 1].endswith("teacher_cnn4/teacher.keras")
+
+
+def test_winner_from_reuses_the_recorded_subnet(bench, tmp_path):
+    import json
+
+    from common.errors import UserError
+    from keras_supernet.arch import ArchConfig
+
+    config = ArchConfig(image_size=28, channels=1, patch_size=4, embed_dim=48, num_classes=10, num_heads=[2, 3],
+                        qkv_dim=[32, 48], mlp_hidden=[96, 144], qkv_rank=[0, 16], proj_rank=[16, 0],
+                        fc1_rank=[0, 0], fc2_rank=[32, 0], pool="mean", patch_kernel=7)
+    doc = tmp_path / "a.json"
+    doc.write_text(json.dumps({"results": {"f746_15m/winner_kd_cnn4_50ep": {"config": config.to_dict()}}}))
+    argv = ["--work", str(tmp_path / "work"), "--results", str(doc), "--winner-from", "_kd_cnn4_50ep"]
+    arch = bench.Bench(bench.parse_args(argv)).recorded_winner("f746_15m")
+    assert ArchConfig.from_dict(json.loads(arch.read_text())) == config
+    with pytest.raises(UserError, match="--winner-from: no finished stage mcu_64k/winner_kd_cnn4_50ep"):
+        bench.Bench(bench.parse_args(argv)).recorded_winner("mcu_64k")
+
+
+def test_a_longer_trained_teacher_is_its_own_stage(bench):
+    names = stage_names(bench, ["--budgets", "mcu_64k", "--randoms", "0", "--teacher-epochs", "40"])
+    assert "teacher_cnn4_40ep" in names and "teacher_cnn4" not in names
+    assert "teacher_cnn4" in stage_names(bench, ["--budgets", "mcu_64k", "--randoms", "0"])
