@@ -296,34 +296,33 @@ class Bench:
         space, flags, _ = BUDGETS[budget]
         stage, started = f"{budget}/{which}{self.kd_suffix()}", time.time()
         val = self.args.val_images
+        source = self.winner_stage(budget) if which == "winner" and self.args.winner_from else None
+        arch = self.recorded_winner(source) if source else None      # checked before any training
         supernet = self.supernet(f"supernet_{space}", space, ["--min-steps", "0"], val)
-        if which == "winner" and self.args.winner_from:
-            arch = self.recorded_winner(budget)
-        elif which == "winner":
+        if which == "winner" and not source:
             arch = self.search(f"{budget}/search", supernet, flags, val)
-        else:
+        elif which != "winner":
             arch = self.work / budget / which / "arch.json"
             if not arch.exists():
                 atomic.write_json(arch, random_feasible(space, flags, seed=int(which.split("_")[1])).to_dict())
         result = self.final_model(stage, supernet, arch, self.budget_teacher(), val)
         result["teacher"] = self.args.distill and self.args.teacher
-        if which == "winner" and self.args.winner_from:
-            result["winner_from"] = self.winner_stage(budget)
+        if source:
+            result["winner_from"] = source
         self.record(stage, result, started)
 
     def winner_stage(self, budget: str) -> str:
         return f"{budget}/winner{self.args.winner_from}"
 
-    def recorded_winner(self, budget: str) -> Path:
+    def recorded_winner(self, source: str) -> Path:
         """The subnet an earlier search picked (the `config` of the winner stage with suffix
         --winner-from), so that a new final training is compared on the same subnet: a search on
         another machine may pick another, as the supernet training is not bit-reproducible."""
         from keras_supernet.arch import ArchConfig
 
-        source = self.winner_stage(budget)
         if "config" not in self.state["results"].get(source, {}):
             raise UserError(f"--winner-from: no finished stage {source} with a subnet config in {self.args.results}")
-        arch = self.work / budget / f"winner{self.args.winner_from}" / "arch.json"
+        arch = self.work / source / "arch.json"
         atomic.write_json(arch, ArchConfig.from_dict(self.state["results"][source]["config"]).to_dict())
         return arch
 
@@ -332,7 +331,7 @@ class Bench:
         a = self.args
         if not a.distill:
             return []
-        weight = ["--teacher-weight", str(a.teacher_weight)]
+        weight = [] if a.teacher_weight is None else ["--teacher-weight", str(a.teacher_weight)]
         if a.teacher == "cnn2":
             return ["--teacher", str(self.teacher("cnn_full", 0, a.val_images)), *weight]
         return ["--teacher", str(self.teacher(self.teacher_stage(), 0, a.val_images, a.teacher)), *weight]
@@ -539,8 +538,8 @@ def parse_args(argv=None):
     p.add_argument("--winner-from", metavar="SUFFIX", default="",
                    help="give the winner stages the subnet of the finished stage <budget>/winner<SUFFIX> "
                         "(e.g. _kd_cnn4_50ep) instead of searching again")
-    p.add_argument("--teacher-weight", type=float, default=0.5,
-                   help="distillation weight of the budgets' final trainings (finetune --teacher-weight)")
+    p.add_argument("--teacher-weight", type=float, default=None,
+                   help="distillation weight of the budgets' final trainings (default: finetune's)")
     p.add_argument("--supernet-epochs", type=int, default=6)
     p.add_argument("--supernet-sampling", choices=("sandwich", "uniform"), default="sandwich")
     # 8e-3 (train-supernet's default, tuned on 16-token spaces) left the 49-token, 6-block

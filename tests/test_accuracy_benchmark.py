@@ -132,10 +132,11 @@ def test_winner_from_reuses_the_recorded_subnet(bench, tmp_path):
     doc = tmp_path / "a.json"
     doc.write_text(json.dumps({"results": {"f746_15m/winner_kd_cnn4_50ep": {"config": config.to_dict()}}}))
     argv = ["--work", str(tmp_path / "work"), "--results", str(doc), "--winner-from", "_kd_cnn4_50ep"]
-    arch = bench.Bench(bench.parse_args(argv)).recorded_winner("f746_15m")
+    runner = bench.Bench(bench.parse_args(argv))
+    arch = runner.recorded_winner(runner.winner_stage("f746_15m"))
     assert ArchConfig.from_dict(json.loads(arch.read_text())) == config
     with pytest.raises(UserError, match="--winner-from: no finished stage mcu_64k/winner_kd_cnn4_50ep"):
-        bench.Bench(bench.parse_args(argv)).recorded_winner("mcu_64k")
+        runner.recorded_winner(runner.winner_stage("mcu_64k"))
 
 
 def test_a_longer_trained_teacher_is_its_own_stage(bench):
