@@ -164,13 +164,18 @@ class Bench:
         return folder
 
     def search(self, name: str, supernet: Path, budget: list, val_images: int) -> Path:
+        """The evolutionary search; with --finalists K its K best are re-ranked by the fine-tune
+        proxy, in a folder of its own (name_fin<K>x<steps>) beside the plain search."""
+        a = self.args
+        finalists = ["--finalists", str(a.finalists), "--finalist-steps", str(a.finalist_steps)] if a.finalists else []
+        if a.finalists:
+            name = f"{name}_fin{a.finalists}x{a.finalist_steps}"
         folder = self.work / name
         if not (folder / "best_subnet.json").exists():
-            a = self.args
             mcuformer(["search", "--supernet", str(supernet), "--out", str(folder), *self.data_flags, *budget,
                        "--val-limit", str(val_images), "--population", str(a.population),
                        "--generations", str(a.generations), "--parents", str(max(2, a.population // 4)),
-                       "--mutations", str(a.population // 2), "--crossovers", str(a.population // 2)],
+                       "--mutations", str(a.population // 2), "--crossovers", str(a.population // 2), *finalists],
                       self.work, name)
         return folder / "best_subnet.json"
 
@@ -305,7 +310,7 @@ class Bench:
             arch = self.work / budget / which / "arch.json"
             if not arch.exists():
                 atomic.write_json(arch, random_feasible(space, flags, seed=int(which.split("_")[1])).to_dict())
-        result = self.final_model(stage, supernet, arch, self.budget_teacher(), val)
+        result = self.final_model(stage, supernet, arch, self.budget_finetune_flags(), val)
         result["teacher"] = self.args.distill and self.args.teacher
         if source:
             result["winner_from"] = source
@@ -326,15 +331,18 @@ class Bench:
         atomic.write_json(arch, ArchConfig.from_dict(self.state["results"][source]["config"]).to_dict())
         return arch
 
-    def budget_teacher(self) -> list:
-        """finetune flags of the budgets' final trainings: cnn2 is cnn_full's teacher, cnn4 its own stage."""
+    def budget_finetune_flags(self) -> list:
+        """finetune flags of the budgets' final trainings: the teacher (cnn2 is cnn_full's, cnn4 its
+        own stage), then --ema and --erase where given (left unset, finetune's defaults hold)."""
         a = self.args
+        recipe = [*(["--ema", str(a.ema)] if a.ema is not None else []),
+                  *(["--erase", str(a.erase)] if a.erase is not None else [])]
         if not a.distill:
-            return []
+            return recipe
         weight = [] if a.teacher_weight is None else ["--teacher-weight", str(a.teacher_weight)]
         if a.teacher == "cnn2":
-            return ["--teacher", str(self.teacher("cnn_full", 0, a.val_images)), *weight]
-        return ["--teacher", str(self.teacher(self.teacher_stage(), 0, a.val_images, a.teacher)), *weight]
+            return ["--teacher", str(self.teacher("cnn_full", 0, a.val_images)), *weight, *recipe]
+        return ["--teacher", str(self.teacher(self.teacher_stage(), 0, a.val_images, a.teacher)), *weight, *recipe]
 
     def teacher_stage(self) -> str:
         """teacher_cnn4, or teacher_cnn4_<n>ep when trained for other than the default epochs."""
@@ -371,7 +379,7 @@ class Bench:
         space_file = self.work / "evolve" / "space" / "space_final.json"
         supernet = self.supernet("evolve/supernet", str(space_file), ["--min-steps", "0"], val)
         arch = self.search("evolve/search", supernet, flags, val)
-        result = self.final_model(stage, supernet, arch, self.budget_teacher(), val)
+        result = self.final_model(stage, supernet, arch, self.budget_finetune_flags(), val)
         result["teacher"] = self.args.distill and self.args.teacher
         start = self.state["results"].get(f"{self.args.evolve_budget}/winner{self.kd_suffix()}")
         if start:
@@ -540,6 +548,10 @@ def parse_args(argv=None):
                         "(e.g. _kd_cnn4_50ep) instead of searching again")
     p.add_argument("--teacher-weight", type=float, default=None,
                    help="distillation weight of the budgets' final trainings (default: finetune's)")
+    p.add_argument("--ema", type=float, default=None, metavar="DECAY",
+                   help="the budgets' final trainings keep an EMA of the weights (default: finetune's, off)")
+    p.add_argument("--erase", type=float, default=None, metavar="P",
+                   help="random-erasing probability of the budgets' final trainings (default: finetune's, off)")
     p.add_argument("--supernet-epochs", type=int, default=6)
     p.add_argument("--supernet-sampling", choices=("sandwich", "uniform"), default="sandwich")
     # 8e-3 (train-supernet's default, tuned on 16-token spaces) left the 49-token, 6-block
@@ -547,6 +559,9 @@ def parse_args(argv=None):
     p.add_argument("--supernet-lr", type=float, default=2e-3)
     p.add_argument("--population", type=int, default=24)
     p.add_argument("--generations", type=int, default=8)
+    p.add_argument("--finalists", type=int, default=0, metavar="K",
+                   help="the search re-ranks its K best subnets by a short fine-tune (search --finalists)")
+    p.add_argument("--finalist-steps", type=int, default=400, help="fine-tuning steps of each finalist")
     p.add_argument("--finetune-epochs", type=int, default=30)
     p.add_argument("--val-images", type=int, default=2000)
     p.add_argument("--small-images", type=int, default=2000)

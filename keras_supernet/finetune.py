@@ -109,7 +109,7 @@ def finetune_subnet(model: keras.Model, x_train, y_train, x_val, y_val, settings
             break
         start, loss_sum, correct = time.time(), 0.0, 0.0
         dataset = batches.train_batches(x_train, y_train, settings.batch_size, settings.seed, epoch,
-                                        settings.augments(len(x_train)), passes)
+                                        settings.augments(len(x_train)), passes, erase=settings.erase)
         bar = tqdm(dataset, total=steps, desc=f"finetune {epoch + 1}/{settings.epochs}", disable=not progress,
                    leave=False)
         for i, (images, labels) in enumerate(bar, 1):

@@ -46,6 +46,7 @@ class TrainSettings:
     teacher_weight: float = 0.5     # finetune with a teacher: loss = (1 - w) CE + w CE(teacher's soft labels)
     ema_decay: float = 0.0          # finetune: validate/keep an EMA of the weights with this decay (0 = off)
     augment: bool | None = None     # random 2-px shifts and flips; None: when the run makes >= 30 passes
+    erase: float = 0.0              # finetune: probability of random erasing per image (0 = off)
     clipnorm: float = 0.0           # global gradient-norm clip (0 = none)
     val_fraction: float = 0.1
     train_limit: int = 0            # 0 = the whole training split
@@ -71,6 +72,8 @@ class TrainSettings:
             bad("checkpoint_steps", f"must be 0 (per epoch only) or more, got {self.checkpoint_steps}")
         if not 0 <= self.ema_decay < 1:
             bad("ema_decay", f"must be in [0, 1) (0 = no moving average), got {self.ema_decay}")
+        if not 0 <= self.erase <= 1:
+            bad("erase", f"must be a probability in [0, 1], got {self.erase}")
         if not 0 <= self.teacher_weight <= 1:
             bad("teacher_weight", f"must be in [0, 1], got {self.teacher_weight}")
         if self.lr <= 0 or not 0 <= self.label_smoothing < 1 or self.weight_decay < 0 or self.warmup_epochs < 0:

@@ -111,13 +111,17 @@ def test_a_results_file_of_another_kind_is_one_line(bench, tmp_path):
     assert doc.read_text() == "[1, 2]"
 
 
-def test_the_budgets_teacher_weight_reaches_finetune(bench, tmp_path):
+def test_the_budgets_recipe_flags_reach_finetune(bench, tmp_path):
     runner = object.__new__(bench.Bench)
-    runner.args = bench.parse_args(["--teacher-weight", "0.9"])
+    runner.args = bench.parse_args(["--teacher-weight", "0.9", "--ema", "0.999", "--erase", "0.5"])
     runner.teacher = lambda stage, *a: tmp_path / stage / "teacher.keras"
-    flags = runner.budget_teacher()
+    flags = runner.budget_finetune_flags()
     assert flags[flags.index("--teacher-weight") + 1] == "0.9"
     assert flags[flags.index("--teacher") + 1].endswith("teacher_cnn4/teacher.keras")
+    assert flags[flags.index("--ema") + 1] == "0.999"
+    assert flags[flags.index("--erase") + 1] == "0.5"
+    runner.args = bench.parse_args(["--no-distill"])
+    assert runner.budget_finetune_flags() == []
 
 
 def test_winner_from_reuses_the_recorded_subnet(bench, tmp_path):
@@ -143,3 +147,18 @@ def test_a_longer_trained_teacher_is_its_own_stage(bench):
     names = stage_names(bench, ["--budgets", "mcu_64k", "--randoms", "0", "--teacher-epochs", "40"])
     assert "teacher_cnn4_40ep" in names and "teacher_cnn4" not in names
     assert "teacher_cnn4" in stage_names(bench, ["--budgets", "mcu_64k", "--randoms", "0"])
+
+
+def test_finalists_re_rank_in_a_search_folder_of_their_own(bench, tmp_path, monkeypatch):
+    calls = []
+    monkeypatch.setattr(bench, "mcuformer", lambda argv, work, stage: calls.append((argv, stage)))
+    runner = object.__new__(bench.Bench)
+    runner.work, runner.data_flags = tmp_path, []
+    runner.args = bench.parse_args(["--finalists", "4", "--finalist-steps", "300"])
+    best = runner.search("f746_15m/search", tmp_path / "supernet", [], 2000)
+    argv, stage = calls[-1]
+    assert best == tmp_path / "f746_15m/search_fin4x300" / "best_subnet.json" and stage == "f746_15m/search_fin4x300"
+    assert argv[argv.index("--finalists") + 1] == "4" and argv[argv.index("--finalist-steps") + 1] == "300"
+    runner.args = bench.parse_args([])
+    assert runner.search("f746_15m/search", tmp_path / "supernet", [], 2000).parent.name == "search"
+    assert "--finalists" not in calls[-1][0]

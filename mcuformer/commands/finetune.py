@@ -40,6 +40,9 @@ def add_arguments(parser) -> None:
     parser.add_argument("--ema", type=float, default=d.ema_decay, metavar="DECAY",
                         help="validate and keep an exponential moving average of the weights with this decay, "
                              "e.g. 0.999 (0 = off)")
+    parser.add_argument("--erase", type=float, default=d.erase, metavar="P",
+                        help="random erasing: with probability P, replace a random rectangle of each training "
+                             "image by noise (0 = off)")
     add_augment_and_step_floor(parser, d)
     parser.add_argument("--train-limit", type=int, default=0, help="use only the first N training images (0 = all)")
     parser.add_argument("--val-limit", type=int, default=0,
@@ -81,7 +84,7 @@ def _arch_and_settings(args):
                                  weight_decay=args.weight_decay, warmup_epochs=args.warmup_epochs,
                                  label_smoothing=args.label_smoothing, augment=args.augment, seed=args.seed,
                                  min_steps=args.min_steps, teacher_weight=args.teacher_weight,
-                                 ema_decay=args.ema)
+                                 ema_decay=args.ema, erase=args.erase)
     return arch, settings
 
 
