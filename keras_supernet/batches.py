@@ -50,7 +50,7 @@ def random_erase(image, seed, probability: float):
     """With `probability`, replace a random rectangle of `image` (h, w, c floats in [0, 1]) by
     uniform noise; `seed` is a (3, 2) stateless seed: apply?, rectangle, noise."""
     h, w = image.shape[0], image.shape[1]
-    u = tf.random.stateless_uniform((5,), seed=seed[1])
+    u = tf.random.stateless_uniform((4,), seed=seed[1])
     area = (ERASE_AREA[0] + u[0] * (ERASE_AREA[1] - ERASE_AREA[0])) * h * w
     log_lo, log_hi = np.log(ERASE_ASPECT[0]), np.log(ERASE_ASPECT[1])
     aspect = tf.exp(log_lo + u[1] * (log_hi - log_lo))
