@@ -590,7 +590,19 @@ def parse_args(argv=None):
     unknown = [b for b in args.budgets if b not in BUDGETS]
     if unknown:
         p.error(f"unknown budget {unknown[0]!r}; choose from {', '.join(BUDGETS)}")
+    if args.finalists < 0 or args.finalist_steps < 1:
+        p.error("--finalists must be 0 or more and --finalist-steps at least 1")
+    check_final_training(args)
     return args
+
+
+def check_final_training(args) -> None:
+    """Refuse bad --teacher-weight / --ema / --erase values before any stage trains (finetune's own
+    settings check, so the ranges live in one place)."""
+    from keras_supernet.run_folder import finetune_settings   # no TensorFlow: the settings live there
+
+    given = {"teacher_weight": args.teacher_weight, "ema_decay": args.ema, "erase": args.erase}
+    finetune_settings(**{k: v for k, v in given.items() if v is not None})
 
 
 def main(argv=None) -> int:

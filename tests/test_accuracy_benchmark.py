@@ -162,3 +162,11 @@ def test_finalists_re_rank_in_a_search_folder_of_their_own(bench, tmp_path, monk
     runner.args = bench.parse_args([])
     assert runner.search("f746_15m/search", tmp_path / "supernet", [], 2000).parent.name == "search"
     assert "--finalists" not in calls[-1][0]
+
+
+@pytest.mark.parametrize("flags", [["--erase", "2"], ["--ema", "1"], ["--teacher-weight", "-0.5"]])
+def test_a_bad_final_training_value_is_refused_before_any_stage(bench, flags):
+    from common.errors import UserError
+
+    with pytest.raises(UserError, match="training settings"):
+        bench.parse_args(flags)
