@@ -10,7 +10,9 @@ Stages (each resumes; finished ones are skipped when the benchmark runs again):
   small_data              the whole pipeline (train-supernet, search, finetune distilling
                           from cnn_small's teacher, convert) on those --small-images, at the
                           step floor; small_data_no_teacher: the same without distillation
-  <budget>/winner         train-supernet once per space, search under the budget,
+  <budget>/winner         train-supernet once per space and supernet training (folder
+                          supernet_<space>_<epochs>ep_<sampling>, its search beside it as
+                          <budget>/search_<epochs>ep_<sampling>), search under the budget,
                           finetune the winner, convert: float and int8 test top-1
   <budget>/random_<i>     --randoms random subnets that fit the same budget, given the
                           same final training (finetune from the supernet) and conversion;
@@ -57,6 +59,7 @@ from common.errors import UserError  # noqa: E402
 
 SPACES = ROOT / "configs" / "spaces"
 TEACHER_EPOCHS = 20
+SUPERNET_LR = 2e-3
 RESULTS = ROOT / "benchmarks" / "results"
 # name: (space, mcuformer search budget flags, what it stands for)
 BUDGETS = {
@@ -244,15 +247,16 @@ class Bench:
                 continue
             if result.get("proxy_steps") == steps:
                 continue
-            space = BUDGETS[budget][0]
-            if space not in proxies:
-                proxies[space] = FinetuneProxy(self.work / f"supernet_{space}", datasets.load("fashion_mnist"), steps,
-                                               val_limit=self.args.val_images, progress=True)
+            # the supernet the stage was fine-tuned from (older records: the one these flags name)
+            supernet = result.get("supernet", f"supernet_{BUDGETS[budget][0]}{self.supernet_suffix()}")
+            if supernet not in proxies:
+                proxies[supernet] = FinetuneProxy(self.work / supernet, datasets.load("fashion_mnist"), steps,
+                                                  val_limit=self.args.val_images, progress=True)
             config = ArchConfig.from_dict(result["config"])
-            key = config_key(config)
+            key = (supernet, config_key(config))
             if key not in scores:        # a subnet met again (a winner's other final trainings) is scored once
                 started = time.time()
-                score = proxies[space].score(config)
+                score = proxies[supernet].score(config)
                 scores[key] = {"val_proxy": score, "proxy_steps": steps, "proxy_seconds": round(time.time() - started, 1)}
             self._merge(stage, {**result, **scores[key]})
 
@@ -303,18 +307,27 @@ class Bench:
         val = self.args.val_images
         source = self.winner_stage(budget) if which == "winner" and self.args.winner_from else None
         arch = self.recorded_winner(source) if source else None      # checked before any training
-        supernet = self.supernet(f"supernet_{space}", space, ["--min-steps", "0"], val)
+        supernet = self.supernet(f"supernet_{space}{self.supernet_suffix()}", space, ["--min-steps", "0"], val)
         if which == "winner" and not source:
-            arch = self.search(f"{budget}/search", supernet, flags, val)
+            arch = self.search(f"{budget}/search{self.supernet_suffix()}", supernet, flags, val)
         elif which != "winner":
             arch = self.work / budget / which / "arch.json"
             if not arch.exists():
                 atomic.write_json(arch, random_feasible(space, flags, seed=int(which.split("_")[1])).to_dict())
         result = self.final_model(stage, supernet, arch, self.budget_finetune_flags(), val)
         result["teacher"] = self.args.distill and self.args.teacher
+        result["supernet"] = supernet.name
         if source:
             result["winner_from"] = source
         self.record(stage, result, started)
+
+    def supernet_suffix(self) -> str:
+        """_<epochs>ep_<sampling>[_lr<lr>]: a budget space's supernet, and the search on it, are named
+        by how the supernet was trained, so that a run asking for another training gets its own
+        instead of reusing a finished one."""
+        a = self.args
+        lr = "" if a.supernet_lr == SUPERNET_LR else f"_lr{a.supernet_lr:g}"
+        return f"_{a.supernet_epochs}ep_{a.supernet_sampling}{lr}"
 
     def winner_stage(self, budget: str) -> str:
         return f"{budget}/winner{self.args.winner_from}"
@@ -357,7 +370,7 @@ class Bench:
         """S3 on the budget's space: E-T error per dimension and round, and the evolved space."""
         space, flags, _ = BUDGETS[self.args.evolve_budget]
         started, a = time.time(), self.args
-        supernet = self.supernet(f"supernet_{space}", space, ["--min-steps", "0"], a.val_images)
+        supernet = self.supernet(f"supernet_{space}{self.supernet_suffix()}", space, ["--min-steps", "0"], a.val_images)
         out = self.work / "evolve" / "space"
         if not (out / "done").exists():
             mcuformer(["evolve-space", "--supernet", str(supernet), "--out", str(out), *self.data_flags, *flags,
@@ -556,7 +569,7 @@ def parse_args(argv=None):
     p.add_argument("--supernet-sampling", choices=("sandwich", "uniform"), default="sandwich")
     # 8e-3 (train-supernet's default, tuned on 16-token spaces) left the 49-token, 6-block
     # space at 55% after 2 epochs; the demo's full setting uses 2e-3 as well
-    p.add_argument("--supernet-lr", type=float, default=2e-3)
+    p.add_argument("--supernet-lr", type=float, default=SUPERNET_LR)
     p.add_argument("--population", type=int, default=24)
     p.add_argument("--generations", type=int, default=8)
     p.add_argument("--finalists", type=int, default=0, metavar="K",

@@ -170,3 +170,24 @@ def test_a_bad_final_training_value_is_refused_before_any_stage(bench, flags):
 
     with pytest.raises(UserError, match="training settings"):
         bench.parse_args(flags)
+
+
+def test_the_supernet_and_its_search_are_named_by_how_the_supernet_trained(bench, tmp_path):
+    """--supernet-epochs 10 must not reuse a finished 2-epoch supernet, nor the search made on it."""
+    def folders(argv):
+        runner = object.__new__(bench.Bench)
+        runner.args, runner.work, runner.state = bench.parse_args(["--no-distill", *argv]), tmp_path, {"results": {}}
+        seen = {}
+        runner.supernet = lambda name, *a: seen.setdefault("supernet", tmp_path / name)
+        runner.search = lambda name, *a: seen.setdefault("search", name)
+        runner.final_model = lambda *a: {}
+        runner.record = lambda stage, result, started: seen.setdefault("result", result)
+        runner.budget_stage("f746_15m", "winner")
+        return seen
+
+    two = folders(["--supernet-epochs", "2", "--supernet-sampling", "uniform"])
+    assert two["supernet"].name == "supernet_fmnist_f746_2ep_uniform" and two["search"] == "f746_15m/search_2ep_uniform"
+    assert two["result"]["supernet"] == "supernet_fmnist_f746_2ep_uniform"
+    ten = folders(["--supernet-epochs", "10", "--supernet-sampling", "uniform", "--supernet-lr", "0.004"])
+    assert ten["supernet"].name == "supernet_fmnist_f746_10ep_uniform_lr0.004"
+    assert ten["search"] == "f746_15m/search_10ep_uniform_lr0.004"
