@@ -248,7 +248,7 @@ class Bench:
             if result.get("proxy_steps") == steps:
                 continue
             # the supernet the stage was fine-tuned from (older records: the one these flags name)
-            supernet = result.get("supernet", f"supernet_{BUDGETS[budget][0]}{self.supernet_suffix()}")
+            supernet = result.get("supernet", self.supernet_name(BUDGETS[budget][0]))
             if supernet not in proxies:
                 proxies[supernet] = FinetuneProxy(self.work / supernet, datasets.load("fashion_mnist"), steps,
                                                   val_limit=self.args.val_images, progress=True)
@@ -307,7 +307,7 @@ class Bench:
         val = self.args.val_images
         source = self.winner_stage(budget) if which == "winner" and self.args.winner_from else None
         arch = self.recorded_winner(source) if source else None      # checked before any training
-        supernet = self.supernet(f"supernet_{space}{self.supernet_suffix()}", space, ["--min-steps", "0"], val)
+        supernet = self.supernet(self.supernet_name(space), space, ["--min-steps", "0"], val)
         if which == "winner" and not source:
             arch = self.search(f"{budget}/search{self.supernet_suffix()}", supernet, flags, val)
         elif which != "winner":
@@ -320,6 +320,9 @@ class Bench:
         if source:
             result["winner_from"] = source
         self.record(stage, result, started)
+
+    def supernet_name(self, space: str) -> str:
+        return f"supernet_{space}{self.supernet_suffix()}"
 
     def supernet_suffix(self) -> str:
         """_<epochs>ep_<sampling>[_lr<lr>]: a budget space's supernet, and the search on it, are named
@@ -370,7 +373,7 @@ class Bench:
         """S3 on the budget's space: E-T error per dimension and round, and the evolved space."""
         space, flags, _ = BUDGETS[self.args.evolve_budget]
         started, a = time.time(), self.args
-        supernet = self.supernet(f"supernet_{space}{self.supernet_suffix()}", space, ["--min-steps", "0"], a.val_images)
+        supernet = self.supernet(self.supernet_name(space), space, ["--min-steps", "0"], a.val_images)
         out = self.work / "evolve" / "space"
         if not (out / "done").exists():
             mcuformer(["evolve-space", "--supernet", str(supernet), "--out", str(out), *self.data_flags, *flags,
