@@ -608,6 +608,8 @@ def parse_args(argv=None):
         p.error(f"unknown budget {unknown[0]!r}; choose from {', '.join(BUDGETS)}")
     if args.finalists < 0 or args.finalist_steps < 1:
         p.error("--finalists must be 0 or more and --finalist-steps at least 1")
+    if args.supernet_epochs < 1 or args.supernet_lr <= 0:
+        p.error("--supernet-epochs must be at least 1 and --supernet-lr above 0")
     check_final_training(args)
     return args
 

@@ -191,3 +191,10 @@ def test_the_supernet_and_its_search_are_named_by_how_the_supernet_trained(bench
     ten = folders(["--supernet-epochs", "10", "--supernet-sampling", "uniform", "--supernet-lr", "0.004"])
     assert ten["supernet"].name == "supernet_fmnist_f746_10ep_uniform_lr0.004"
     assert ten["search"] == "f746_15m/search_10ep_uniform_lr0.004"
+
+
+@pytest.mark.parametrize("flags", [["--supernet-epochs", "0"], ["--supernet-lr", "0"]])
+def test_a_bad_supernet_setting_is_refused_before_any_stage(bench, flags, capsys):
+    with pytest.raises(SystemExit):
+        bench.parse_args(flags)
+    assert "--supernet-epochs must be at least 1" in capsys.readouterr().err
