@@ -10,6 +10,7 @@ Stages (each resumes; finished ones are skipped when the benchmark runs again):
   small_data              the whole pipeline (train-supernet, search, finetune distilling
                           from cnn_small's teacher, convert) on those --small-images, at the
                           step floor; small_data_no_teacher: the same without distillation
+                          (supernet and search in small_data/<space>_<n>img_<floor>steps_<...>)
   <budget>/winner         train-supernet once per space and supernet training (folder
                           supernet_<space>_<epochs>ep_<sampling>, its search beside it as
                           <budget>/search_<epochs>ep_<sampling>), search under the budget,
@@ -21,7 +22,8 @@ Stages (each resumes; finished ones are skipped when the benchmark runs again):
   evolve/space            evolve-space (S3) from that supernet under --evolve-budget:
                           E-T error per dimension and round
   evolve/winner           the evolved space given the starting space's supernet training,
-                          search and final training: did the evolved space win?
+                          search and final training: did the evolved space win? (folders
+                          evolve/<budget>_<supernet training>_<rounds>rx<samples>/)
 Every number is the full 10,000-image test set, int8 through the numpy reference;
 --verify-tflm runs each converted model in TFLM on the host over the same images too.
 Search and the kept fine-tuning epoch use the validation split only.
@@ -67,6 +69,8 @@ BUDGETS = {
                  "STM32F746 (320 KiB SRAM, 1 MiB flash incl. code), <= 15 M MACs"),
     "f746_nocap": ("fmnist_f746", ["--board", "stm32f746"], "STM32F746 (320 KiB SRAM, 1 MiB flash), no MAC cap"),
     "mcu_64k": ("fmnist_f746", ["--board", "stm32l432kc"], "64 KiB SRAM / 256 KiB flash (STM32L432KC)"),
+    "f746_15m_wide": ("fmnist_f746_wide", ["--board", "stm32f746", "--max-macs", "15000000"],
+                      "STM32F746, <= 15 M MACs, patch size, tokenizer window, width and depth searched wide"),
 }
 
 
@@ -291,13 +295,20 @@ class Bench:
         a = self.args
         limit = ["--train-limit", str(a.small_images), "--min-steps", str(a.min_steps)]
         val = a.small_val_images
-        supernet = self.supernet("small_data/supernet", a.small_space, limit, val)
-        best = self.search("small_data/search", supernet, ["--board", "stm32f746", "--max-macs", "15000000"], val)
+        folder = self.small_data_folder()
+        supernet = self.supernet(f"{folder}/supernet", a.small_space, limit, val)
+        best = self.search(f"{folder}/search", supernet, ["--board", "stm32f746", "--max-macs", "15000000"], val)
         teacher = (["--teacher", str(self.teacher("cnn_small", a.small_images, val)),
                     "--teacher-weight", str(a.small_teacher_weight)] if with_teacher else [])
         result = self.final_model(f"{stage}/final", supernet, best, limit + teacher, val)
-        result.update(train_images=a.small_images, val_images=val, teacher=bool(teacher))
+        result.update(train_images=a.small_images, val_images=val, teacher=bool(teacher), supernet=folder)
         self.record(stage, result, started)
+
+    def small_data_folder(self) -> str:
+        """small_data/<space>_<images>img_<floor>steps<supernet suffix>: the small-data supernet and its
+        search are named by what they trained on and how, as a budget's are (supernet_suffix)."""
+        a = self.args
+        return f"small_data/{a.small_space}_{a.small_images}img_{a.min_steps}steps{self.supernet_suffix()}"
 
     def budget_stage(self, budget: str, which: str) -> None:
         """`which`: winner or random_<seed>; with --distill the final training of every model of the
@@ -374,7 +385,7 @@ class Bench:
         space, flags, _ = BUDGETS[self.args.evolve_budget]
         started, a = time.time(), self.args
         supernet = self.supernet(self.supernet_name(space), space, ["--min-steps", "0"], a.val_images)
-        out = self.work / "evolve" / "space"
+        out = self.work / self.evolve_folder() / "space"
         if not (out / "done").exists():
             mcuformer(["evolve-space", "--supernet", str(supernet), "--out", str(out), *self.data_flags, *flags,
                        "--rounds", str(a.evolve_rounds), "--samples", str(a.evolve_samples),
@@ -388,13 +399,20 @@ class Bench:
         self.record(stage, {"budget": a.evolve_budget, "start_space": record["settings"]["start_space"],
                             "final_space": record["final_space"], "rounds": rounds}, started)
 
+    def evolve_folder(self) -> str:
+        """evolve/<budget><supernet suffix>_<rounds>rx<samples>: the evolved space, its supernet and its
+        search, named by the starting supernet and the evolve-space settings."""
+        a = self.args
+        return f"evolve/{a.evolve_budget}{self.supernet_suffix()}_{a.evolve_rounds}rx{a.evolve_samples}"
+
     def evolved_winner(self, stage: str) -> None:
         """The evolved space gets the starting space's supernet training, search and final training."""
         _, flags, _ = BUDGETS[self.args.evolve_budget]
         started, val = time.time(), self.args.val_images
-        space_file = self.work / "evolve" / "space" / "space_final.json"
-        supernet = self.supernet("evolve/supernet", str(space_file), ["--min-steps", "0"], val)
-        arch = self.search("evolve/search", supernet, flags, val)
+        folder = self.evolve_folder()
+        space_file = self.work / folder / "space" / "space_final.json"
+        supernet = self.supernet(f"{folder}/supernet", str(space_file), ["--min-steps", "0"], val)
+        arch = self.search(f"{folder}/search", supernet, flags, val)
         result = self.final_model(stage, supernet, arch, self.budget_finetune_flags(), val)
         result["teacher"] = self.args.distill and self.args.teacher
         start = self.state["results"].get(f"{self.args.evolve_budget}/winner{self.kd_suffix()}")

@@ -198,3 +198,29 @@ def test_a_bad_supernet_setting_is_refused_before_any_stage(bench, flags, capsys
     with pytest.raises(SystemExit):
         bench.parse_args(flags)
     assert "--supernet-epochs must be at least 1" in capsys.readouterr().err
+
+
+def test_the_small_data_and_evolve_folders_are_named_by_their_training(bench, tmp_path):
+    """Another --small-images, step floor or evolve-space setting gets its own supernet and search,
+    never a finished one trained otherwise."""
+    def folders(argv):
+        runner = object.__new__(bench.Bench)
+        runner.args, runner.work = bench.parse_args(["--supernet-epochs", "2", *argv]), tmp_path
+        return runner.small_data_folder(), runner.evolve_folder()
+
+    small, evolve = folders([])
+    assert small.startswith("small_data/") and evolve.startswith("evolve/")
+    assert folders(["--small-images", "1000"])[0] != small
+    assert folders(["--min-steps", "3000"])[0] != small
+    assert folders(["--supernet-epochs", "6"]) != (small, evolve)
+    assert folders(["--evolve-rounds", "3"])[1] != evolve
+    assert folders(["--evolve-budget", "f746_15m"])[1] != evolve
+
+
+def test_the_wide_space_admits_subnets_of_both_token_grids_under_the_f746_budget(bench):
+    """f746_15m_wide searches patch size and tokenizer window: its feasible subnets differ in token
+    grid, which fmnist_f746's do not."""
+    space, flags, _ = bench.BUDGETS["f746_15m_wide"]
+    grids = {bench.random_feasible(space, flags, seed).patch_size for seed in range(6)}
+    assert grids == {4, 7}
+    assert {bench.random_feasible("fmnist_f746", flags, seed).patch_size for seed in range(6)} == {4}
