@@ -147,6 +147,10 @@ def accuracy_table(acc: dict, convert: dict | None) -> list:
     lines += [f"- model flash, required arena and test accuracy of the trained rows re-measured on {day} by "
               "`.venv/bin/python benchmarks/accuracy_fmnist.py --reconvert` (same trained weights, that day's converter)"
               for day in sorted({r["reconverted"] for r in acc["results"].values() if r.get("reconverted")})]
+    lines.append("- every row was converted with MCUF_PATCH_EMBED version 3: version 4 (2026-12-01) adds two options to "
+                 "the model file and 8 bytes to the op's OpData, so a conversion today is 16-32 B larger in flash and "
+                 "up to 16 B larger in arena (measured on the DeiT-Tiny and MCUFormer shapes, "
+                 "benchmarks/results/arena.json)")
     if any(r.get("tflm_host") for r in acc["results"].values()):
         lines.append("- int8 in TFLM: the converted model run by TFLM on the host (x86_64) over the same test images, "
                      "with the count of output bytes that differ from the numpy reference, by "
@@ -242,6 +246,24 @@ def supernet_lines(supernet: dict) -> list:
             f"({supernet['train_images']:,} images, {supernet['train_settings']['epochs']} epochs)"]
 
 
+STEM_VARIANTS = {"window7": "7x7 window, stride 4 (the deployed tokenizer)",
+                 "stem2": "3x3 s2 1->24 ReLU, then 3x3 s2 24->E",
+                 "stem3": "3x3 s1 1->16 ReLU, 3x3 s2 16->32 ReLU, then 3x3 s2 32->E"}
+
+
+def stem_probe_table(probe: dict) -> list:
+    rows = [f"Float only, trained from scratch in front of the transformer of `{probe['transformer']}` with the "
+            "same recipe and cnn4 teacher; the best validation epoch is kept, the 10,000 test images read once. "
+            "A probe to decide the op work, not a target row.", "",
+            "| tokenizer | params | MACs | epochs | best val (epoch) | float test top-1 | wall |",
+            "|---|---|---|---|---|---|---|"]
+    for name, r in sorted(probe["rows"].items(), key=lambda kv: list(STEM_VARIANTS).index(kv[0])):
+        rows.append(f"| {name}: {STEM_VARIANTS[name]} | {r['params']:,} | {r['macs']:,} | {r['epochs']} | "
+                    f"{_pct(r['best_val'])} ({r['best_epoch']}) | {_pct(r['float_test_top1'])} | "
+                    f"{r['wall_seconds']:.0f} s |")
+    return rows
+
+
 def build_sections() -> tuple:
     arena, search, convert, demo = _load("arena"), _load("search_fmnist"), _load("convert"), _load("demo_fmnist")
     kernels, supernet = _load("kernels"), _load("supernet_fmnist")
@@ -268,6 +290,8 @@ def build_sections() -> tuple:
         ("Bring your own ViT: a stock tf_keras ViT, TFLM builtin ops vs ours", byo, byo_table,
          "benchmarks/byo_vit.py"),
         ("Supernet (Fashion-MNIST space)", supernet, supernet_lines, "benchmarks/supernet_fmnist.py"),
+        ("Tokenizer probe: a convolutional stem in front of the F746 model (float)", _load("probe_tokenizer_stem"),
+         stem_probe_table, "benchmarks/probe/tokenizer_stem.py --variant <window7|stem2|stem3> --epochs 12"),
     ]
     for title, data, render, default_cmd in sections:
         full += [f"## {title}", ""]

@@ -128,7 +128,8 @@ class _Builder:
             inputs.append(self.const("patch_embed/cls", cls, np.int8, [s_out], [z_out]))
         self.ops.append(Op("MCUF_PATCH_EMBED", inputs, out, contract.make_options(
             "MCUF_PATCH_EMBED", patch=a.patch_size, kernel=a.kernel, has_cls=int(has_cls),
-            patches_per_pass=patches_per_pass(a), pos_zp=pos_qp.zero_point, pos_mult=pos_mult, pos_shift=pos_shift)))
+            patches_per_pass=patches_per_pass(a), has_pos=1, relu=0, pos_zp=pos_qp.zero_point, pos_mult=pos_mult,
+            pos_shift=pos_shift)))
 
     @staticmethod
     def softmax_multiplier(name, real) -> tuple:

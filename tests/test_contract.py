@@ -63,8 +63,9 @@ def test_input_rule_is_pixel_minus_128():
 
 def test_input_counts():
     full, low = {"qkv_rank": 0, "proj_rank": 0}, {"qkv_rank": 8, "proj_rank": 4}
-    assert contract.input_count("MCUF_PATCH_EMBED", {"has_cls": 0}) == 5
-    assert contract.input_count("MCUF_PATCH_EMBED", {"has_cls": 1}) == 6
+    assert contract.input_count("MCUF_PATCH_EMBED", {"has_pos": 1, "has_cls": 0}) == 5
+    assert contract.input_count("MCUF_PATCH_EMBED", {"has_pos": 1, "has_cls": 1}) == 6
+    assert contract.input_count("MCUF_PATCH_EMBED", {"has_pos": 0, "has_cls": 0}) == 4     # a stem layer
     assert contract.input_count("MCUF_ATTENTION", full) == 8 and contract.input_count("MCUF_ATTENTION", low) == 14
     assert contract.input_count("MCUF_MLP", {"fc1_rank": 0, "fc2_rank": 3}) == 12
     assert contract.input_count("MCUF_HEAD", {"pool": contract.POOL_MEAN}) == 5
@@ -83,12 +84,13 @@ def test_make_options_names_every_option_once():
 
 
 def test_options_error_names_the_field():
-    good = contract.make_options("MCUF_PATCH_EMBED", patch=4, kernel=4, has_cls=1, patches_per_pass=4, pos_zp=0,
-                                 pos_mult=1 << 30, pos_shift=0)
+    good = contract.make_options("MCUF_PATCH_EMBED", patch=4, kernel=4, has_cls=1, patches_per_pass=4, has_pos=1,
+                                 relu=0, pos_zp=0, pos_mult=1 << 30, pos_shift=0)
     assert contract.options_error("MCUF_PATCH_EMBED", good) is None
     cases = {"patch": (4097, "'patch' is 4097, outside [1, 4096]"), "has_cls": (2, "'has_cls' is 2"),
              "pos_zp": (-129, "'pos_zp' is -129"), "pos_mult": (1 << 29, "'pos_mult', 'pos_shift'"),
-             "version": (2, "'version' is 2; the kernels implement version 3"),
+             "version": (3, "'version' is 3; the kernels implement version 4"), "relu": (2, "'relu' is 2"),
+             "has_pos": (-1, "'has_pos' is -1"),
              "patches_per_pass": (2, "'patches_per_pass' is 2; the kernel implements 1 or 4"),
              "kernel": (3, "'kernel' (3) is smaller than 'patch' (4)")}
     for key, (value, message) in cases.items():

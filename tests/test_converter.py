@@ -129,9 +129,9 @@ def test_flatbuffer_round_trip_in_tflm_schema(converted, fashion_mnist):
     assert codes == {"MCUF_PATCH_EMBED", "MCUF_ATTENTION", "MCUF_MLP", "MCUF_HEAD"}
     for i in range(model.OperatorCodesLength()):
         oc = model.OperatorCodes(i)
-        # SPEC 4: the patch embedding gained kernel then patches_per_pass, the attention tokens_per_pass
+        # SPEC 4: the patch embedding gained kernel, patches_per_pass, then has_pos and relu; the attention tokens_per_pass
         # and keep_t, the head sequence pooling
-        version = {b"MCUF_PATCH_EMBED": 3, b"MCUF_ATTENTION": 2, b"MCUF_HEAD": 2}.get(oc.CustomCode(), 1)
+        version = {b"MCUF_PATCH_EMBED": 4, b"MCUF_ATTENTION": 2, b"MCUF_HEAD": 2}.get(oc.CustomCode(), 1)
         assert oc.BuiltinCode() == schema.BuiltinOperator.CUSTOM and oc.Version() == version
     g = model.Subgraphs(0)
     names = [g.Tensors(i).Name().decode() for i in range(g.TensorsLength())]
@@ -141,7 +141,7 @@ def test_flatbuffer_round_trip_in_tflm_schema(converted, fashion_mnist):
     assert image_q.ZeroPoint(0) == -128 and abs(image_q.Scale(0) - 1 / 255) < 1e-9
     for i in range(g.OperatorsLength()):
         options = flexbuffers.Loads(g.Operators(i).CustomOptionsAsNumpy().tobytes())
-        version = {0: 3, g.OperatorsLength() - 1: 2}.get(i, 2 if i % 2 else 1)      # attention at odd indices
+        version = {0: 4, g.OperatorsLength() - 1: 2}.get(i, 2 if i % 2 else 1)      # attention at odd indices
         assert options == qmodel.ops[i].options and options["version"] == version
     meta = {model.Metadata(i).Name().decode(): model.Metadata(i).Buffer() for i in range(model.MetadataLength())}
     offline = np.frombuffer(model.Buffers(meta["OfflineMemoryAllocation"]).DataAsNumpy().tobytes(), np.int32)
@@ -172,7 +172,8 @@ def test_options_hold_the_architecture_and_the_tensor_scales(converted):
     tensor = {t.name: t for t in qmodel.tensors}
     assert [op.code for op in qmodel.ops] == ["MCUF_PATCH_EMBED"] + ["MCUF_ATTENTION", "MCUF_MLP"] * 2 + ["MCUF_HEAD"]
     pe, attn0, mlp0, attn1, mlp1, head = (op.options for op in qmodel.ops)
-    assert (pe["version"], attn0["version"], attn1["version"], head["version"]) == (3, 2, 2, 2)
+    assert (pe["version"], attn0["version"], attn1["version"], head["version"]) == (4, 2, 2, 2)
+    assert (pe["has_pos"], pe["relu"]) == (1, 0)                                # a tokenizer, not a stem layer
     assert mlp0["version"] == mlp1["version"] == 1
     assert (head["sm_mult"], head["sm_shift"]) == (1 << 30, 1)                  # mean pooling: unused (SPEC 2.4)
     assert (pe["patch"], pe["kernel"], pe["has_cls"], head["pool"]) == (7, 7, 0, 0)

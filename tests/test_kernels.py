@@ -182,6 +182,8 @@ def test_fashion_mnist_vits_bit_exact(kernel_test, fashion_mnist, tmp_path):
         cases += kc.chain_cases(rng, image[None], patch=patch, e=e, blocks=2, has_cls=has_cls, pool=pool)
     for image, (patch, kernel, e) in zip(images, [(4, 7, 24), (7, 9, 16), (2, 3, 4)]):   # conv tokenizers
         cases += kc.chain_cases(rng, image[None], patch=patch, kernel=kernel, e=e, blocks=1, has_cls=0, pool=0)
+    for image, stem in zip(images, [[(2, 3, 24)], [(1, 3, 16), (2, 3, 32)]]):   # convolutional stems
+        cases += kc.chain_cases(rng, image[None], stem=stem, patch=2, kernel=3, e=24, blocks=1, has_cls=0, pool=0)
     cases = both_placements(cases)
     results, _ = run_cases(kernel_test, cases, tmp_path)
     assert_bit_exact(cases, results)

@@ -78,16 +78,24 @@ def test_residual_identity_and_saturation():
     assert y.tolist() == sat8(x + 30).tolist()
 
 
-def _one_hot_patch_embed(image, patch, cls=None, kernel=None, in_zp=-128):
+def _one_hot_patch_embed(image, patch, cls=None, kernel=None, in_zp=-128, has_pos=1, relu=0):
     kernel = kernel or patch
     n_in = kernel * kernel * image.shape[-1]
     w = np.eye(n_in, dtype=np.int8)
     t = (image.shape[1] // patch) * (image.shape[2] // patch) + (cls is not None)
-    inputs = [image, w, np.zeros(n_in, np.int32), np.tile(np.array(ONE, np.int32), (n_in, 1)),
-              np.zeros((t, n_in), np.int8)] + ([cls] if cls is not None else [])
-    options = {"version": 3, "patch": patch, "kernel": kernel, "has_cls": int(cls is not None), "patches_per_pass": 4,
-               "pos_zp": 0, "pos_mult": 0, "pos_shift": 0}
+    inputs = [image, w, np.zeros(n_in, np.int32), np.tile(np.array(ONE, np.int32), (n_in, 1))]
+    inputs += [np.zeros((t, n_in), np.int8)] * has_pos + ([cls] if cls is not None else [])
+    options = {"version": 4, "patch": patch, "kernel": kernel, "has_cls": int(cls is not None), "patches_per_pass": 4,
+               "has_pos": has_pos, "relu": relu, "pos_zp": 0, "pos_mult": 0, "pos_shift": 0}
     return R.patch_embed(inputs, options, in_zp, 0)
+
+
+def test_stem_layer_without_position_embedding_clamps_at_the_zero_point():
+    image = np.array([-5, 3, 0, -128, 127, -1, 2, 9], np.int8).reshape(1, 2, 2, 2)
+    plain = _one_hot_patch_embed(image, 1, in_zp=0, has_pos=0)
+    assert plain.reshape(-1).tolist() == image.reshape(-1).tolist()
+    relu = _one_hot_patch_embed(image, 1, in_zp=0, has_pos=0, relu=1)
+    assert relu.reshape(-1).tolist() == [0, 3, 0, 0, 127, 0, 2, 9]
 
 
 def test_patch_embed_token_order():

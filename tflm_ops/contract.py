@@ -18,7 +18,8 @@ import numpy as np
 
 VERSION = 1                        # OperatorCode.version and the "version" option (SPEC 4) of the ops
 # not listed in VERSIONS; MCUF_PATCH_EMBED 2 added option `kernel` (the convolutional tokenizer), 3 option
-# `patches_per_pass`; MCUF_ATTENTION 2 options `tokens_per_pass` and `keep_t`;
+# `patches_per_pass`, 4 options `has_pos` and `relu` (a layer of a convolutional stem);
+# MCUF_ATTENTION 2 options `tokens_per_pass` and `keep_t`;
 # MCUF_HEAD 2 sequence pooling (pool 2: options sm_mult, sm_shift and the `score` tensor).
 INT32_MAX = (1 << 31) - 1
 MAX_SIZE = 65535                   # every size: T, E, P*P*C, heads, dims, ranks
@@ -52,7 +53,7 @@ def _multiplier(prefix: str) -> tuple:
 
 
 _VERSION = Option("version", VERSION, VERSION)
-VERSIONS = {"MCUF_PATCH_EMBED": 3, "MCUF_ATTENTION": 2, "MCUF_MLP": VERSION, "MCUF_HEAD": 2}
+VERSIONS = {"MCUF_PATCH_EMBED": 4, "MCUF_ATTENTION": 2, "MCUF_MLP": VERSION, "MCUF_HEAD": 2}
 _LN = (Option("ln_eps", 0, LN_EPS_MAX), _zero_point("ln_zp"))
 _SOFTMAX = (Option("sm_mult", 1 << 30, INT32_MAX), Option("sm_shift", 1, 62))   # SPEC 1.3's (M, S)
 # MCUF_HEAD `pool` values (SPEC 2.4).
@@ -61,8 +62,9 @@ POOL_CODES = {"mean": POOL_MEAN, "cls": POOL_CLS, "seq": POOL_SEQ}
 
 # Options of each op, in the order of the C kSpecs tables (SPEC 2.1-2.4).
 OPTIONS = {
-    "MCUF_PATCH_EMBED": (Option("version", 3, 3), Option("patch", 1, MAX_PATCH), Option("kernel", 1, MAX_PATCH),
-                         Option("has_cls", 0, 1), Option("patches_per_pass", 1, 4), _zero_point("pos_zp"),
+    "MCUF_PATCH_EMBED": (Option("version", 4, 4), Option("patch", 1, MAX_PATCH), Option("kernel", 1, MAX_PATCH),
+                         Option("has_cls", 0, 1), Option("patches_per_pass", 1, 4), Option("has_pos", 0, 1),
+                         Option("relu", 0, 1), _zero_point("pos_zp"),
                          *_multiplier("pos")),
     "MCUF_ATTENTION": (Option("version", 2, 2), Option("heads", 1, MAX_SIZE), Option("qkv_dim", 1, MAX_SIZE),
                        Option("qkv_rank", 0, MAX_SIZE), Option("proj_rank", 0, MAX_SIZE),
@@ -88,7 +90,7 @@ AT_LEAST = {"MCUF_PATCH_EMBED": (("kernel", "patch"),)}
 CHOICES = {"MCUF_PATCH_EMBED": {"patches_per_pass": (1, 4)}, "MCUF_ATTENTION": {"tokens_per_pass": (4, 8)}}
 
 # Persistent bytes of each kernel's OpData (SPEC 2.5), the same on 32- and 64-bit targets.
-OPDATA_BYTES = {"MCUF_PATCH_EMBED": 72, "MCUF_ATTENTION": 96, "MCUF_MLP": 88, "MCUF_HEAD": 64}
+OPDATA_BYTES = {"MCUF_PATCH_EMBED": 80, "MCUF_ATTENTION": 96, "MCUF_MLP": 88, "MCUF_HEAD": 64}
 
 # ---- tensors (SPEC 1.1, 2) ----------------------------------------------------------------
 
@@ -107,16 +109,16 @@ def linear_tensor_count(rank: int) -> int:
     return 6 if rank else 3
 
 
-# Inputs besides the linear layers: image and pos (+ cls); x and ln (+ gelu_lut; + score for pool seq).
-_OTHER_INPUTS = {"MCUF_PATCH_EMBED": 2, "MCUF_ATTENTION": 2, "MCUF_MLP": 3, "MCUF_HEAD": 2}
+# Inputs besides the linear layers: image (+ pos, + cls); x and ln (+ gelu_lut; + score for pool seq).
+_OTHER_INPUTS = {"MCUF_PATCH_EMBED": 1, "MCUF_ATTENTION": 2, "MCUF_MLP": 3, "MCUF_HEAD": 2}
 
 
 def input_count(code: str, options) -> int:
     """Number of input tensors of an op with these (valid) options."""
     linears = sum(linear_tensor_count(int(options[rank]) if rank else 0) for _, rank in LINEARS[code])
-    has_cls = int(options["has_cls"]) if code == "MCUF_PATCH_EMBED" else 0
+    optional = int(options["has_pos"]) + int(options["has_cls"]) if code == "MCUF_PATCH_EMBED" else 0
     has_score = int(code == "MCUF_HEAD" and int(options["pool"]) == POOL_SEQ)
-    return linears + _OTHER_INPUTS[code] + has_cls + has_score
+    return linears + _OTHER_INPUTS[code] + optional + has_score
 
 
 # ---- scratch (SPEC 0 and 2) ---------------------------------------------------------------

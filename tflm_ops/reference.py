@@ -128,15 +128,18 @@ def patches(image, patch, kernel=None, pad_value=0) -> np.ndarray:
 
 def patch_embed(inputs, options, in_zp, out_zp) -> np.ndarray:
     check_options("MCUF_PATCH_EMBED", options)
-    image, w, bias, rq, pos = inputs[:5]
-    has_cls = int(options["has_cls"])
+    image, w, bias, rq = inputs[:4]
+    has_pos, has_cls = int(options["has_pos"]), int(options["has_cls"])
     acc = linear_acc(patches(image, int(options["patch"]), int(options["kernel"]), in_zp), w, bias)
-    n_patches = acc.shape[1]
-    pos_term = mbqm(np.asarray(pos[:n_patches], np.int64) - int(options["pos_zp"]),
-                    int(options["pos_mult"]), int(options["pos_shift"]))
+    pos_term = 0
+    if has_pos:
+        pos_term = mbqm(np.asarray(inputs[4][:acc.shape[1]], np.int64) - int(options["pos_zp"]),
+                        int(options["pos_mult"]), int(options["pos_shift"]))
     tokens = sat8(out_zp + mbqm_rq(acc, rq) + pos_term)
+    if int(options["relu"]):
+        tokens = np.maximum(tokens, out_zp)
     if has_cls:
-        cls = np.broadcast_to(np.asarray(inputs[5], np.int64), (tokens.shape[0], 1, tokens.shape[2]))
+        cls = np.broadcast_to(np.asarray(inputs[4 + has_pos], np.int64), (tokens.shape[0], 1, tokens.shape[2]))
         tokens = np.concatenate([tokens, cls], axis=1)
     return tokens.astype(np.int8)
 

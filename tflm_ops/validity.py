@@ -157,19 +157,22 @@ def _scratch(code, options, dims) -> None:
 def _patch_embed(o, inputs, output) -> None:
     _count("MCUF_PATCH_EMBED", o, inputs)
     image = _activation(inputs[0], "input 0", 4)
-    out = _activation(output, "output", 3)
+    p, k, has_cls, has_pos = int(o["patch"]), int(o["kernel"]), int(o["has_cls"]), int(o["has_pos"])
+    out = _activation(output, "output", 3 if has_cls or len(output.shape) != 4 else 4)
     _, h, w, c = image
-    p, k, has_cls = int(o["patch"]), int(o["kernel"]), int(o["has_cls"])
     if image[0] != 1 or out[0] != 1 or h * w * c > C.INT32_MAX or k * k * c > C.MAX_SIZE or h % p or w % p:
         raise Rejected(f"image [1, H, W, C] must have H and W multiples of patch {p} and K*K*C <= {C.MAX_SIZE}, "
                        f"got {list(image)}")
-    tokens, embed = (h // p) * (w // p) + has_cls, out[2]
-    if out[1] != tokens or tokens > C.MAX_SIZE or embed > C.MAX_SIZE or tokens * embed > C.INT32_MAX:
-        raise Rejected(f"output must be [1, {tokens}, E] with T, E <= {C.MAX_SIZE}, got {list(out)}")
+    tokens, embed = (h // p) * (w // p) + has_cls, out[-1]
+    grid = (h // p, w // p) if len(out) == 4 else (tokens,)
+    if out[1:-1] != grid or tokens > C.MAX_SIZE or embed > C.MAX_SIZE or tokens * embed > C.INT32_MAX:
+        raise Rejected(f"output must be [1, {tokens}, E] (or [1, {h // p}, {w // p}, E] without a class token) "
+                       f"with T, E <= {C.MAX_SIZE}, got {list(out)}")
     after = _linear(inputs, 1, "patch", 0, k * k * c, embed)
-    _expect(inputs, after, "pos", (tokens, embed))
+    if has_pos:
+        _expect(inputs, after, "pos", (tokens, embed))
     if has_cls:
-        _expect(inputs, after + 1, "cls", (embed,))
+        _expect(inputs, after + has_pos, "cls", (embed,))
     _scratch("MCUF_PATCH_EMBED", o, C.op_dims("MCUF_PATCH_EMBED", o, image, out))
 
 

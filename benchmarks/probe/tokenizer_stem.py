@@ -64,7 +64,9 @@ def build(variant: str, config):
 
 def merge(row: dict) -> None:
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    with open(RESULTS.with_suffix(".lock"), "w") as lock:
+    lock_path = ROOT / "out" / "probe_tokenizer_stem" / "results.lock"     # the runs of the 3 variants merge here
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock_path, "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         doc = json.loads(RESULTS.read_text()) if RESULTS.exists() else {"transformer": WINNER, "rows": {}}
         doc["rows"][row["variant"]] = row

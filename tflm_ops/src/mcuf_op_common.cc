@@ -154,13 +154,27 @@ bool ExpectTensor(TfLiteContext* context, TfLiteNode* node, const char* op, bool
 
 bool ReadActivationShape(TfLiteContext* context, TfLiteNode* node, const char* op, bool output,
                          int index, int ndims, int32_t* dims, int32_t* zero_point) {
+  int rank = 0;
+  return ReadActivationShape(context, node, op, output, index, ndims, ndims, dims, &rank, zero_point);
+}
+
+bool ReadActivationShape(TfLiteContext* context, TfLiteNode* node, const char* op, bool output,
+                         int index, int min_ndims, int max_ndims, int32_t* dims, int* ndims,
+                         int32_t* zero_point) {
   TempTensor tensor(context, node, output, index);
   const TfLiteTensor* t = tensor.get();
-  if (t == nullptr || t->type != kTfLiteInt8 || t->dims == nullptr || t->dims->size != ndims) {
-    MicroPrintf("%s: %s %d must be an int8 tensor of rank %d", op, Role(output), index, ndims);
+  if (t == nullptr || t->type != kTfLiteInt8 || t->dims == nullptr || t->dims->size < min_ndims ||
+      t->dims->size > max_ndims) {
+    if (min_ndims == max_ndims) {
+      MicroPrintf("%s: %s %d must be an int8 tensor of rank %d", op, Role(output), index, min_ndims);
+    } else {
+      MicroPrintf("%s: %s %d must be an int8 tensor of rank %d to %d", op, Role(output), index,
+                  min_ndims, max_ndims);
+    }
     return false;
   }
-  for (int i = 0; i < ndims; ++i) {
+  *ndims = t->dims->size;
+  for (int i = 0; i < *ndims; ++i) {
     dims[i] = t->dims->data[i];
     if (dims[i] < 1) {
       MicroPrintf("%s: %s %d has an empty dimension", op, Role(output), index);

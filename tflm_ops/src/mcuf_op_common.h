@@ -108,6 +108,10 @@ bool ExpectTensor(TfLiteContext* context, TfLiteNode* node, const char* op, bool
 // Reads the dims and zero point of activation `index` (int8, rank `ndims`).
 bool ReadActivationShape(TfLiteContext* context, TfLiteNode* node, const char* op, bool output,
                          int index, int ndims, int32_t* dims, int32_t* zero_point);
+// The same for a rank in [min_ndims, max_ndims], stored in *ndims (dims holds max_ndims).
+bool ReadActivationShape(TfLiteContext* context, TfLiteNode* node, const char* op, bool output,
+                         int index, int min_ndims, int max_ndims, int32_t* dims, int* ndims,
+                         int32_t* zero_point);
 // x and y both int8 [1, T, E] (attention and MLP): reads T, E and the zero points.
 bool ReadTokensInOut(TfLiteContext* context, TfLiteNode* node, const char* op, int32_t* tokens,
                      int32_t* embed, int32_t* x_zp, int32_t* y_zp);

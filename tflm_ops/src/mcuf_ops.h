@@ -20,7 +20,7 @@ constexpr unsigned int kOpResolverSize = 4;
 
 // sizeof each op's OpData, the persistent bytes its Init allocates (the same
 // on 32- and 64-bit targets: int32/int64 fields only). SPEC.md lists them.
-constexpr size_t kPatchEmbedOpDataBytes = 72;
+constexpr size_t kPatchEmbedOpDataBytes = 80;
 constexpr size_t kAttentionOpDataBytes = 96;
 constexpr size_t kMlpOpDataBytes = 88;
 constexpr size_t kHeadOpDataBytes = 64;

@@ -1,6 +1,7 @@
 // MCUF_PATCH_EMBED (tflm_ops/SPEC.md 2.1): decomposed patch embedding (a
-// K x K convolution of stride P, K >= P, zero-point padded), one strip of
-// patches at a time, tokens written over the consumed image.
+// K x K convolution of stride P, K >= P, zero-point padded, with an optional
+// position embedding and ReLU), one strip of patches at a time, tokens written
+// over the consumed image.
 #include <string.h>
 
 #if defined(__ARM_FEATURE_SIMD32)
@@ -18,15 +19,18 @@ namespace {
 
 constexpr const char* kOp = "MCUF_PATCH_EMBED";
 enum {
-  kVersion, kPatch, kKernel, kHasCls, kPatchesPerPass, kPosZp, kPosMult, kPosShift, kNumOptions
+  kVersion, kPatch, kKernel, kHasCls, kPatchesPerPass, kHasPos, kRelu, kPosZp, kPosMult, kPosShift,
+  kNumOptions
 };
-// Version 2 added `kernel`, 3 `patches_per_pass` (SPEC 4); the other ops are at kOpVersion.
+// Version 2 added `kernel`, 3 `patches_per_pass`, 4 `has_pos` and `relu` (SPEC 4).
 const OptionSpec kSpecs[kNumOptions] = {
-    {"version", 3, 3},     {"patch", 1, 4096},  {"kernel", 1, 4096},
+    {"version", 4, 4},     {"patch", 1, 4096},  {"kernel", 1, 4096},
     {"has_cls", 0, 1},     {"patches_per_pass", 1, 4},
+    {"has_pos", 0, 1},     {"relu", 0, 1},
     {"pos_zp", -128, 127}, {"pos_mult", -kInt32Max, kInt32Max},
     {"pos_shift", -31, 30}};
-enum { kImage, kWeights, kBias, kRq, kPos, kCls };
+// Inputs: image, the linear's weights, bias and rq; then pos (has_pos) and cls (has_cls).
+enum { kImage, kWeights, kBias, kRq, kFirstOptional };
 // Window columns gathered and packed per pass (tflm_ops/contract.py's PATCH_CHUNK).
 constexpr int32_t kPatchChunk = 256;
 
@@ -39,6 +43,9 @@ struct OpData {
   int32_t patch() const { return options.value[kPatch]; }
   int32_t kernel() const { return options.value[kKernel]; }
   int32_t has_cls() const { return options.value[kHasCls]; }
+  int32_t has_pos() const { return options.value[kHasPos]; }
+  int32_t pos_index() const { return kFirstOptional; }
+  int32_t cls_index() const { return kFirstOptional + has_pos(); }
   int32_t patches_per_pass() const { return options.value[kPatchesPerPass]; }
   int32_t patch_bytes() const { return patch() * patch() * channels; }
   int32_t window_bytes() const { return kernel() * kernel() * channels; }
@@ -158,16 +165,19 @@ TfLiteStatus Prepare(TfLiteContext* context, TfLiteNode* node) {
                 static_cast<long>(d->patch()));
     return kTfLiteError;
   }
-  if (!ExpectCounts(node, kOp, 5 + d->has_cls())) return kTfLiteError;
-  int32_t image[4], out[3];
+  if (!ExpectCounts(node, kOp, kFirstOptional + d->has_pos() + d->has_cls())) return kTfLiteError;
+  int32_t image[4], out[4];
+  int out_rank = 0;
+  // Without a class token the output may be the [1, Gh, Gw, E] feature map a next stem layer reads.
   if (!ReadActivationShape(context, node, kOp, false, kImage, 4, image, &d->image_zp) ||
-      !ReadActivationShape(context, node, kOp, true, 0, 3, out, &d->out_zp)) {
+      !ReadActivationShape(context, node, kOp, true, 0, 3, d->has_cls() ? 3 : 4, out, &out_rank,
+                           &d->out_zp)) {
     return kTfLiteError;
   }
   const int32_t height = image[1];
   d->width = image[2];
   d->channels = image[3];
-  d->embed = out[2];
+  d->embed = out[out_rank - 1];
   const int64_t image_bytes = int64_t{image[1]} * image[2] * image[3];
   const int64_t window_bytes = int64_t{d->kernel()} * d->kernel() * d->channels;
   if (image[0] != 1 || out[0] != 1 || image_bytes > kInt32Max || window_bytes > kMaxSize ||
@@ -177,16 +187,19 @@ TfLiteStatus Prepare(TfLiteContext* context, TfLiteNode* node) {
     return kTfLiteError;
   }
   const int64_t tokens = int64_t{height / d->patch()} * d->grid_w() + d->has_cls();
-  if (out[1] != tokens || tokens > kMaxSize || d->embed > kMaxSize ||
-      tokens * d->embed > kInt32Max) {
-    MicroPrintf("%s: output must be [1, %ld, E] with T, E <= %ld", kOp, static_cast<long>(tokens),
-                static_cast<long>(kMaxSize));
+  const bool grid_ok = out_rank == 3 ? out[1] == tokens
+                                     : out[1] == height / d->patch() && out[2] == d->grid_w();
+  if (!grid_ok || tokens > kMaxSize || d->embed > kMaxSize || tokens * d->embed > kInt32Max) {
+    MicroPrintf("%s: output must be [1, %ld, E] (or [1, Gh, Gw, E] without a class token) with "
+                "T, E <= %ld", kOp, static_cast<long>(tokens), static_cast<long>(kMaxSize));
     return kTfLiteError;
   }
+  const int32_t pos_dims_t = static_cast<int32_t>(tokens);
   if (!ExpectLinear(context, node, kOp, "patch", kWeights, 0, d->window_bytes(), d->embed) ||
-      !ExpectTensor(context, node, kOp, false, kPos, "pos", kTfLiteInt8, {out[1], d->embed}) ||
+      (d->has_pos() && !ExpectTensor(context, node, kOp, false, d->pos_index(), "pos", kTfLiteInt8,
+                                     {pos_dims_t, d->embed})) ||
       (d->has_cls() &&
-       !ExpectTensor(context, node, kOp, false, kCls, "cls", kTfLiteInt8, {d->embed}))) {
+       !ExpectTensor(context, node, kOp, false, d->cls_index(), "cls", kTfLiteInt8, {d->embed}))) {
     return kTfLiteError;
   }
   return RequestScratch(context, kOp, ScratchOf(*d).bytes, &d->scratch_index);
@@ -234,23 +247,27 @@ void AccumulatePatches(const OpData& d, const InputRows& rows, const Buffers& b,
   }
 }
 
-// A token value (SPEC 2.1) from its requantized accumulator and its position embedding.
+// A token value (SPEC 2.1) from its requantized accumulator and its position
+// embedding (none without has_pos), then the ReLU (relu).
 struct TokenOut {
   RequantRow pos_rq;
-  int32_t pos_zp, out_zp;
+  int32_t pos_zp, out_zp, low;
 
   explicit TokenOut(const OpData& d)
-      : pos_rq(d.options.value + kPosMult), pos_zp(d.options.value[kPosZp]), out_zp(d.out_zp) {}
+      : pos_rq(d.options.value + kPosMult),
+        pos_zp(d.options.value[kPosZp]),
+        out_zp(d.out_zp),
+        low(d.options.value[kRelu] ? d.out_zp : -128) {}
 
-  int8_t S8(int32_t acc_rq, int8_t pos) const {
+  int8_t S8(int32_t acc_rq, const int8_t* pos) const {
     // |out_zp| <= 128: saturating the sum to 10 bits first changes nothing.
-    const int32_t sum = SatAdd32(acc_rq, pos_rq.Mbqm(pos - pos_zp));
-    return static_cast<int8_t>(SatBits<8>(SatBits<10>(sum) + out_zp));
+    const int32_t sum = pos == nullptr ? acc_rq : SatAdd32(acc_rq, pos_rq.Mbqm(*pos - pos_zp));
+    return static_cast<int8_t>(Max(SatBits<8>(SatBits<10>(sum) + out_zp), low));
   }
 };
 
 // out[t * E + e] = token e of patch t < nb from acc[e * nb + t] (SPEC 2.1),
-// pos_rows[t * E + e] its position embedding; acc is overwritten.
+// pos_rows[t * E + e] its position embedding (nullptr: none); acc is overwritten.
 void WriteTokens(const OpData& d, const Buffers& b, int32_t nb, const int8_t* pos_rows,
                  int8_t* out) {
   const int32_t e_dim = d.embed;
@@ -261,7 +278,8 @@ void WriteTokens(const OpData& d, const Buffers& b, int32_t nb, const int8_t* po
   const TokenOut token(d);
   for (int32_t t = 0; t < nb; ++t) {
     for (int32_t e = 0; e < e_dim; ++e) {
-      out[t * e_dim + e] = token.S8(b.acc[e * nb + t], pos_rows[t * e_dim + e]);
+      out[t * e_dim + e] =
+          token.S8(b.acc[e * nb + t], pos_rows == nullptr ? nullptr : pos_rows + t * e_dim + e);
     }
   }
 }
@@ -274,7 +292,8 @@ void WriteToken(const OpData& d, const InputRows& rows, const Buffers& b, int32_
                 b.chunk);
   const TokenOut token(d);
   ForEachAcc(b.linear, b.chunk, 0, d.embed, [&](int32_t e, int32_t acc) {
-    out[e] = token.S8(RequantRow(b.linear.rq + 2 * e).Mbqm(acc), pos_row[e]);
+    out[e] = token.S8(RequantRow(b.linear.rq + 2 * e).Mbqm(acc),
+                      pos_row == nullptr ? nullptr : pos_row + e);
   });
 }
 
@@ -283,7 +302,7 @@ TfLiteStatus Eval(TfLiteContext* context, TfLiteNode* node) {
   const int8_t* image = InputInt8(context, node, kImage);
   const LinearFactor linear =
       GetLinear(context, node, kWeights, 0, 0, d.window_bytes(), d.embed).last;
-  const int8_t* pos = InputInt8(context, node, kPos);
+  const int8_t* pos = d.has_pos() ? InputInt8(context, node, d.pos_index()) : nullptr;
   int8_t* tokens = OutputInt8(context, node);
   const int32_t height = tflite::micro::GetEvalInput(context, node, kImage)->dims->data[1];
   const int32_t p = d.patch(), grid_h = height / p, grid_w = d.grid_w(), e_dim = d.embed;
@@ -305,7 +324,7 @@ TfLiteStatus Eval(TfLiteContext* context, TfLiteNode* node) {
   for (int32_t step = 0; step < grid_h; ++step) {
     const int32_t r = top_down ? step : grid_h - 1 - step;
     for (int32_t c0 = 0; c0 < grid_w; c0 += d.patches_per_pass()) {
-      const int8_t* pos_rows = pos + (r * grid_w + c0) * e_dim;
+      const int8_t* pos_rows = pos == nullptr ? nullptr : pos + (r * grid_w + c0) * e_dim;
       if (d.packed_patches() == 0) {
         WriteToken(d, rows, buffers, r, c0, pos_rows, strip + c0 * e_dim);
         continue;
@@ -317,7 +336,9 @@ TfLiteStatus Eval(TfLiteContext* context, TfLiteNode* node) {
     rows.MoveHalo(top_down ? (r + 1) * p - pad : r * p);
     memcpy(tokens + r * grid_w * e_dim, strip, grid_w * e_dim);
   }
-  if (d.has_cls()) memcpy(tokens + (n_tokens - 1) * e_dim, InputInt8(context, node, kCls), e_dim);
+  if (d.has_cls()) {
+    memcpy(tokens + (n_tokens - 1) * e_dim, InputInt8(context, node, d.cls_index()), e_dim);
+  }
   return kTfLiteOk;
 }
 

@@ -178,8 +178,9 @@ def _block_zp(rng) -> int:
 
 
 def patch_embed_case(rng, image=None, *, h=None, w=None, c=None, patch=None, e=None, has_cls=None,
-                     kernel=None, patches_per_pass=None) -> Case:
-    """A random patch embedding; `kernel` > `patch` is the convolutional tokenizer."""
+                     kernel=None, patches_per_pass=None, has_pos=1, relu=0, feature_map=False, in_zp=-128) -> Case:
+    """A random patch embedding; `kernel` > `patch` is the convolutional tokenizer; without `has_pos`,
+    with `relu` and as a `feature_map` ([1, Gh, Gw, E] output), a layer of a convolutional stem."""
     patch = patch or int(rng.choice([2, 4, 7]))
     kernel = kernel or patch
     if image is None:
@@ -189,17 +190,29 @@ def patch_embed_case(rng, image=None, *, h=None, w=None, c=None, patch=None, e=N
         image = _activation(rng, (1, h, w, c), -20)
     _, h, w, c = image.shape
     e = e or int(rng.choice([8, 16, 24, 52]))
-    has_cls = int(rng.integers(0, 2)) if has_cls is None else has_cls
+    has_cls = 0 if feature_map else int(rng.integers(0, 2)) if has_cls is None else has_cls
     t = (h // patch) * (w // patch) + has_cls
-    pos_m, pos_s = quantize_multiplier(rng.uniform(0.3, 1.5))
+    pos_m, pos_s = quantize_multiplier(rng.uniform(0.3, 1.5)) if has_pos else (0, 0)
     patches_per_pass = patches_per_pass or int(rng.choice([1, 4]))
     options = contract.make_options("MCUF_PATCH_EMBED", patch=patch, kernel=kernel, has_cls=has_cls,
-                                    patches_per_pass=patches_per_pass,
-                                    pos_zp=_zp(rng), pos_mult=pos_m, pos_shift=pos_s)
-    inputs = [image, *_factor(rng, kernel * kernel * c, e, 60.0), _activation(rng, (t, e), options["pos_zp"])]
+                                    patches_per_pass=patches_per_pass, has_pos=has_pos, relu=relu,
+                                    pos_zp=_zp(rng) if has_pos else 0, pos_mult=pos_m, pos_shift=pos_s)
+    inputs = [image, *_factor(rng, kernel * kernel * c, e, 60.0)]
+    if has_pos:
+        inputs.append(_activation(rng, (t, e), options["pos_zp"]))
     if has_cls:
         inputs.append(_activation(rng, (e,), 0))
-    return Case("MCUF_PATCH_EMBED", inputs, options, -128, _zp(rng), (1, t, e))
+    out_shape = (1, h // patch, w // patch, e) if feature_map else (1, t, e)
+    return Case("MCUF_PATCH_EMBED", inputs, options, in_zp, _zp(rng), out_shape)
+
+
+def stem_case(rng, image=None, **kwargs) -> Case:
+    """A random layer of a convolutional stem: no position embedding, ReLU or not, a feature-map output
+    (3 x 3 of stride 1 or 2, or 2 x 2 of stride 2, as CCT's tokenizers are)."""
+    patch = int(rng.choice([1, 2]))
+    kernel = int(rng.choice([patch, 3])) if patch == 2 else 3
+    return patch_embed_case(rng, image, patch=patch, kernel=kernel, has_pos=0,
+                            relu=int(rng.integers(0, 2)), feature_map=bool(rng.integers(0, 2)), **kwargs)
 
 
 def attention_case(rng, x=None, x_zp=None, *, t=None, e=None, heads=None, head_dim=None, qkv_rank=None,
@@ -277,15 +290,22 @@ def conv_tokenizer_case(rng) -> Case:
     return patch_embed_case(rng, patch=patch, kernel=patch + int(rng.integers(1, 5)))
 
 
-RANDOM_CASES = (patch_embed_case, attention_case, mlp_case, head_case, conv_tokenizer_case)
+RANDOM_CASES = (patch_embed_case, attention_case, mlp_case, head_case, conv_tokenizer_case, stem_case)
 
 
 def chain_cases(rng, image: np.ndarray, *, patch: int, e: int, blocks: int, has_cls: int, pool: int,
-                kernel: int | None = None) -> list:
+                kernel: int | None = None, stem=()) -> list:
     """A small random-weight ViT on one real image: each op's input is the reference
-    output of the op before it (real activation statistics)."""
-    case = patch_embed_case(rng, image, patch=patch, e=e, has_cls=has_cls, kernel=kernel)
-    cases = [case]
+    output of the op before it (real activation statistics). `stem`: (patch, kernel, channels)
+    of each convolutional stem layer (ReLU, no position embedding) before the patch embedding."""
+    cases, x, x_zp = [], image, -128
+    for stem_patch, stem_kernel, channels in stem:
+        case = patch_embed_case(rng, x, patch=stem_patch, kernel=stem_kernel, e=channels, has_pos=0, relu=1,
+                                feature_map=True, in_zp=x_zp)
+        cases.append(case)
+        x, x_zp = case.expected(), case.out_zp
+    case = patch_embed_case(rng, x, patch=patch, e=e, has_cls=has_cls, kernel=kernel, in_zp=x_zp)
+    cases.append(case)
     x = case.expected()
     for _ in range(blocks):
         for make in (attention_case, mlp_case):
