@@ -257,8 +257,11 @@ def stem_probe_table(probe: dict) -> list:
             "A probe to decide the op work, not a target row.", "",
             "| tokenizer | params | MACs | epochs | best val (epoch) | float test top-1 | wall |",
             "|---|---|---|---|---|---|---|"]
-    for name, r in sorted(probe["rows"].items(), key=lambda kv: list(STEM_VARIANTS).index(kv[0])):
-        rows.append(f"| {name}: {STEM_VARIANTS[name]} | {r['params']:,} | {r['macs']:,} | {r['epochs']} | "
+    def variant(name):
+        return name.split("_seed")[0]
+
+    for name, r in sorted(probe["rows"].items(), key=lambda kv: (list(STEM_VARIANTS).index(variant(kv[0])), kv[0])):
+        rows.append(f"| {name}: {STEM_VARIANTS[variant(name)]} | {r['params']:,} | {r['macs']:,} | {r['epochs']} | "
                     f"{_pct(r['best_val'])} ({r['best_epoch']}) | {_pct(r['float_test_top1'])} | "
                     f"{r['wall_seconds']:.0f} s |")
     return rows

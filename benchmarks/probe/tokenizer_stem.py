@@ -11,7 +11,7 @@ stem pays:
   stem2     3x3 stride 2, 1 -> 24, ReLU; then 3x3 stride 2, 24 -> E (two chained patch embeddings)
   stem3     3x3 stride 1, 1 -> 16, ReLU; 3x3 stride 2, 16 -> 32, ReLU; 3x3 stride 2, 32 -> E
 
-    .venv/bin/python benchmarks/probe/tokenizer_stem.py --variant stem2 [--epochs 12]
+    .venv/bin/python benchmarks/probe/tokenizer_stem.py --variant stem2 [--epochs 12] [--seed 1]
 
 Selection is on the validation split (the best epoch is kept); the test set is read once, at
 the end. Resumes from its checkpoint. Merges its row into
@@ -77,6 +77,8 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--variant", choices=sorted(VARIANTS), required=True)
     p.add_argument("--epochs", type=int, default=12)
+    p.add_argument("--seed", type=int, default=0,
+                   help="another run: seeds the initial weights and the batch order (row <variant>_seed<n>)")
     p.add_argument("--val-limit", type=int, default=2000)
     p.add_argument("--teacher", default=str(ROOT / "out/bench_accuracy_fmnist/teacher_cnn4/teacher.keras"))
     p.add_argument("--work", default=str(ROOT / "out" / "probe_tokenizer_stem"))
@@ -97,15 +99,19 @@ def main(argv=None) -> int:
     started = time.time()
     data = datasets.load("fashion_mnist")
     x_tr, y_tr, x_val, y_val = split_data(data, config.image_size, config.channels, val_limit=a.val_limit)
+    name = a.variant + (f"_seed{a.seed}" if a.seed else "")
+    if a.seed:
+        import tf_keras as keras
+        keras.utils.set_random_seed(a.seed)
     model, macs = build(a.variant, config)
-    settings = finetune_settings(epochs=a.epochs)
+    settings = finetune_settings(epochs=a.epochs, seed=a.seed)
     try:
         history = finetune_subnet(model, x_tr, y_tr, x_val, y_val, settings, teacher=load_model(a.teacher),
-                                  backup_dir=Path(a.work) / a.variant / "backup")
+                                  backup_dir=Path(a.work) / name / "backup")
     except UserError as e:
         raise SystemExit(f"error: {e}") from None
     x_test = datasets.resize(data.x_test, config.image_size, config.image_size, config.channels)
-    row = {"variant": a.variant, "params": int(model.count_params()), "macs": int(macs), "epochs": a.epochs,
+    row = {"variant": name, "params": int(model.count_params()), "macs": int(macs), "epochs": a.epochs,
            "best_val": history[-1]["best_val_acc"] if history else None,
            "best_epoch": history[-1]["best_epoch"] if history else None,
            "float_test_top1": evaluate_model(model, x_test, data.y_test),
