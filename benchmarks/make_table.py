@@ -251,17 +251,19 @@ STEM_VARIANTS = {"window7": "7x7 window, stride 4 (the deployed tokenizer)",
                  "stem3": "3x3 s1 1->16 ReLU, 3x3 s2 16->32 ReLU, then 3x3 s2 32->E"}
 
 
+def _stem_variant(row_name: str) -> str:
+    return row_name.split("_seed")[0]
+
+
 def stem_probe_table(probe: dict) -> list:
     rows = [f"Float only, trained from scratch in front of the transformer of `{probe['transformer']}` with the "
             "same recipe and cnn4 teacher; the best validation epoch is kept, the 10,000 test images read once. "
             "A probe to decide the op work, not a target row.", "",
             "| tokenizer | params | MACs | epochs | best val (epoch) | float test top-1 | wall |",
             "|---|---|---|---|---|---|---|"]
-    def variant(name):
-        return name.split("_seed")[0]
-
-    for name, r in sorted(probe["rows"].items(), key=lambda kv: (list(STEM_VARIANTS).index(variant(kv[0])), kv[0])):
-        rows.append(f"| {name}: {STEM_VARIANTS[variant(name)]} | {r['params']:,} | {r['macs']:,} | {r['epochs']} | "
+    order = list(STEM_VARIANTS)
+    for name, r in sorted(probe["rows"].items(), key=lambda kv: (order.index(_stem_variant(kv[0])), kv[0])):
+        rows.append(f"| {name}: {STEM_VARIANTS[_stem_variant(name)]} | {r['params']:,} | {r['macs']:,} | {r['epochs']} | "
                     f"{_pct(r['best_val'])} ({r['best_epoch']}) | {_pct(r['float_test_top1'])} | "
                     f"{r['wall_seconds']:.0f} s |")
     return rows

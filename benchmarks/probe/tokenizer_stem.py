@@ -2,7 +2,8 @@
 
 The deployed tokenizer is one 7x7 window at stride 4 (MCUF_PATCH_EMBED, K=7, P=4). Two
 strided 3x3 convolutions with a ReLU between them see the same 7x7 field but add a
-non-linearity and a second layer, as CCT's conv tokenizer does; no op runs that yet. This
+non-linearity and a second layer, as CCT's conv tokenizer does (MCUF_PATCH_EMBED version 4
+runs such layers; the model side does not build them yet). This
 probe trains, from scratch and with the same recipe, teacher and transformer (the F746
 winner's blocks), each tokenizer variant, so that the op contract work is spent only if the
 stem pays:

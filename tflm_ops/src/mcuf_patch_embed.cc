@@ -30,7 +30,7 @@ const OptionSpec kSpecs[kNumOptions] = {
     {"pos_zp", -128, 127}, {"pos_mult", -kInt32Max, kInt32Max},
     {"pos_shift", -31, 30}};
 // Inputs: image, the linear's weights, bias and rq; then pos (has_pos) and cls (has_cls).
-enum { kImage, kWeights, kBias, kRq, kFirstOptional };
+enum { kImage, kWeights, kBias, kRq, kPos };
 // Window columns gathered and packed per pass (tflm_ops/contract.py's PATCH_CHUNK).
 constexpr int32_t kPatchChunk = 256;
 
@@ -44,8 +44,7 @@ struct OpData {
   int32_t kernel() const { return options.value[kKernel]; }
   int32_t has_cls() const { return options.value[kHasCls]; }
   int32_t has_pos() const { return options.value[kHasPos]; }
-  int32_t pos_index() const { return kFirstOptional; }
-  int32_t cls_index() const { return kFirstOptional + has_pos(); }
+  int32_t cls_index() const { return kPos + has_pos(); }
   int32_t patches_per_pass() const { return options.value[kPatchesPerPass]; }
   int32_t patch_bytes() const { return patch() * patch() * channels; }
   int32_t window_bytes() const { return kernel() * kernel() * channels; }
@@ -165,7 +164,7 @@ TfLiteStatus Prepare(TfLiteContext* context, TfLiteNode* node) {
                 static_cast<long>(d->patch()));
     return kTfLiteError;
   }
-  if (!ExpectCounts(node, kOp, kFirstOptional + d->has_pos() + d->has_cls())) return kTfLiteError;
+  if (!ExpectCounts(node, kOp, kPos + d->has_pos() + d->has_cls())) return kTfLiteError;
   int32_t image[4], out[4];
   int out_rank = 0;
   // Without a class token the output may be the [1, Gh, Gw, E] feature map a next stem layer reads.
@@ -194,10 +193,9 @@ TfLiteStatus Prepare(TfLiteContext* context, TfLiteNode* node) {
                 "T, E <= %ld", kOp, static_cast<long>(tokens), static_cast<long>(kMaxSize));
     return kTfLiteError;
   }
-  const int32_t pos_dims_t = static_cast<int32_t>(tokens);
   if (!ExpectLinear(context, node, kOp, "patch", kWeights, 0, d->window_bytes(), d->embed) ||
-      (d->has_pos() && !ExpectTensor(context, node, kOp, false, d->pos_index(), "pos", kTfLiteInt8,
-                                     {pos_dims_t, d->embed})) ||
+      (d->has_pos() && !ExpectTensor(context, node, kOp, false, kPos, "pos", kTfLiteInt8,
+                                     {static_cast<int32_t>(tokens), d->embed})) ||
       (d->has_cls() &&
        !ExpectTensor(context, node, kOp, false, d->cls_index(), "cls", kTfLiteInt8, {d->embed}))) {
     return kTfLiteError;
@@ -302,7 +300,7 @@ TfLiteStatus Eval(TfLiteContext* context, TfLiteNode* node) {
   const int8_t* image = InputInt8(context, node, kImage);
   const LinearFactor linear =
       GetLinear(context, node, kWeights, 0, 0, d.window_bytes(), d.embed).last;
-  const int8_t* pos = d.has_pos() ? InputInt8(context, node, d.pos_index()) : nullptr;
+  const int8_t* pos = d.has_pos() ? InputInt8(context, node, kPos) : nullptr;
   int8_t* tokens = OutputInt8(context, node);
   const int32_t height = tflite::micro::GetEvalInput(context, node, kImage)->dims->data[1];
   const int32_t p = d.patch(), grid_h = height / p, grid_w = d.grid_w(), e_dim = d.embed;
