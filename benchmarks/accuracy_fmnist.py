@@ -71,6 +71,8 @@ BUDGETS = {
     "mcu_64k": ("fmnist_f746", ["--board", "stm32l432kc"], "64 KiB SRAM / 256 KiB flash (STM32L432KC)"),
     "f746_15m_wide": ("fmnist_f746_wide", ["--board", "stm32f746", "--max-macs", "15000000"],
                       "STM32F746, <= 15 M MACs, patch size, tokenizer window, width and depth searched wide"),
+    "f746_15m_stem": ("fmnist_f746_stem", ["--board", "stm32f746", "--max-macs", "15000000"],
+                      "STM32F746, <= 15 M MACs, behind a fixed 3x3 convolutional stem (CCT's tokenizer)"),
 }
 
 

@@ -17,7 +17,7 @@ from keras_supernet.static_vit import CUSTOM_OBJECTS, arch_from_model
 from common.errors import UserError
 from tflm_ops.reference import patches          # the kernel's (py, px, ch) patch order
 
-SUPPORTED_LAYERS = ("InputLayer", *CUSTOM_OBJECTS)
+SUPPORTED_LAYERS = ("InputLayer", "Conv2D", *CUSTOM_OBJECTS)     # Conv2D: stem layers (static_vit.stem_layer)
 
 
 def _linear(layer, name) -> dict:
@@ -45,10 +45,13 @@ def read_weights(model) -> tuple:
                             f"supported layers: {', '.join(SUPPORTED_LAYERS)}")
     arch = arch_from_model(model)
     pe = model.get_layer("patch_embed")
-    weights = {"patch_embed": {"kernel": pe.kernel.numpy().astype(np.float64),
+    weights = {f"stem{j}": {"kernel": model.get_layer(f"stem{j}").kernel.numpy().astype(np.float64),
+                            "bias": model.get_layer(f"stem{j}").bias.numpy().astype(np.float64)}
+               for j in range(len(arch.stem))}
+    weights["patch_embed"] = {"kernel": pe.kernel.numpy().astype(np.float64),
                                "bias": pe.bias.numpy().astype(np.float64),
                                "pos": pe.pos.numpy().astype(np.float64),
-                               "cls": None if pe.cls is None else pe.cls.numpy().astype(np.float64)}}
+                               "cls": None if pe.cls is None else pe.cls.numpy().astype(np.float64)}
     for i in range(arch.depth):
         attn, mlp = model.get_layer(f"block{i}_attn"), model.get_layer(f"block{i}_mlp")
         weights[f"block{i}_attn"] = {"norm": _norm(attn), "qkv": _linear(attn, "qkv"),
@@ -118,9 +121,14 @@ def _noop(name, value):
 def forward(arch, weights, images, tap=_noop) -> np.ndarray:
     """Float logits of images (float pixels / 255, NHWC); taps every quantized point."""
     x = np.asarray(images, np.float64)
+    n = x.shape[0]
+    for j, (kernel, stride, _, channels, size) in enumerate(arch.stem_layers()):
+        stem = weights[f"stem{j}"]
+        x = np.maximum(patches(x, stride, kernel) @ stem["kernel"].reshape(-1, channels) + stem["bias"], 0.0)
+        x = x.reshape(n, size, size, channels)
+        tap(f"stem{j}", x)
     pe = weights["patch_embed"]
     p, e = arch.patch_size, arch.embed_dim
-    n = x.shape[0]
     tokens = patches(x, p, arch.kernel) @ pe["kernel"].reshape(-1, e) + pe["bias"]
     if pe["cls"] is not None:
         tokens = np.concatenate([tokens, np.broadcast_to(pe["cls"], (n, 1, e))], axis=1)

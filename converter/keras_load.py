@@ -74,6 +74,8 @@ def _unknown_layer(path, objects) -> tuple | None:
 
 
 def is_static_vit(model) -> bool:
+    """keras_supernet's static ViT: its custom layers, after stem Conv2D layers if any."""
     from keras_supernet.static_vit import CUSTOM_OBJECTS
 
-    return all(type(l).__name__ in ("InputLayer", *CUSTOM_OBJECTS) for l in model.layers)
+    kinds = [type(l).__name__ for l in model.layers]
+    return "PatchEmbed" in kinds and all(k in ("InputLayer", "Conv2D", *CUSTOM_OBJECTS) for k in kinds)

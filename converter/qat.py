@@ -18,6 +18,7 @@ import common  # noqa: F401  (TF_USE_LEGACY_KERAS before tensorflow)
 import tf_keras as keras
 import tensorflow_model_optimization as tfmot
 
+from common.errors import UserError
 from keras_supernet import static_vit as SV
 
 Q = tfmot.quantization.keras
@@ -89,6 +90,9 @@ def quantize_aware(model, initial_ranges=None) -> keras.Model:
     output ranges, which otherwise start at tfmot's [-6, 6] and move slowly
     (EMA decay 0.999).
     """
+    if any(l.name.startswith("stem") for l in model.layers):
+        raise UserError("QAT does not cover stem convolutions yet; convert this model with post-training "
+                        "quantization (--qat-epochs 0)")
     def annotate(layer):
         kind = type(layer).__name__
         if kind not in _QAT_LAYERS:

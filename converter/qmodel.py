@@ -105,7 +105,8 @@ def run(model: QModel, images_q, batch: int = 256, progress: bool = False) -> np
         for op in model.ops:
             inputs = [values[i] if model.tensors[i].data is None else model.tensors[i].data for i in op.inputs]
             zin, zout = model.tensors[op.inputs[0]].zp, model.tensors[op.output].zp
-            values[op.output] = reference.run_op(op.code, inputs, op.options, zin, zout)
+            result = reference.run_op(op.code, inputs, op.options, zin, zout)
+            values[op.output] = result.reshape((len(result),) + tuple(model.tensors[op.output].shape[1:]))
         out.append(values[model.output])
     return np.concatenate(out)
 

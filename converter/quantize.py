@@ -110,13 +110,23 @@ class _Builder:
         return self.const(f"{name}/ln", ln, np.int32), eps
 
     # ---- ops --------------------------------------------------------------------------
+    def stem(self, j, w, x, out) -> None:
+        """Stem layer j: a MCUF_PATCH_EMBED with ReLU and no position embedding (SPEC 3)."""
+        kernel, stride, _, channels, _ = self.arch.stem_layers()[j]
+        t_in, t_out = self.tensors[x], self.tensors[out]
+        inputs = [x] + self.factor(f"stem{j}", w["kernel"].reshape(-1, channels), w["bias"], t_in.scale[0],
+                                   t_in.zp, t_out.scale[0])
+        self.ops.append(Op("MCUF_PATCH_EMBED", inputs, out, contract.make_options(
+            "MCUF_PATCH_EMBED", patch=stride, kernel=kernel, has_cls=0, patches_per_pass=patches_per_pass(self.arch),
+            has_pos=0, relu=1, pos_zp=0, pos_mult=0, pos_shift=0)))
+
     def patch_embed(self, w, image, out) -> None:
-        a, t_out = self.arch, self.tensors[out]
+        a, t_in, t_out = self.arch, self.tensors[image], self.tensors[out]
         s_out, z_out = t_out.scale[0], t_out.zp
         pe = w["patch_embed"]
         n_patches, e = a.num_patches, a.embed_dim
         inputs = [image] + self.factor("patch_embed", pe["kernel"].reshape(-1, e), pe["bias"],
-                                       INPUT_QPARAMS.scale, INPUT_QPARAMS.zero_point, s_out)
+                                       t_in.scale[0], t_in.zp, s_out)
         pos = pe["pos"]
         pos_qp = qparams(pos[:n_patches].min(), pos[:n_patches].max(), False)
         pos_q = np.clip(_round(pos / pos_qp.scale) + pos_qp.zero_point, -128, 127)
@@ -215,9 +225,12 @@ def build_qmodel(arch, weights, ranges) -> QModel:
     b = _Builder(arch, ranges)
     size, t, e = arch.image_size, arch.num_tokens, arch.embed_dim
     image = b.activation("image", (1, size, size, arch.channels), INPUT_QPARAMS)
+    stem = [b.activation(f"stem{j}", (1, s, s, c), b.qp(f"stem{j}")) for j, (s, c) in enumerate(arch.stem_shapes[1:])]
     tokens = [b.activation(f"tokens_{k}", (1, t, e), b.qp(f"tokens_{k}")) for k in range(2 * arch.depth + 1)]
     logits = b.activation("logits", (1, arch.num_classes), b.qp("logits"))
-    b.patch_embed(weights, image, tokens[0])
+    for j, out in enumerate(stem):
+        b.stem(j, weights[f"stem{j}"], ([image] + stem)[j], out)
+    b.patch_embed(weights, ([image] + stem)[-1], tokens[0])
     for i in range(arch.depth):
         b.attention(i, weights[f"block{i}_attn"], tokens[2 * i], tokens[2 * i + 1])
         b.mlp(i, weights[f"block{i}_mlp"], tokens[2 * i + 1], tokens[2 * i + 2])

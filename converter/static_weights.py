@@ -42,6 +42,8 @@ def write_weights(model, weights) -> None:
         values = {}
         if name == "patch_embed":
             values = {k: w[k] for k in ("kernel", "bias", "pos", "cls")}
+        elif name.startswith("stem"):
+            values = {"kernel": w["kernel"], "bias": w["bias"]}
         else:
             values = {"norm_gamma": w["norm"][0], "norm_beta": w["norm"][1]}
             for lin in ("qkv", "proj", "fc1", "fc2", "fc"):

@@ -10,6 +10,9 @@ Per block `i`: `num_heads[i]`, `qkv_dim[i]` (= heads * head size),
 `patch_kernel` > `patch_size` makes the patch embedding an overlapping
 convolutional tokenizer (a K x K convolution of stride P, zero padded, SPEC
 2.1); 0 (or `patch_size`) is the plain patch split.
+`stem`: convolution layers before the patch embedding, each (kernel, stride,
+channels) with a ReLU (CCT's convolutional tokenizer, SPEC 3); the patch
+embedding then tokenizes the last layer's feature map.
 """
 from __future__ import annotations
 
@@ -39,6 +42,7 @@ class ArchConfig:
     fc2_rank: tuple = ()
     pool: str = "mean"
     patch_kernel: int = 0           # tokenizer window K (0: = patch_size, non-overlapping)
+    stem: tuple = ()                # ((kernel, stride, channels), ...) convolutions + ReLU before the patch embedding
     extra: dict = field(default_factory=dict, compare=False, hash=False)   # free-form notes
 
     # ---- construction -------------------------------------------------------
@@ -50,6 +54,12 @@ class ArchConfig:
                 value = (value,) * depth
             value = tuple(int(v) for v in value) if value else (0,) * depth
             object.__setattr__(self, name, value)
+        try:
+            stem = tuple(tuple(int(v) for v in layer) for layer in self.stem)
+        except (TypeError, ValueError):
+            raise UserError(f"architecture config: stem: must be a list of [kernel, stride, channels], "
+                            f"got {self.stem!r}") from None
+        object.__setattr__(self, "stem", stem)
         if self.patch_kernel == self.patch_size:
             object.__setattr__(self, "patch_kernel", 0)     # one spelling of the plain patch split
         self.validate()
@@ -93,6 +103,10 @@ class ArchConfig:
             del d["extra"]
         if not d["patch_kernel"]:
             del d["patch_kernel"]
+        if d["stem"]:
+            d["stem"] = [list(layer) for layer in self.stem]
+        else:
+            del d["stem"]
         return d
 
     def replace(self, **changes) -> "ArchConfig":
@@ -110,10 +124,21 @@ class ArchConfig:
                 bad(name, f"must be positive, got {getattr(self, name)}")
         if self.channels not in (1, 3):
             bad("channels", f"must be 1 or 3, got {self.channels}")
-        if self.image_size % self.patch_size:
-            bad("patch_size", f"{self.patch_size} does not tile the {self.image_size}x{self.image_size} input")
+        size, channels = self.image_size, self.channels
+        for i, layer in enumerate(self.stem):
+            if len(layer) != 3:
+                bad("stem", f"layer {i}: must be [kernel, stride, channels], got {list(layer)}")
+            k, s, c = layer
+            if s < 1 or k < s or c < 1 or size % s or k * k * channels > contract.MAX_SIZE:
+                bad("stem", f"layer {i}: [kernel {k}, stride {s}, channels {c}] needs channels >= 1 and "
+                    f"1 <= stride <= kernel, the stride dividing its {size}x{size} input and "
+                    f"K*K*C_in <= {contract.MAX_SIZE}")
+            size, channels = size // s, c
+        if size % self.patch_size:
+            bad("patch_size", f"{self.patch_size} does not tile the {size}x{size} "
+                f"{'stem output' if self.stem else 'input'}")
         if self.patch_kernel and (self.patch_kernel < self.patch_size
-                                  or self.patch_kernel ** 2 * self.channels > contract.MAX_SIZE):
+                                  or self.patch_kernel ** 2 * channels > contract.MAX_SIZE):
             bad("patch_kernel", f"must be 0 or at least patch_size {self.patch_size} with K*K*channels <= "
                 f"{contract.MAX_SIZE}, got {self.patch_kernel}")
         if self.pool not in POOLS:
@@ -143,8 +168,16 @@ class ArchConfig:
         return len(self.num_heads)
 
     @property
+    def stem_shapes(self) -> list:
+        """(size, channels) of the image and of each stem layer's output, square feature maps."""
+        shapes = [(self.image_size, self.channels)]
+        for _, stride, channels in self.stem:
+            shapes.append((shapes[-1][0] // stride, channels))
+        return shapes
+
+    @property
     def grid(self) -> int:
-        return self.image_size // self.patch_size
+        return self.stem_shapes[-1][0] // self.patch_size
 
     @property
     def num_patches(self) -> int:
@@ -161,8 +194,8 @@ class ArchConfig:
 
     @property
     def patch_dim(self) -> int:
-        """Inputs of one token's projection: the K x K x C window."""
-        return self.kernel * self.kernel * self.channels
+        """Inputs of one token's projection: the K x K x C window (C: the last stem layer's channels)."""
+        return self.kernel * self.kernel * self.stem_shapes[-1][1]
 
     def linear_shape(self, block: int, linear: str) -> tuple:
         """(in_features, out_features) of one linear layer of a block."""
@@ -179,9 +212,15 @@ class ArchConfig:
         r = self.rank(block, linear)
         return (n_in * n_out if r == 0 else r * (n_in + n_out)) + n_out
 
+    def stem_layers(self) -> list:
+        """(kernel, stride, in_channels, out_channels, out_size) of each stem layer."""
+        shapes = self.stem_shapes
+        return [(k, s, shapes[i][1], c, shapes[i + 1][0]) for i, (k, s, c) in enumerate(self.stem)]
+
     def layer_params(self) -> dict:
         e = self.embed_dim
-        out = {"patch_embed": self.patch_dim * e + e + self.num_tokens * e + (e if self.pool == "cls" else 0)}
+        out = {f"stem{i}": k * k * c_in * c + c for i, (k, _, c_in, c, _) in enumerate(self.stem_layers())}
+        out["patch_embed"] = ( self.patch_dim * e + e + self.num_tokens * e + (e if self.pool == "cls" else 0))
         for i in range(self.depth):
             out[f"block{i}.attn"] = 2 * e + self.linear_params(i, "qkv") + self.linear_params(i, "proj")
             out[f"block{i}.mlp"] = 2 * e + self.linear_params(i, "fc1") + self.linear_params(i, "fc2")
@@ -199,7 +238,9 @@ class ArchConfig:
             r = self.rank(i, name)
             return t * (n_in * n_out if r == 0 else r * (n_in + n_out))
 
-        out = {"patch_embed": self.num_patches * self.patch_dim * e}
+        out = {f"stem{i}": size * size * k * k * c_in * c
+               for i, (k, _, c_in, c, size) in enumerate(self.stem_layers())}
+        out["patch_embed"] = self.num_patches * self.patch_dim * e
         for i in range(self.depth):
             attention = 2 * t * t * self.qkv_dim[i]          # q.k^T and p.v
             out[f"block{i}.attn"] = lin(i, "qkv") + attention + lin(i, "proj")
@@ -213,7 +254,8 @@ class ArchConfig:
     def describe(self) -> str:
         ranks = ",".join("/".join(str(self.rank(i, l)) for l in LINEARS) for i in range(self.depth))
         tokenizer = f"k{self.patch_kernel}" if self.patch_kernel else ""
-        return (f"{self.image_size}px/p{self.patch_size}{tokenizer} E{self.embed_dim} depth{self.depth} "
+        stem = "".join(f"/stem{k}s{s}c{c}" for k, s, c in self.stem)
+        return (f"{self.image_size}px{stem}/p{self.patch_size}{tokenizer} E{self.embed_dim} depth{self.depth} "
                 f"heads{list(self.num_heads)} qkv{list(self.qkv_dim)} mlp{list(self.mlp_hidden)} "
                 f"ranks[{ranks}] pool={self.pool}")
 

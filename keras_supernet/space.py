@@ -9,8 +9,10 @@ subnet) and `num_heads`, `mlp_ratio`, `rank_ratio` (one per block; the rank
 ratio once per linear layer qkv/proj/fc1/fc2). A subnet's tokenizer window is
 `patch_size + patch_overlap` (the convolutional tokenizer of SPEC 2.1 when the
 overlap is positive; `patch_overlap` defaults to [0] and may be one integer).
-Fixed: `channels`, `num_classes`, `head_dim` (qkv_dim = heads * head_dim) and
-`pool`. A rank ratio maps to an integer rank `round(ratio * min(in, out))` (at
+Fixed: `channels`, `num_classes`, `head_dim` (qkv_dim = heads * head_dim),
+`pool` and `stem` (convolution layers [kernel, stride, channels] + ReLU before the
+patch embedding, shared by every subnet; default none: patch sizes then tile the
+stem's output, `image_size / stride`). A rank ratio maps to an integer rank `round(ratio * min(in, out))` (at
 least 1); `full` is rank 0.
 """
 from __future__ import annotations
@@ -32,7 +34,7 @@ FULL = "full"
 GLOBAL_DIMS = ("image_size", "patch_size", "patch_overlap", "embed_dim", "depth")
 BLOCK_DIMS = ("num_heads", "mlp_ratio", "rank_ratio")
 DIMENSIONS = GLOBAL_DIMS + BLOCK_DIMS
-FIXED = ("channels", "num_classes", "head_dim", "pool")
+FIXED = ("channels", "num_classes", "head_dim", "pool", "stem")
 INT_DIMS = ("image_size", "patch_size", "patch_overlap", "embed_dim", "depth", "num_heads")
 OPTIONAL_DIMS = {"patch_overlap": [0]}      # dimensions a space file may leave out
 
@@ -56,9 +58,10 @@ class SearchSpace:
     """Choices per dimension plus the fixed settings; every subnet is an `ArchConfig`."""
 
     def __init__(self, name: str, dimensions: dict, channels: int, num_classes: int, head_dim: int,
-                 pool: str = "mean"):
+                 pool: str = "mean", stem=()):
         self.name = str(name)
         self.channels, self.num_classes, self.head_dim, self.pool = channels, num_classes, head_dim, pool
+        self.stem = self._clean_stem(stem)
         self.dimensions = {d: self._clean(d, dimensions.get(d, OPTIONAL_DIMS.get(d))) for d in DIMENSIONS}
         self._validate()
 
@@ -68,7 +71,7 @@ class SearchSpace:
         required = tuple(d for d in DIMENSIONS if d not in OPTIONAL_DIMS) + FIXED[:3]
         check_keys(data, ("name",) + DIMENSIONS + FIXED, where, required=required)
         return cls(data.get("name", "space"), {d: data[d] for d in DIMENSIONS if d in data}, data["channels"],
-                   data["num_classes"], data["head_dim"], data.get("pool", "mean"))
+                   data["num_classes"], data["head_dim"], data.get("pool", "mean"), data.get("stem") or ())
 
     @classmethod
     def load(cls, path) -> "SearchSpace":
@@ -79,8 +82,9 @@ class SearchSpace:
         overlap = dims.pop("patch_overlap")       # spelled as before when fixed, so old fingerprints hold
         if overlap != [0]:
             dims["patch_overlap"] = overlap[0] if len(overlap) == 1 else overlap
+        stem = {"stem": [list(layer) for layer in self.stem]} if self.stem else {}     # old fingerprints hold
         return {"name": self.name, **dims, "channels": self.channels, "num_classes": self.num_classes,
-                "head_dim": self.head_dim, "pool": self.pool}
+                "head_dim": self.head_dim, "pool": self.pool, **stem}
 
     def fingerprint(self) -> str:
         """Identifies the space's shape (not its name): checkpoints are bound to it."""
@@ -122,6 +126,26 @@ class SearchSpace:
             out.append(int(c) if dim in INT_DIMS else float(c))
         return sorted(set(out), key=_rank_key)
 
+    def _clean_stem(self, stem) -> tuple:
+        try:
+            layers = tuple(tuple(int(v) for v in layer) for layer in stem)
+        except (TypeError, ValueError):
+            layers = ((),)
+        for layer in layers:
+            if len(layer) != 3 or not 1 <= layer[1] <= layer[0] or layer[2] < 1:
+                raise UserError(f"search space {self.name!r}: stem: must be a list of [kernel, stride, channels] "
+                                f"with 1 <= stride <= kernel, got {stem!r}")
+        return layers
+
+    @property
+    def stem_stride(self) -> int:
+        return int(np.prod([stride for _, stride, _ in self.stem]))
+
+    @property
+    def tokenizer_channels(self) -> int:
+        """Channels of the map the patch embedding reads: the last stem layer's, else the image's."""
+        return self.stem[-1][2] if self.stem else self.channels
+
     def _validate(self) -> None:
         def bad(field, message):
             raise UserError(f"search space {self.name!r}: {field}: {message}")
@@ -131,9 +155,12 @@ class SearchSpace:
         if not isinstance(self.num_classes, int) or self.num_classes < 2:
             bad("num_classes", f"must be an integer >= 2, got {self.num_classes!r}")
         window = max(self.dimensions["patch_size"]) + max(self.dimensions["patch_overlap"])
-        if window ** 2 * self.channels > contract.MAX_SIZE:
+        if window ** 2 * self.tokenizer_channels > contract.MAX_SIZE:
             bad("patch_overlap", f"the largest window (patch_size + patch_overlap)^2 x channels must be <= "
-                f"{contract.MAX_SIZE}, got {window}^2 x {self.channels}")
+                f"{contract.MAX_SIZE}, got {window}^2 x {self.tokenizer_channels}")
+        for s in self.dimensions["image_size"]:
+            if s % self.stem_stride:
+                bad("image_size", f"{s} is not a multiple of the stem's stride {self.stem_stride}")
         if not isinstance(self.head_dim, int) or self.head_dim <= 0:
             bad("head_dim", f"must be a positive integer, got {self.head_dim!r}")
         if self.pool not in POOLS:
@@ -152,17 +179,17 @@ class SearchSpace:
         return len(self.dimensions["patch_overlap"]) > 1
 
     def patches_for(self, image_size: int) -> list:
-        return [p for p in self.dimensions["patch_size"] if image_size % p == 0]
+        return [p for p in self.dimensions["patch_size"] if (image_size // self.stem_stride) % p == 0]
 
     def images_for(self, patch_size: int) -> list:
-        return [s for s in self.dimensions["image_size"] if s % patch_size == 0]
+        return [s for s in self.dimensions["image_size"] if (s // self.stem_stride) % patch_size == 0]
 
     def check(self, config: ArchConfig) -> None:
         """Raise UserError naming the first field of `config` outside this space."""
         def bad(field, message):
             raise UserError(f"subnet outside search space {self.name!r}: {field}: {message}")
 
-        for field in ("channels", "num_classes", "pool"):
+        for field in ("channels", "num_classes", "pool", "stem"):
             if getattr(config, field) != getattr(self, field):
                 bad(field, f"{getattr(config, field)!r} but the space has {getattr(self, field)!r}")
         if config.kernel - config.patch_size not in self.dimensions["patch_overlap"]:
@@ -198,7 +225,7 @@ class SearchSpace:
         overlap = genes.get("patch_overlap", self.dimensions["patch_overlap"][0])
         return ArchConfig(image_size=genes["image_size"], channels=self.channels, patch_size=genes["patch_size"],
                           patch_kernel=genes["patch_size"] + overlap, embed_dim=e, num_classes=self.num_classes,
-                          num_heads=heads, qkv_dim=qkv, mlp_hidden=hidden, pool=self.pool, **ranks)
+                          num_heads=heads, qkv_dim=qkv, mlp_hidden=hidden, pool=self.pool, stem=self.stem, **ranks)
 
     def encode(self, config: ArchConfig) -> dict:
         """The genes of a subnet of this space (inverse of `decode`)."""
@@ -314,10 +341,11 @@ class SearchSpace:
         d = self.dimensions
         e, q = max(d["embed_dim"]), max(d["num_heads"]) * self.head_dim
         hidden = max(hidden_for(r, x) for r in d["mlp_ratio"] for x in d["embed_dim"])
-        grid = max(s // p for s in d["image_size"] for p in self.patches_for(s))
+        grid = max(s // self.stem_stride // p for s in d["image_size"] for p in self.patches_for(s))
         return {"embed_dim": e, "qkv_dim": q, "mlp_hidden": hidden, "depth": max(d["depth"]),
                 "patch_size": max(d["patch_size"]), "image_size": max(d["image_size"]), "grid": grid,
-                "channels": self.channels, "num_classes": self.num_classes, "pool": self.pool,
+                "channels": self.tokenizer_channels,      # the patch embedding's input
+                "num_classes": self.num_classes, "pool": self.pool,
                 "head_dim": self.head_dim, "patch_overlap": max(d["patch_overlap"])}
 
     def __repr__(self) -> str:

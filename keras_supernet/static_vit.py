@@ -3,6 +3,7 @@
 `export_subnet` produces this model with weights inherited from the supernet;
 the converter reads exactly these layers and weights:
 
+  stem{j}            Conv2D:         kernel (k,k,C_in,C), bias (C); stride s, SAME padding, ReLU
   patch_embed        PatchEmbed:     kernel (p,p,C,E), bias (E), pos (T,E)[, cls (E)]
   block{i}_attn      AttentionBlock: norm_gamma/beta (E), qkv*, proj*
   block{i}_mlp       MlpBlock:       norm_gamma/beta (E), fc1*, fc2*
@@ -148,6 +149,30 @@ class ClassifierHead(_ViTLayer):
 CUSTOM_OBJECTS = {cls.__name__: cls for cls in (PatchEmbed, AttentionBlock, MlpBlock, ClassifierHead)}
 
 
+def stem_layer(kernel: int, stride: int, channels: int, name: str, seed: int | None = None) -> keras.layers.Conv2D:
+    """One stem convolution. Its SAME padding pads (K - s) // 2 before, as SPEC 2.1's `pad`, whenever the
+    stride divides the input (ArchConfig.validate asks that)."""
+    return keras.layers.Conv2D(channels, kernel, strides=stride, padding="same", activation="relu", name=name,
+                               kernel_initializer=keras.initializers.GlorotUniform(seed=seed))
+
+
+def _stem_of(model) -> list:
+    """(kernel, stride, channels) of each stem{j} Conv2D; anything else is a UserError."""
+    from common.errors import UserError
+
+    convs = [l for l in model.layers if isinstance(l, keras.layers.Conv2D)]
+    stem = []
+    for j, layer in enumerate(convs):
+        k, s = layer.kernel_size, layer.strides
+        if (layer.name != f"stem{j}" or k[0] != k[1] or s[0] != s[1] or layer.padding != "same"
+                or layer.activation is not keras.activations.relu or not layer.use_bias
+                or tuple(layer.dilation_rate) != (1, 1) or layer.groups != 1):
+            raise UserError(f"layer {layer.name!r}: a stem convolution must be named stem{j} and be square, "
+                            f"strided, SAME padded, with bias and ReLU (static_vit.stem_layer)")
+        stem.append((k[0], s[0], layer.filters))
+    return stem
+
+
 def build_vit(config: ArchConfig, name: str = "vit", layer_options: dict | None = None) -> keras.Model:
     """A static ViT for `config` (fresh weights). Input: float pixels / 255.
 
@@ -156,8 +181,11 @@ def build_vit(config: ArchConfig, name: str = "vit", layer_options: dict | None 
     """
     extra = layer_options or {}
     inputs = keras.Input((config.image_size, config.image_size, config.channels), name="image")
+    x = inputs
+    for j, (kernel, stride, channels) in enumerate(config.stem):
+        x = stem_layer(kernel, stride, channels, f"stem{j}")(x)
     x = PatchEmbed(config.patch_size, config.embed_dim, use_cls=config.pool == "cls",
-                   kernel_size=config.patch_kernel, name="patch_embed")(inputs)
+                   kernel_size=config.patch_kernel, name="patch_embed")(x)
     for i in range(config.depth):
         x = AttentionBlock(config.num_heads[i], config.qkv_dim[i], config.qkv_rank[i], config.proj_rank[i],
                            name=f"block{i}_attn", **extra.get(f"block{i}_attn", {}))(x)
@@ -191,7 +219,7 @@ def arch_from_model(model: keras.Model) -> ArchConfig:
     if h != w:
         raise UserError(f"model {model.name!r}: only square inputs are supported, got {h}x{w}")
     return ArchConfig(image_size=h, channels=c, patch_size=pe.patch_size, patch_kernel=pe.kernel_size,
-                      embed_dim=pe.embed_dim,
+                      embed_dim=pe.embed_dim, stem=_stem_of(model),
                       num_classes=head.num_classes, pool=head.pool,
                       num_heads=[a.num_heads for a in attn], qkv_dim=[a.qkv_dim for a in attn],
                       mlp_hidden=[m.hidden for m in mlp], qkv_rank=[a.qkv_rank for a in attn],

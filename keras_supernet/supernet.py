@@ -21,7 +21,7 @@ from common.errors import UserError
 from .arch import ArchConfig
 from .masked import arch_masks
 from .space import SearchSpace
-from .static_vit import build_vit
+from .static_vit import build_vit, stem_layer
 from .super_layers import SuperAttention, SuperHead, SuperMlp, SuperPatchEmbed
 
 
@@ -38,6 +38,7 @@ class Supernet(keras.Model):
         super().__init__(**kwargs)
         self.space, self.seed = space, int(seed)
         m = space.max_dims()
+        self.stem = [stem_layer(k, s, c, f"stem{j}", seed=seed + j) for j, (k, s, c) in enumerate(space.stem)]
         self.patch_embed = SuperPatchEmbed(m, seed, name="patch_embed")
         self.attn_blocks = [SuperAttention(m, i, seed, name=f"block{i}_attn") for i in range(m["depth"])]
         self.mlp_blocks = [SuperMlp(m, i, seed, name=f"block{i}_mlp") for i in range(m["depth"])]
@@ -65,7 +66,9 @@ class Supernet(keras.Model):
         """Logits of the subnet `masks` on images at its resolution. With `depth` the blocks past
         it are not run; without (the training graph, one for all depths) they run and are discarded
         by `masks["blocks"]` (a select, not a `tf.cond`: TF's cond gradients race when several
-        subnets share one graph)."""
+        subnets share one graph). The space's stem, if any, is the same for every subnet."""
+        for layer in self.stem:
+            images = layer(images)
         x = self.patch_embed(images, masks["embed"], patch_size, masks["window"])
         blocks = list(zip(self.attn_blocks, self.mlp_blocks))
         for i, (attn, mlp) in enumerate(blocks[:depth]):
@@ -109,6 +112,8 @@ def export_subnet(supernet: Supernet, config: ArchConfig, name: str = "subnet") 
     """A static tf_keras ViT (`static_vit.build_vit`) holding `config`'s inherited weights."""
     supernet.set_sample_config(config)
     model = build_vit(config, name=name)
+    for layer in supernet.stem:
+        model.get_layer(layer.name).set_weights(layer.get_weights())
     for layer in supernet.super_layers():
         if layer.name.startswith("block") and int(layer.name[5:].split("_")[0]) >= config.depth:
             continue

@@ -77,8 +77,11 @@ def builtin_graph(config) -> Graph:
                         "for pool mean and cls only")
     b = _Builder()
     t, e, g = config.num_tokens, config.embed_dim, config.grid
-    image = b.act(1, config.image_size, config.image_size, config.channels)
-    x = b.op("CONV_2D", [image, b.const((e, config.kernel, config.kernel, config.channels), channels=e),
+    image = x = b.act(1, config.image_size, config.image_size, config.channels)
+    for k, _, c_in, c, size in config.stem_layers():      # the ReLU fuses into CONV_2D
+        x = b.op("CONV_2D", [x, b.const((c, k, k, c_in), channels=c), b.const((c,), 4, channels=c)], 1, size, size, c)
+    c_in = config.stem_shapes[-1][1]
+    x = b.op("CONV_2D", [x, b.const((e, config.kernel, config.kernel, c_in), channels=e),
                          b.const((e,), 4, channels=e)], 1, g, g, e)
     x = b.op("RESHAPE", [x, b.const((3,), 4, key=("shape", 1, g * g, e))], 1, g * g, e)
     if config.pool == "cls":

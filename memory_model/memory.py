@@ -6,7 +6,7 @@ tensor in SPEC.md section 3 order, then -1 for every constant tensor):
 
     from .memory import Techniques, custom_graph_plan
     plan = custom_graph_plan(config)                     # all techniques on
-    offsets = plan.tensor_offsets                        # [image, tokens_0, ..., tokens_2d, logits]
+    offsets = plan.tensor_offsets                        # [image, stem0.., tokens_0, ..., tokens_2d, logits]
     plan.head_bytes, plan.scratch_offsets, plan.tail_bytes(pointer_size=4)
 
 The plan is what TFLM's GreedyMemoryPlanner computes for that graph with those
@@ -37,7 +37,8 @@ class Techniques:
     operator_integration: fused custom ops (attention row by row, MLP per token);
         off = the plain TFLM builtin-op graph of TFLiteConverter (then the other
         two must be off too: builtin graphs have no offline in-place plan).
-    patch_decomposition: the patch embedding writes its tokens over the image.
+    patch_decomposition: the patch embedding writes its tokens over the image (each stem layer
+        its feature map too).
     token_overwrite: every block writes its output over its input tokens.
     """
     operator_integration: bool = True
@@ -59,7 +60,7 @@ class Techniques:
 
 
 def custom_op_names(config) -> list:
-    names = ["MCUF_PATCH_EMBED"]
+    names = ["MCUF_PATCH_EMBED"] * (len(config.stem) + 1)
     for _ in range(config.depth):
         names += ["MCUF_ATTENTION", "MCUF_MLP"]
     return names + ["MCUF_HEAD"]
@@ -115,9 +116,13 @@ def scratch_bytes(config, patch_embed_passes: int | None = None, attention: tupl
     attention with (tokens_per_pass, keep_t) `attention` (default: `attention_passes`)."""
     t, e = config.num_tokens, config.embed_dim
     attention = attention or attention_passes(config)
-    sizes = [contract.scratch_bytes("MCUF_PATCH_EMBED", patch=config.patch_size, kernel=config.kernel,
-                                    grid_w=config.grid, embed=e, channels=config.channels,
-                                    patches_per_pass=patch_embed_passes or patches_per_pass(config))]
+    passes = patch_embed_passes or patches_per_pass(config)
+    sizes = [contract.scratch_bytes("MCUF_PATCH_EMBED", patch=stride, kernel=kernel, grid_w=size, embed=c_out,
+                                    channels=c_in, patches_per_pass=passes)
+             for kernel, stride, c_in, c_out, size in config.stem_layers()]
+    sizes.append(contract.scratch_bytes("MCUF_PATCH_EMBED", patch=config.patch_size, kernel=config.kernel,
+                                        grid_w=config.grid, embed=e, channels=config.stem_shapes[-1][1],
+                                        patches_per_pass=passes))
     for i in range(config.depth):
         sizes.append(contract.scratch_bytes("MCUF_ATTENTION", tokens=t, embed=e, qkv_dim=config.qkv_dim[i],
                                             qkv_rank=config.qkv_rank[i], proj_rank=config.proj_rank[i],
@@ -129,12 +134,14 @@ def scratch_bytes(config, patch_embed_passes: int | None = None, attention: tupl
 
 
 def activation_names(config) -> list:
-    return ["image"] + [f"tokens_{k}" for k in range(2 * config.depth + 1)] + ["logits"]
+    """SPEC 3's activation order: image, stem0.., tokens_0..tokens_2d, logits."""
+    return (["image"] + [f"stem{j}" for j in range(len(config.stem))]
+            + [f"tokens_{k}" for k in range(2 * config.depth + 1)] + ["logits"])
 
 
 def activation_bytes(config) -> list:
     tokens = config.num_tokens * config.embed_dim
-    return ([config.image_size * config.image_size * config.channels]
+    return ([size * size * channels for size, channels in config.stem_shapes]
             + [tokens] * (2 * config.depth + 1) + [config.num_classes])
 
 
@@ -163,19 +170,18 @@ class ArenaPlan:
         return tflm_required_arena.custom_graph_required(self.config, self.head_bytes, pointer_size)
 
 
-def _activation_lifetimes(depth: int) -> list:
-    """(first, last) scope of image, tokens_0..tokens_2d, logits: op k runs in scope k+1."""
-    n_ops = 2 * depth + 2
-    lifetimes = [(0, 1)]                                   # image: subgraph input, read by op 0
-    lifetimes += [(k + 1, k + 2) for k in range(2 * depth + 1)]
-    lifetimes.append((n_ops, n_ops))                       # logits: output of the last op
-    return lifetimes
+def _activation_lifetimes(n_ops: int) -> list:
+    """(first, last) scope of each activation (activation_names order): op k runs in scope k+1 and
+    reads activation k; the image is the subgraph input, the logits the last op's output."""
+    return [(k, k + 1) for k in range(n_ops)] + [(n_ops, n_ops)]
 
 
-def _shared_groups(depth: int, techniques: Techniques) -> list:
+def _shared_groups(stem_layers: int, depth: int, techniques: Techniques) -> list:
     """Group id of each activation tensor; tensors of one group share one offset."""
-    groups = [0, 0 if techniques.patch_decomposition else 1]
-    next_id = groups[1] + 1
+    groups = [0]
+    for _ in range(stem_layers + 1):                       # stem outputs, then tokens_0
+        groups.append(0 if techniques.patch_decomposition else groups[-1] + 1)
+    next_id = groups[-1] + 1
     for _ in range(2 * depth):
         if techniques.token_overwrite:
             groups.append(groups[-1])
@@ -198,8 +204,8 @@ def custom_graph_plan(config, techniques: Techniques = Techniques()) -> ArenaPla
         raise ValueError("the custom-op graph always integrates operators; "
                          "use builtin_graph_plan for the builtin-op graph")
     sizes = activation_bytes(config)
-    lifetimes = _activation_lifetimes(config.depth)
-    groups = _shared_groups(config.depth, techniques)
+    lifetimes = _activation_lifetimes(len(sizes) - 1)
+    groups = _shared_groups(len(config.stem), config.depth, techniques)
     n_groups = groups[-1] + 1
     group_size = [0] * n_groups
     group_first = [1 << 30] * n_groups
@@ -246,46 +252,34 @@ def head_bytes(config, techniques: Techniques = Techniques()) -> int:
 
 
 def _head_bytes(config, techniques: Techniques, scratch: list) -> int:
-    depth = config.depth
-    image = align_up(config.image_size * config.image_size * config.channels)
-    tokens = align_up(config.num_tokens * config.embed_dim)
-    logits = align_up(config.num_classes)
-    n_ops = 2 * depth + 2
-    offsets = _group_offsets(config, techniques, image, tokens, logits)
-    image_at, token_at, logits_at = offsets[0], offsets[1:-1], offsets[-1]
-    peak = max(image_at + image, logits_at + logits, max(o for o in token_at) + tokens)
+    sizes = [align_up(size) for size in activation_bytes(config)]
+    offsets = _group_offsets(config, techniques, sizes)
+    n_ops = len(sizes) - 1
+    peak = max(offset + size for offset, size in zip(offsets, sizes))
     for op in range(n_ops):
-        scope = op + 1
-        live = []
-        if scope <= 1:
-            live.append((image_at, image))
-        for k in (scope - 2, scope - 1):
-            if 0 <= k <= 2 * depth:
-                live.append((token_at[k], tokens))
-        if scope == n_ops:
-            live.append((logits_at, logits))
+        # live in scope op + 1: its input (activation op) and its output (op + 1)
+        live = [(offsets[k], sizes[k]) for k in (op, op + 1)]
         size = align_up(scratch[op])
         peak = max(peak, _first_fit(size, live) + size)
     return peak
 
 
-def _group_offsets(config, techniques, image, tokens, logits) -> list:
-    """Offsets of image, tokens_0..tokens_2d, logits from the greedy plan of the shared groups."""
-    depth = config.depth
+def _group_offsets(config, techniques, sizes: list) -> list:
+    """Offsets of every activation (aligned `sizes`) from the greedy plan of the shared groups."""
+    n = len(sizes)
     if techniques.patch_decomposition and techniques.token_overwrite:
-        # Two online groups, {image, tokens_*} over every scope and logits in the last:
+        # Two online groups, {image, stem*, tokens_*} over every scope and logits in the last:
         # the greedy planner puts the larger at 0 (logits first on a tie) and the other after it.
-        shared = max(image, tokens)
+        shared, logits = max(sizes[:-1]), sizes[-1]
         shared_at, logits_at = (0, shared) if logits < shared else (logits, 0)
-        return [shared_at] * (2 * depth + 2) + [logits_at]
-    lifetimes = _activation_lifetimes(depth)
-    groups = _shared_groups(depth, techniques)
-    sizes = [image] + [tokens] * (2 * depth + 1) + [logits]
-    n = groups[-1] + 1
-    size, first, last = [0] * n, [1 << 30] * n, [-1] * n
+        return [shared_at] * (n - 1) + [logits_at]
+    lifetimes = _activation_lifetimes(n - 1)
+    groups = _shared_groups(len(config.stem), config.depth, techniques)
+    g_n = groups[-1] + 1
+    size, first, last = [0] * g_n, [1 << 30] * g_n, [-1] * g_n
     for g, s, (f, l) in zip(groups, sizes, lifetimes):
         size[g], first[g], last[g] = max(size[g], s), min(first[g], f), max(last[g], l)
-    offsets = plan_offsets([Buffer(size[g], first[g], last[g]) for g in range(n)])
+    offsets = plan_offsets([Buffer(size[g], first[g], last[g]) for g in range(g_n)])
     return [offsets[g] for g in groups]
 
 
@@ -304,12 +298,14 @@ CODE_FLASH_BYTES = 65_896
 
 # Flatbuffer overhead of the converter's writer (converter/tflite_writer.py) beyond the
 # 16-aligned constant data: per constant tensor, per op (with its output activation
-# tensor, options and offline-plan entry) and per model. Fitted by least squares on 9
-# written models with `benchmarks/probe/fit_flash.py` (residuals <= 40 B, under 0.1%, after the
-# attention's two options of version 2); tests/test_memory_measured.py re-checks freshly written models.
-FB_PER_CONSTANT = 91
-FB_PER_OP = 351
-FB_FIXED = 460
+# tensor, options and offline-plan entry), per stem layer (its op and its 3 constants:
+# no position embedding) and per model. Fitted by least squares on 12 written models, 3 with
+# stem layers, with `benchmarks/probe/fit_flash.py` (residuals <= 44 B, under 0.2%, at
+# MCUF_PATCH_EMBED version 4); tests/test_memory_measured.py re-checks freshly written models.
+FB_PER_CONSTANT = 90
+FB_PER_OP = 354
+FB_PER_STEM_LAYER = 502
+FB_FIXED = 494
 FB_BUFFER_ALIGNMENT = 16
 
 
@@ -325,7 +321,8 @@ def constant_tensors(config) -> list:
         return [(rank * n_in, rank), (4 * rank, 0), (8 * rank, 0),
                 (n_out * rank, n_out), (4 * n_out, 0), (8 * n_out, 0)]
 
-    out = [(e * config.patch_dim, e), (4 * e, 0), (8 * e, 0), (config.num_tokens * e, 0)]
+    out = [t for k, _, c_in, c, _ in config.stem_layers() for t in ((c * k * k * c_in, c), (4 * c, 0), (8 * c, 0))]
+    out += [(e * config.patch_dim, e), (4 * e, 0), (8 * e, 0), (config.num_tokens * e, 0)]
     if config.pool == "cls":
         out.append((e, 0))
     for i in range(config.depth):
@@ -361,6 +358,9 @@ def model_flash_bytes(config) -> int:
     data = (_align_fb(e * config.patch_dim) + _align_fb(4 * e) + _align_fb(8 * e)
             + _align_fb(config.num_tokens * e) + ln)
     count = 5
+    data += FB_PER_STEM_LAYER * len(config.stem)
+    for k, _, c_in, c, _ in config.stem_layers():
+        data += _align_fb(c * k * k * c_in) + _align_fb(4 * c) + _align_fb(8 * c)
     if config.pool == "cls":
         data, count = data + _align_fb(e), count + 1
     head = _linear_flash(e, config.num_classes, 0)

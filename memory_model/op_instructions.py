@@ -86,8 +86,10 @@ def features(config, patch_embed_options: dict, attention_options: list) -> list
     variants' options the converter writes (memory_model/memory.py chooses them): the patch
     embedding's, and each block's attention's."""
     t, e = config.num_tokens, config.embed_dim
-    out = [(variant("MCUF_PATCH_EMBED", patch_embed_options),
-            patch_embed_features(config.num_patches, config.patch_dim, e))]
+    patch_embed = variant("MCUF_PATCH_EMBED", patch_embed_options)
+    out = [(patch_embed, patch_embed_features(size * size, k * k * c_in, c))      # stem layers: no pos, a ReLU
+           for k, _, c_in, c, size in config.stem_layers()]
+    out.append((patch_embed, patch_embed_features(config.num_patches, config.patch_dim, e)))
     for i in range(config.depth):
         options = attention_options[i]
         out.append((variant("MCUF_ATTENTION", options),
@@ -111,5 +113,5 @@ def estimate(config, patch_embed_options: dict, attention_options: list) -> list
     """Estimated instructions of each custom op's Eval, op order (None before the figures are measured);
     the options as in features()."""
     if MEASURED["date"] is None:
-        return [None] * (2 * config.depth + 2)
+        return [None] * (len(config.stem) + 2 * config.depth + 2)
     return [instructions(op, feats) for op, feats in features(config, patch_embed_options, attention_options)]

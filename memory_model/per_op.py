@@ -104,7 +104,7 @@ def _builtin_macs(op, tensors) -> int:
 
 
 def _custom_labels(config) -> list:
-    return ["patch_embed"] + [f"block{i}.{p}" for i in range(config.depth) for p in ("attn", "mlp")] + ["head"]
+    return [f"stem{j}" for j in range(len(config.stem))] + ["patch_embed"] + [f"block{i}.{p}" for i in range(config.depth) for p in ("attn", "mlp")] + ["head"]
 
 
 def graph_costs(tflite: bytes, pointer_size: int = 4, config=None) -> GraphCost:

@@ -244,11 +244,13 @@ def _low_rank_flags(config) -> tuple:
                   config.fc2_rank[i] > 0) for i in range(config.depth))
 
 
-def _custom_allocations(low_rank: tuple, pool: str) -> GraphAllocations:
+def _custom_allocations(low_rank: tuple, pool: str, stem_layers: int = 0) -> GraphAllocations:
     in_out = (_ACTIVATION, _ACTIVATION)
     opdata = tflm_tail.CUSTOM_OPDATA_BYTES
-    ops = [OpAllocations(opdata["MCUF_PATCH_EMBED"], in_out + _linear_temps(False)
-                         + (_CONSTANT,) * (1 + (pool == "cls")), 1)]
+    stem = OpAllocations(opdata["MCUF_PATCH_EMBED"], in_out + _linear_temps(False), 1)     # no pos, no cls
+    ops = [stem] * stem_layers
+    ops.append(OpAllocations(opdata["MCUF_PATCH_EMBED"], in_out + _linear_temps(False)
+                             + (_CONSTANT,) * (1 + (pool == "cls")), 1))
     for qkv, proj, fc1, fc2 in low_rank:
         ops.append(OpAllocations(opdata["MCUF_ATTENTION"],
                                  in_out + _LAYER_NORM + _linear_temps(qkv) + _linear_temps(proj), 1))
@@ -256,22 +258,23 @@ def _custom_allocations(low_rank: tuple, pool: str) -> GraphAllocations:
                                  in_out + _LAYER_NORM + _linear_temps(fc1) + (_CONSTANT,) + _linear_temps(fc2), 1))
     score = (_CONSTANT,) if pool == "seq" else ()           # sequence pooling's score tensor
     ops.append(OpAllocations(opdata["MCUF_HEAD"], in_out + _LAYER_NORM + _linear_temps(False) + score, 1))
-    depth = len(low_rank)
-    activations = 2 * depth + 3
-    constants = tflm_tail.custom_graph_constants(depth, sum(sum(flags) for flags in low_rank), pool)
+    activations = len(ops) + 1
+    constants = tflm_tail.custom_graph_constants(len(low_rank), sum(sum(flags) for flags in low_rank), pool,
+                                                 stem_layers)
     return GraphAllocations(num_tensors=activations + constants, ops=tuple(ops), planned_tensors=activations,
                             input_channels=(1,), output_channels=(1,))
 
 
 def custom_graph_allocations(config) -> GraphAllocations:
-    return _custom_allocations(_low_rank_flags(config), config.pool)
+    return _custom_allocations(_low_rank_flags(config), config.pool, len(config.stem))
 
 
 @lru_cache(maxsize=4096)
-def _custom_margins(low_rank: tuple, pool: str, pointer_size: int) -> tuple:
-    return _residue_margins(_custom_allocations(low_rank, pool), pointer_size)
+def _custom_margins(low_rank: tuple, pool: str, stem_layers: int, pointer_size: int) -> tuple:
+    return _residue_margins(_custom_allocations(low_rank, pool, stem_layers), pointer_size)
 
 
 def custom_graph_required(config, head_bytes: int, pointer_size: int = 4) -> int:
     """Required arena of the custom-op graph of `config` whose plan's head is `head_bytes`."""
-    return _smallest_arena(_custom_margins(_low_rank_flags(config), config.pool, pointer_size), head_bytes)
+    margins = _custom_margins(_low_rank_flags(config), config.pool, len(config.stem), pointer_size)
+    return _smallest_arena(margins, head_bytes)

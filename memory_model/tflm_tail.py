@@ -90,23 +90,24 @@ def _low_rank_linears(config) -> int:
                                                           config.fc1_rank[i], config.fc2_rank[i]) if r)
 
 
-def custom_graph_constants(depth: int, low_rank_linears: int, pool: str) -> int:
+def custom_graph_constants(depth: int, low_rank_linears: int, pool: str, stem_layers: int = 0) -> int:
     """Constant tensors of the custom-op graph (memory.constant_tensors, counted)."""
-    return 4 + (pool in ("cls", "seq")) + depth * (1 + 1 + 1 + 4 * 3) + 3 * low_rank_linears + 4
+    return (3 * stem_layers + 4 + (pool in ("cls", "seq")) + depth * (1 + 1 + 1 + 4 * 3)
+            + 3 * low_rank_linears + 4)
 
 
 def custom_graph_tail(config, pointer_size: int = 4) -> int:
-    return _custom_tail(config.depth, _low_rank_linears(config), config.pool, pointer_size)
+    return _custom_tail(config.depth, _low_rank_linears(config), config.pool, len(config.stem), pointer_size)
 
 
 @lru_cache(maxsize=1024)
-def _custom_tail(depth: int, low_rank_linears: int, pool: str, pointer_size: int) -> int:
+def _custom_tail(depth: int, low_rank_linears: int, pool: str, stem_layers: int, pointer_size: int) -> int:
     """The tail depends only on tensor and op counts: cached by them."""
-    num_ops = 2 * depth + 2
-    num_tensors = (2 * depth + 3) + custom_graph_constants(depth, low_rank_linears, pool)
+    num_ops = stem_layers + 2 * depth + 2
+    num_tensors = (num_ops + 1) + custom_graph_constants(depth, low_rank_linears, pool, stem_layers)
     tail = Tail(pointer_size)
     tail.interpreter_start(num_tensors, num_ops)
-    ops = ["MCUF_PATCH_EMBED"] + ["MCUF_ATTENTION", "MCUF_MLP"] * depth + ["MCUF_HEAD"]
+    ops = ["MCUF_PATCH_EMBED"] * (stem_layers + 1) + ["MCUF_ATTENTION", "MCUF_MLP"] * depth + ["MCUF_HEAD"]
     for op in ops:
         tail.kernel_buffer(CUSTOM_OPDATA_BYTES[op])
     tail.interpreter_finish(num_ops, input_channels=[1], output_channels=[1])

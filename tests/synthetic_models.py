@@ -23,10 +23,13 @@ def _norm(rng, e: int) -> tuple:
 
 def random_weights(config, rng) -> dict:
     """The weights dict of converter.float_model.read_weights for `config`."""
-    k, c, e = config.kernel, config.channels, config.embed_dim
-    weights = {"patch_embed": {"kernel": rng.normal(0, (k * k * c) ** -0.5, (k, k, c, e)),
+    k, c, e = config.kernel, config.stem_shapes[-1][1], config.embed_dim
+    weights = {f"stem{j}": {"kernel": rng.normal(0, (kj * kj * c_in) ** -0.5, (kj, kj, c_in, c_out)),
+                            "bias": rng.normal(0.05, 0.05, c_out)}
+               for j, (kj, _, c_in, c_out, _) in enumerate(config.stem_layers())}
+    weights["patch_embed"] = {"kernel": rng.normal(0, (k * k * c) ** -0.5, (k, k, c, e)),
                                "bias": rng.normal(0, 0.05, e), "pos": rng.normal(0, 0.02, (config.num_tokens, e)),
-                               "cls": rng.normal(0, 0.02, e) if config.pool == "cls" else None}}
+                               "cls": rng.normal(0, 0.02, e) if config.pool == "cls" else None}
     for i in range(config.depth):
         weights[f"block{i}_attn"] = {"norm": _norm(rng, e), **{
             name: _linear(rng, *config.linear_shape(i, name), config.rank(i, name)) for name in ("qkv", "proj")}}

@@ -224,3 +224,17 @@ def test_the_wide_space_admits_subnets_of_both_token_grids_under_the_f746_budget
     grids = {bench.random_feasible(space, flags, seed).patch_size for seed in range(6)}
     assert grids == {4, 7}
     assert {bench.random_feasible("fmnist_f746", flags, seed).patch_size for seed in range(6)} == {4}
+
+
+def test_the_stem_space_gives_every_feasible_subnet_its_stem_under_the_f746_budget(bench):
+    """f746_15m_stem: the fixed stem in every feasible subnet, its 49 tokens from the 14 x 14 map, and the
+    subnet, stem included, within the MAC cap and the board (memory_model evaluates every op)."""
+    from memory_model.memory import evaluate
+
+    space, flags, _ = bench.BUDGETS["f746_15m_stem"]
+    for seed in range(4):
+        config = bench.random_feasible(space, flags, seed)
+        assert config.stem == ((3, 1, 16), (3, 2, 32)) and config.num_tokens == 49
+        cost = evaluate(config)
+        assert cost.macs <= 15_000_000 and cost.sram <= 320 * 1024 and cost.flash <= 1024 * 1024
+        assert config.layer_macs()["stem1"] == 14 * 14 * 9 * 16 * 32

@@ -23,15 +23,26 @@ TINY = ArchConfig(image_size=28, channels=1, patch_size=7, embed_dim=48, num_cla
                   qkv_dim=(48, 48), mlp_hidden=(96, 96), fc1_rank=(0, 16))
 
 
+def _briefly_trained(config, fashion_mnist, epochs: int):
+    keras.utils.set_random_seed(0)
+    model = build_vit(config)
+    model.compile(optimizer=keras.optimizers.Adam(3e-3),
+                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    model.fit(fashion_mnist.x_train[:20000] / 255.0, fashion_mnist.y_train[:20000], epochs=epochs, batch_size=128,
+              verbose=0)
+    return model
+
+
+def _float_and_int8_accuracy(model, qmodel, fashion_mnist, images: int = 2000) -> tuple:
+    x, y = fashion_mnist.x_test[:images], fashion_mnist.y_test[:images]
+    float_acc = np.mean(model.predict(x / 255.0, batch_size=500, verbose=0).argmax(1) == y)
+    return float_acc, np.mean(run(qmodel, quantize_images(x / 255.0)).argmax(1) == y)
+
+
 @pytest.fixture(scope="session")
 def trained(fashion_mnist, tmp_path_factory):
     """A tiny ViT trained briefly on Fashion-MNIST (about 20 s), saved as .keras."""
-    keras.utils.set_random_seed(0)
-    model = build_vit(TINY)
-    model.compile(optimizer=keras.optimizers.Adam(3e-3),
-                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
-    model.fit(fashion_mnist.x_train[:20000] / 255.0, fashion_mnist.y_train[:20000], epochs=3, batch_size=128,
-              verbose=0)
+    model = _briefly_trained(TINY, fashion_mnist, epochs=3)
     path = tmp_path_factory.mktemp("subnet") / "tiny.keras"
     model.save(path)
     return model, path
@@ -77,27 +88,67 @@ def test_float_mirror_of_a_conv_tokenizer_matches_keras(patch, kernel):
     np.testing.assert_allclose(forward(arch, weights, images), model(images).numpy(), atol=1e-4)
 
 
+STEM = TINY.replace(stem=[[3, 1, 8], [3, 2, 16]], patch_size=2, patch_kernel=3)
+
+
+def test_float_mirror_of_a_stem_matches_keras():
+    """Keras' SAME-padded Conv2D + ReLU stem layers == the mirror's zero-padded windows (SPEC 2.1) with a
+    ReLU; the stem survives the model, and the patch embedding reads the last layer's 16 channels."""
+    model = _random_model(STEM)
+    arch, weights = read_weights(model)
+    images = np.random.default_rng(2).random((3, 28, 28, 1)).astype(np.float32)
+    assert arch == STEM and arch.grid == 7 and weights["patch_embed"]["kernel"].shape == (3, 3, 16, 48)
+    assert [weights[f"stem{j}"]["kernel"].shape for j in range(2)] == [(3, 3, 1, 8), (3, 3, 8, 16)]
+    taps = {}
+    logits = forward(arch, weights, images, lambda name, value: taps.setdefault(name, value))
+    np.testing.assert_allclose(logits, model(images).numpy(), atol=1e-4)
+    stem1 = keras.Model(model.input, model.get_layer("stem1").output)(images).numpy()
+    np.testing.assert_allclose(taps["stem1"], stem1, atol=1e-5)
+    assert taps["stem0"].shape == (3, 28, 28, 8) and taps["stem0"].min() == 0.0
+
+
+@pytest.mark.parametrize("change", ["name", "activation", "padding"])
+def test_a_convolution_that_is_no_stem_layer_is_refused(change):
+    inputs = keras.Input((28, 28, 1))
+    conv = {"name": dict(name="conv"), "activation": dict(name="stem0", activation=None),
+            "padding": dict(name="stem0", padding="valid")}[change]
+    x = keras.layers.Conv2D(8, 2, strides=2, **{"padding": "same", "activation": "relu", **conv})(inputs)
+    for layer in build_vit(TINY.replace(image_size=14)).layers[1:]:
+        x = layer(x)
+    with pytest.raises(UserError, match="stem convolution must be named stem0"):
+        read_weights(keras.Model(inputs, x))
+
+
+@pytest.mark.slow
+def test_stem_int8_tracks_float(fashion_mnist):
+    """A tiny ViT behind a 2-layer stem, trained briefly: the int8 model (three MCUF_PATCH_EMBED, the stem
+    ones with ReLU and no position embedding) agrees with float on 2,000 test images within one point."""
+    model = _briefly_trained(STEM, fashion_mnist, epochs=2)
+    calib = fashion_mnist.x_train[np.random.default_rng(0).permutation(60000)[:300]] / 255.0
+    _, _, qmodel, _ = quantize_model(model, calib, ConvertOptions(), progress=False)
+    embeds = [op.options for op in qmodel.ops if op.code == "MCUF_PATCH_EMBED"]
+    assert [(o["relu"], o["has_pos"], o["patch"], o["kernel"]) for o in embeds] == \
+        [(1, 0, 1, 3), (1, 0, 2, 3), (0, 1, 2, 3)]
+    assert [qmodel.tensors[qmodel.index(f"stem{j}")].zp for j in range(2)] == [-128, -128]   # ReLU: [0, hi]
+    float_acc, int8_acc = _float_and_int8_accuracy(model, qmodel, fashion_mnist)
+    assert float_acc > 0.7
+    assert abs(float_acc - int8_acc) <= 0.01, (float_acc, int8_acc)
+
+
 @pytest.mark.slow
 def test_sequence_pooling_int8_tracks_float(fashion_mnist):
     """A tiny pool-seq ViT trained briefly: its int8 model (MCUF_HEAD pool 2) agrees with float on
     2,000 test images within one point, and its learned token weights are not uniform (not a mean)."""
-    keras.utils.set_random_seed(0)
-    model = build_vit(TINY.replace(pool="seq"))
-    model.compile(optimizer=keras.optimizers.Adam(3e-3),
-                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
-    model.fit(fashion_mnist.x_train[:20000] / 255.0, fashion_mnist.y_train[:20000], epochs=3, batch_size=128,
-              verbose=0)
+    model = _briefly_trained(TINY.replace(pool="seq"), fashion_mnist, epochs=3)
     calib = fashion_mnist.x_train[np.random.default_rng(0).permutation(60000)[:300]] / 255.0
     arch, weights, qmodel, _ = quantize_model(model, calib, ConvertOptions(), progress=False)
     head = next(op for op in qmodel.ops if op.code == "MCUF_HEAD")
     assert head.options["pool"] == 2 and qmodel.tensors[head.inputs[-1]].shape == (48,)
-    x, y = fashion_mnist.x_test[:2000], fashion_mnist.y_test[:2000]
-    float_acc = np.mean(model.predict(x / 255.0, batch_size=500, verbose=0).argmax(1) == y)
-    int8_acc = np.mean(run(qmodel, quantize_images(x / 255.0)).argmax(1) == y)
+    float_acc, int8_acc = _float_and_int8_accuracy(model, qmodel, fashion_mnist)
     assert float_acc > 0.7
     assert abs(float_acc - int8_acc) <= 0.01, (float_acc, int8_acc)
     taps = {}
-    forward(arch, weights, x[:50] / 255.0, lambda name, value: taps.setdefault(name, value))
+    forward(arch, weights, fashion_mnist.x_test[:50] / 255.0, lambda name, value: taps.setdefault(name, value))
     assert np.abs(taps["head.pooled"] - taps["head.h"].mean(axis=1)).max() > 0.1
 
 
@@ -247,7 +298,7 @@ def test_builtin_baseline_runs_in_tflm(trained, fashion_mnist):
 def test_unsupported_layer_is_named_with_supported_set():
     model = build_vit(TINY)
     extended = keras.Model(model.input, keras.layers.Dense(3, name="extra_dense")(model.output))
-    with pytest.raises(UserError, match=r"extra_dense.*Dense.*supported layers: InputLayer, PatchEmbed"):
+    with pytest.raises(UserError, match=r"extra_dense.*Dense.*supported layers: InputLayer, Conv2D, PatchEmbed"):
         read_weights(extended)
 
 

@@ -5,7 +5,8 @@ import pytest
 
 from keras_supernet import arch
 from memory_model.greedy_planner import Buffer, any_overlap, maximum_memory_size, plan_offsets, tensor_lifetimes
-from memory_model.memory import (CODE_FLASH_BYTES, FB_FIXED, FB_PER_CONSTANT, FB_PER_OP, Techniques, activation_bytes, constant_tensors, custom_graph_plan, evaluate,
+from memory_model.memory import (CODE_FLASH_BYTES, FB_FIXED, FB_PER_CONSTANT, FB_PER_OP, FB_PER_STEM_LAYER,
+                                 Techniques, activation_bytes, constant_tensors, custom_graph_plan, evaluate,
                            attention_options, head_bytes, model_flash_bytes, patches_per_pass,
                            scratch_bytes)
 
@@ -48,7 +49,9 @@ def _random_config(rng):
 
     def ranks(n_in, n_out_list):
         return [rng.choice([0, 0, min(8, n_in, n_out)]) for n_out in n_out_list]
-    return arch.ArchConfig(image_size=28, channels=rng.choice([1, 3]), patch_size=rng.choice([2, 4, 7, 14]),
+    stem = rng.choice([[], [], [[3, 2, 8]], [[3, 1, 8], [3, 2, 16]]])     # a 28 x 28 map for the patch embedding
+    return arch.ArchConfig(image_size=28 * 2 ** len(stem[-1:]), channels=rng.choice([1, 3]), stem=stem,
+                           patch_size=rng.choice([2, 4, 7, 14]),
                            embed_dim=e, num_classes=10, num_heads=heads, qkv_dim=qkv, mlp_hidden=mlp,
                            qkv_rank=ranks(e, [3 * q for q in qkv]), fc1_rank=ranks(e, mlp),
                            pool=rng.choice(["mean", "cls"]))
@@ -63,20 +66,22 @@ def test_custom_plan_is_a_valid_tflm_plan(techniques):
     for _ in range(40):
         config = _random_config(rng)
         plan = custom_graph_plan(config, techniques)
-        depth = config.depth
-        tokens = plan.tensor_offsets[1:2 * depth + 2]
+        offsets = dict(zip(plan.tensor_names, plan.tensor_offsets))
+        tokens = [o for name, o in offsets.items() if name.startswith("tokens_")]
+        feature_maps = [o for name, o in offsets.items() if name.startswith("stem")] + tokens[:1]
         if techniques.token_overwrite:
             assert len(set(tokens)) == 1
         if techniques.patch_decomposition:
-            assert plan.tensor_offsets[0] == plan.tensor_offsets[1]
+            assert set(feature_maps) == {offsets["image"]}
         else:
-            assert plan.tensor_offsets[0] != plan.tensor_offsets[1]
-        # No two live buffers (tensors that do not legitimately alias, scratch) share bytes.
-        live = [(plan.tensor_offsets[0], activation_bytes(config)[0], 0, 0)]
+            assert offsets["image"] not in feature_maps[:1]
+        # No two live buffers (tensors that do not legitimately alias, scratch) share bytes: activation k
+        # is op k's input and op k-1's output, the logits the last op's output.
+        n_ops = len(plan.tensor_names) - 1
+        live = [(o, s, k, k) for k, (o, s) in enumerate(zip(plan.tensor_offsets[1:-1], plan.tensor_bytes[1:-1]), 1)]
+        live += [(plan.tensor_offsets[0], plan.tensor_bytes[0], 0, 0), (plan.tensor_offsets[-1], config.num_classes,
+                                                                          n_ops, n_ops)]
         live += [(o, s, op + 1, op + 1) for op, (o, s) in enumerate(zip(plan.scratch_offsets, plan.scratch_bytes))]
-        live += [(plan.tensor_offsets[-1], config.num_classes, 2 * depth + 2, 2 * depth + 2)]
-        for k, offset in enumerate(tokens):
-            live.append((offset, config.num_tokens * config.embed_dim, k + 1, k + 1))
         buffers = [Buffer(s, f, l) for _, s, f, l in live]
         assert not any_overlap(buffers, [o for o, *_ in live])
         assert plan.head_bytes >= max(o + s for o, s, *_ in live)
@@ -169,7 +174,9 @@ def test_flash_by_layer_equals_the_tensor_list():
         config = _random_config(rng)
         consts = constant_tensors(config)
         data = sum((b + 15) // 16 * 16 for b, _ in consts)
-        expected = data + FB_PER_CONSTANT * len(consts) + FB_PER_OP * (2 * config.depth + 2) + FB_FIXED
+        stem = len(config.stem)
+        expected = (data + FB_PER_CONSTANT * (len(consts) - 3 * stem) + FB_PER_OP * (2 * config.depth + 2)
+                    + FB_PER_STEM_LAYER * stem + FB_FIXED)
         assert model_flash_bytes(config) == expected
         # int8 weights dominate: at least one byte per weight parameter
         assert model_flash_bytes(config) > sum(b for b, c in consts if c)
@@ -233,3 +240,34 @@ def test_patch_kernel_equal_to_the_patch_is_the_plain_patch_split():
         CONV_TOKENIZER.replace(patch_kernel=3)
     with pytest.raises(arch.UserError, match="K\\*K\\*channels <= 65535"):
         CONV_TOKENIZER.replace(channels=3, patch_kernel=148)           # 148 * 148 * 3 = 65712
+
+
+STEM = arch.ArchConfig(image_size=28, channels=1, stem=[[3, 1, 16], [3, 2, 32]], patch_size=2, patch_kernel=3,
+                       embed_dim=32, num_classes=10, num_heads=[2], qkv_dim=[32], mlp_hidden=[64])
+
+
+def test_stem_layers_counted_by_hand():
+    """SPEC 3's stem: two MCUF_PATCH_EMBED layers (3x3 stride 1 to 16 channels, 3x3 stride 2 to 32) before a
+    3x3 stride-2 tokenizer of the 14 x 14 x 32 map: 49 tokens."""
+    assert STEM.grid == 7 and STEM.patch_dim == 3 * 3 * 32 and "/stem3s1c16/stem3s2c32/p2k3" in STEM.describe()
+    assert arch.ArchConfig.from_dict(STEM.to_dict()) == STEM and STEM.to_dict()["stem"] == [[3, 1, 16], [3, 2, 32]]
+    macs, params = STEM.layer_macs(), STEM.layer_params()
+    assert (macs["stem0"], macs["stem1"], macs["patch_embed"]) == (28 * 28 * 9 * 16, 14 * 14 * 9 * 16 * 32,
+                                                                   49 * 288 * 32)
+    assert (params["stem0"], params["stem1"]) == (9 * 16 + 16, 9 * 16 * 32 + 32) and list(macs)[:3] == list(params)[:3]
+    assert activation_bytes(STEM)[:4] == [784, 28 * 28 * 16, 14 * 14 * 32, 49 * 32]
+    assert custom_graph_plan(STEM).tensor_names[:4] == ["image", "stem0", "stem1", "tokens_0"]
+    # strip + halo + one window (1 patch a pass): the first layer's strips go up (16 > 1) with a 1-row halo below
+    assert scratch_bytes(STEM, 1)[:3] == [28 * 16 + 28 + 9, 14 * 32 + 144, 7 * 32 + 288]
+    assert constant_tensors(STEM)[:6] == [(16 * 9, 16), (64, 0), (128, 0), (32 * 144, 32), (128, 0), (256, 0)]
+    # every feature map over the image: the largest, 12,544 B, is the shared buffer
+    assert set(custom_graph_plan(STEM).tensor_offsets[:-1]) == {0} and head_bytes(STEM) > 28 * 28 * 16
+
+
+@pytest.mark.parametrize("changes, fragment", [({"stem": [[3, 4, 8]]}, "stride <= kernel"),
+                                                ({"stem": [[2, 2]]}, "kernel, stride, channels"),
+                                                ({"stem": [[3, 3, 8]]}, "stride dividing its 28x28 input"),
+                                                ({"stem": [[3, 2, 8]], "patch_size": 4}, "does not tile the 14x14 stem")])
+def test_bad_stem_is_a_user_error(changes, fragment):
+    with pytest.raises(arch.UserError, match=fragment):
+        STEM.replace(**changes)

@@ -15,6 +15,9 @@ CONFIGS = {
                                    proj_rank=[4, 0], fc1_rank=[0, 16], fc2_rank=[0, 12], pool="cls"),
     "patch7_depth3": ArchConfig(image_size=28, channels=1, patch_size=7, embed_dim=32, num_classes=10,
                                 num_heads=[1, 2, 2], qkv_dim=[16, 32, 32], mlp_hidden=[64, 32, 64]),
+    "stem_conv_tokenizer": ArchConfig(image_size=28, channels=1, stem=[[3, 1, 8], [3, 2, 16]], patch_size=2,
+                                      patch_kernel=3, embed_dim=32, num_classes=10, num_heads=[2], qkv_dim=[32],
+                                      mlp_hidden=[64]),
 }
 
 

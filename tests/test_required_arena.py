@@ -160,6 +160,38 @@ def test_conv_tokenizer_model_in_tflm_equals_reference_with_the_planned_arena(na
     _check_in_tflm(name, CONV_TOKENIZERS[name], tmp_path)
 
 
+# Convolutional stems (SPEC 3): MCUF_PATCH_EMBED layers with ReLU and no position embedding, each writing its
+# feature map over its input in place: the F746 stem (a stride-1 layer 16x wider than the image, strips going
+# up, then a stride-2 one) before a 3x3 tokenizer, and one strided layer before a plain patch split with a class
+# token on an RGB image.
+STEMS = {
+    "stem_f746": ArchConfig(image_size=28, channels=1, stem=[[3, 1, 16], [3, 2, 32]], patch_size=2, patch_kernel=3,
+                            embed_dim=32, num_classes=10, num_heads=[2], qkv_dim=[32], mlp_hidden=[64]),
+    "stem_cls_rgb": ArchConfig(image_size=32, channels=3, stem=[[4, 2, 24]], patch_size=2, embed_dim=40,
+                               num_classes=10, num_heads=[2], qkv_dim=[32], mlp_hidden=[80], pool="cls"),
+}
+
+
+@pytest.mark.tflm
+@pytest.mark.parametrize("name", sorted(STEMS))
+def test_stem_model_in_tflm_equals_reference_with_the_planned_arena(name, tmp_path):
+    _check_in_tflm(name, STEMS[name], tmp_path)
+
+
+@pytest.mark.tflm
+def test_stem_model_smallest_arena_under_every_technique_set(tmp_path):
+    from tests.tflm_fixtures import tflm_root_or_skip
+
+    root = tflm_root_or_skip()
+    every_set = [Techniques(True, decomposition, overwrite) for decomposition in (False, True)
+                 for overwrite in (False, True)]
+    results = [_check_host_minimum(root, tmp_path, f"stem{k}", STEMS["stem_f746"], techniques)
+               for k, techniques in enumerate(every_set)]
+    assert [smallest for smallest, _ in results] == [predicted for _, predicted in results]
+    # Without patch decomposition the 12,544 B first feature map no longer lands on the image.
+    assert results[0][1] > results[-1][1]
+
+
 @pytest.mark.tflm
 def test_sequence_pooling_model_in_tflm_equals_reference_with_the_planned_arena(tmp_path):
     _check_in_tflm("seq_pool", SEQ_POOL, tmp_path)
@@ -177,7 +209,8 @@ def _check_in_tflm(name, config, tmp_path):
     path = tmp_path / f"{name}.tflite"
     path.write_bytes(custom_model(config))
     assert abs(model_flash_bytes(config) - path.stat().st_size) <= 0.005 * path.stat().st_size
-    images = np.random.default_rng(3).integers(-128, 128, (6, 28, 28, 1), dtype=np.int8)
+    shape = (6, config.image_size, config.image_size, config.channels)
+    images = np.random.default_rng(3).integers(-128, 128, shape, dtype=np.int8)
     result = run_host(root, path, images)
     assert np.array_equal(result.outputs, run_tflite(path, images).reshape(len(images), -1))
     assert result.arena_used_bytes == custom_graph_plan(config).arena_bytes(pointer_size=8)
@@ -236,7 +269,7 @@ def test_cortex_m7_smallest_arena_is_the_prediction(tmp_path):
     arm_or_skip()
     random_subnet, techniques = _random_subnets(1, seed=11)[0]
     for name, config, techniques in (("demo", DEMO_SHAPE, Techniques()), ("cls_rgb", CLS_RGB, Techniques()),
-                                     ("random", random_subnet, techniques)):
+                                     ("stem", STEMS["stem_f746"], Techniques()), ("random", random_subnet, techniques)):
         path = tmp_path / name / "model.tflite"
         path.parent.mkdir()
         path.write_bytes(custom_model(config, techniques))

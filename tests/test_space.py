@@ -157,3 +157,27 @@ def test_patch_overlap_gives_every_subnet_a_wider_window_and_keeps_old_fingerpri
     for bad in (-1, 1.5, True, 300):                       # (8 + 300)^2 > 65535
         with pytest.raises(UserError, match="patch_overlap"):
             SearchSpace.from_dict(tiny(patch_overlap=bad))
+
+
+def test_a_stem_is_shared_by_every_subnet_and_keeps_old_fingerprints():
+    """A fixed stem: patch sizes tile its output (image / 2), every subnet carries it, and a subnet with
+    another stem (or none) is outside the space; spaces without one are spelled, and fingerprinted, as before."""
+    plain, stemmed = SearchSpace.from_dict(tiny()), SearchSpace.from_dict(tiny(stem=[[3, 2, 8]], image_size=[32, 48]))
+    assert "stem" not in plain.to_dict() and SearchSpace.from_dict(tiny(stem=[])) == plain
+    assert SearchSpace.from_dict(stemmed.to_dict()) == stemmed and plain.fingerprint() != stemmed.fingerprint()
+    assert stemmed.stem_stride == 2 and stemmed.max_dims()["channels"] == 8 and stemmed.max_dims()["grid"] == 6
+    assert stemmed.patches_for(48) == [4, 8] and stemmed.images_for(8) == [32, 48]
+    config = stemmed.sample(np.random.default_rng(1))
+    assert config.stem == ((3, 2, 8),) and config.grid == config.image_size // 2 // config.patch_size
+    assert stemmed.decode(stemmed.encode(config)) == config and stemmed.contains(config)
+    for other in ([], [[3, 2, 16]]):
+        with pytest.raises(UserError, match="stem"):
+            stemmed.check(config.replace(stem=other))
+
+
+@pytest.mark.parametrize("stem, fragment", [([[3, 4, 8]], "stride <= kernel"), ([[3, 2]], "kernel, stride, channels"),
+                                            ("3x3", "kernel, stride, channels"),
+                                            ([[3, 3, 8]], "not a multiple of the stem's stride 3")])
+def test_bad_stem_is_a_user_error(stem, fragment):
+    with pytest.raises(UserError, match=fragment):
+        SearchSpace.from_dict(tiny(stem=stem))

@@ -12,11 +12,14 @@ from common.errors import UserError
 from test_space import IMAGENET, tiny
 
 
-@pytest.fixture(scope="module", params=["mean", "cls", "seq", "conv_tokenizer"])
+@pytest.fixture(scope="module", params=["mean", "cls", "seq", "conv_tokenizer", "stem"])
 def net(request):
-    """Supernets of plain patch embeddings (mean, cls and sequence pooling) and of convolutional tokenizers
-    (every window 3 pixels wider than its patch: 7x7 and 11x11, SPEC 2.1)."""
-    settings = {"pool": "mean", "patch_overlap": 3} if request.param == "conv_tokenizer" else {"pool": request.param}
+    """Supernets of plain patch embeddings (mean, cls and sequence pooling), of convolutional tokenizers
+    (every window 3 pixels wider than its patch: 7x7 and 11x11, SPEC 2.1) and behind a shared stem
+    (a 3x3 stride-2 convolution to 6 channels; the images twice as large, the token grids the same)."""
+    settings = {"conv_tokenizer": {"pool": "mean", "patch_overlap": 3},
+                "stem": {"pool": "mean", "stem": [[3, 2, 6]], "image_size": [32, 48]}}.get(
+        request.param, {"pool": request.param})
     space = SearchSpace.from_dict(tiny(channels=3, num_classes=5, **settings))
     net = Supernet(space, seed=1)
     if request.param == "seq":     # scores far from uniform, so pooling weights differ per token and channel slice
@@ -31,7 +34,8 @@ def images(size, n=3, seed=0):
 def test_exported_subnets_equal_the_supernet(net):
     space = net.space
     configs = [space.largest(), space.smallest()] + [space.sample(s) for s in range(8)]
-    assert {c.patch_size for c in configs} == {4, 8} and {c.image_size for c in configs} == {16, 24}
+    assert {c.patch_size for c in configs} == {4, 8}
+    assert {c.image_size // space.stem_stride for c in configs} == {16, 24}
     assert any(r > 0 for c in configs for r in c.qkv_rank + c.proj_rank + c.fc1_rank + c.fc2_rank)
     for config in configs:
         x = images(config.image_size)
@@ -124,10 +128,11 @@ def test_low_rank_factors_are_svd_ordered_and_full_rank_is_their_product(net):
 
 
 def test_bad_input_is_refused(net):
-    config = net.space.largest()
+    config, small = net.space.largest(), net.space.smallest().image_size
     net.set_sample_config(config)
-    with pytest.raises(UserError, match="images are 16x16 but the sampled subnet takes 24x24"):
-        net(images(16))
+    large = config.image_size
+    with pytest.raises(UserError, match=f"images are {small}x{small} but the sampled subnet takes {large}x{large}"):
+        net(images(small))
     with pytest.raises(UserError, match="embed_dim: 32 is not one of"):
         net.set_sample_config(config.replace(embed_dim=32, mlp_hidden=[64, 64]))
 

@@ -164,6 +164,32 @@ def test_cli_train_then_finetune(tmp_path):
 
 
 @pytest.mark.slow
+def test_cli_stem_space_trains_finetunes_and_converts(tmp_path):
+    """A space with a fixed stem, through the pipeline's commands: the supernet trains it, the fine-tuned
+    subnet keeps it, and the converter writes it as MCUF_PATCH_EMBED layers with ReLU before the tokenizer."""
+    space = tmp_path / "stem.yaml"
+    space.write_text(json.dumps({**TINY, "stem": [[3, 2, 8]], "patch_size": [7], "patch_overlap": 2}))
+    out, arch, model_path = tmp_path / "sn", tmp_path / "arch.json", tmp_path / "model.keras"
+    limits = ["--batch-size", "64", "--train-limit", "256", "--val-limit", "200", "--min-steps", "0"]
+    proc = run_cli("train-supernet", "--space", str(space), "--out", str(out), "--epochs", "1", *limits)
+    assert proc.returncode == 0, proc.stderr
+    config = SearchSpace.load(space).sample(2)
+    arch.write_text(json.dumps(config.to_dict()))
+    proc = run_cli("finetune", "--supernet", str(out), "--arch", str(arch), "--out", str(model_path),
+                   "--epochs", "1", *limits)
+    assert proc.returncode == 0, proc.stderr
+    assert static_vit.arch_from_model(static_vit.load_vit(model_path)) == config
+    proc = run_cli("convert", str(model_path), "--out", str(tmp_path / "model"), "--calib", "50", "--eval", "200",
+                   "--no-baseline")
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads((tmp_path / "model" / "report.json").read_text())
+    embeds = [(op["options"]["relu"], op["options"]["has_pos"], op["output"]) for op in report["ops"][:2]]
+    assert embeds == [(1, 0, "stem0"), (0, 1, "tokens_0")]
+    assert report["tensors"][1]["shape"] == [1, 14, 14, 8] and report["tensors"][1]["arena_offset"] == 0
+    assert report["int8_accuracy"] > 0.2
+
+
+@pytest.mark.slow
 def test_cli_resumes_exactly_after_sigkill(tmp_path, fashion_mnist):
     """A real kill (SIGKILL during epoch 2), then --resume: same weights as an uninterrupted run."""
     space = tmp_path / "tiny.yaml"
