@@ -252,20 +252,26 @@ STEM_VARIANTS = {"window7": "7x7 window, stride 4 (the deployed tokenizer)",
 
 
 def _stem_variant(row_name: str) -> str:
-    return row_name.split("_seed")[0]
+    return re.split(r"_seed|_\d+ep", row_name)[0]
 
 
 def stem_probe_table(probe: dict) -> list:
-    rows = [f"Float only, trained from scratch in front of the transformer of `{probe['transformer']}` with the "
+    rows = [f"Trained from scratch in front of the transformer of `{probe['transformer']}` with the "
             "same recipe and cnn4 teacher; the best validation epoch is kept, the 10,000 test images read once. "
-            "A probe to decide the op work, not a target row.", "",
-            "| tokenizer | params | MACs | epochs | best val (epoch) | float test top-1 | wall |",
-            "|---|---|---|---|---|---|---|"]
+            "Rows run with `--convert` are converted like the accuracy benchmark's models (500 calibration images, "
+            "int8 through the numpy reference, and in TFLM on the host with the output bytes that differ).", "",
+            "| tokenizer | params | MACs | epochs | best val (epoch) | float test top-1 | int8 | int8 in TFLM "
+            "(bytes differing) | model flash | required arena | wall (training) |",
+            "|---|---|---|---|---|---|---|---|---|---|---|"]
     order = list(STEM_VARIANTS)
     for name, r in sorted(probe["rows"].items(), key=lambda kv: (order.index(_stem_variant(kv[0])), kv[0])):
+        tflm = r.get("tflm_host")
+        on_tflm = f"{_pct(tflm['int8_top1'])} ({tflm['mismatched_outputs']})" if tflm else ""
+        int8, flash, arena = (_pct(r["int8_top1"]), _b(r["flash_model_bytes"]),
+                              _b(r["required_arena_bytes"])) if "int8_top1" in r else ("", "", "")
         rows.append(f"| {name}: {STEM_VARIANTS[_stem_variant(name)]} | {r['params']:,} | {r['macs']:,} | {r['epochs']} | "
-                    f"{_pct(r['best_val'])} ({r['best_epoch']}) | {_pct(r['float_test_top1'])} | "
-                    f"{r['wall_seconds']:.0f} s |")
+                    f"{_pct(r['best_val'])} ({r['best_epoch']}) | {_pct(r['float_test_top1'])} | {int8} | {on_tflm} | "
+                    f"{flash} | {arena} | {r['wall_seconds']:.0f} s |")
     return rows
 
 
@@ -295,7 +301,7 @@ def build_sections() -> tuple:
         ("Bring your own ViT: a stock tf_keras ViT, TFLM builtin ops vs ours", byo, byo_table,
          "benchmarks/byo_vit.py"),
         ("Supernet (Fashion-MNIST space)", supernet, supernet_lines, "benchmarks/supernet_fmnist.py"),
-        ("Tokenizer probe: a convolutional stem in front of the F746 model (float)", _load("probe_tokenizer_stem"),
+        ("Tokenizer probe: a convolutional stem in front of the F746 model", _load("probe_tokenizer_stem"),
          stem_probe_table, "benchmarks/probe/tokenizer_stem.py --variant <window7|stem2|stem3> --epochs 12"),
     ]
     for title, data, render, default_cmd in sections:

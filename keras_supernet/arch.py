@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass, field, fields
+from functools import cached_property
 
 from common.errors import UserError
 from tflm_ops import contract
@@ -167,13 +168,13 @@ class ArchConfig:
     def depth(self) -> int:
         return len(self.num_heads)
 
-    @property
-    def stem_shapes(self) -> list:
+    @cached_property
+    def stem_shapes(self) -> tuple:
         """(size, channels) of the image and of each stem layer's output, square feature maps."""
         shapes = [(self.image_size, self.channels)]
         for _, stride, channels in self.stem:
             shapes.append((shapes[-1][0] // stride, channels))
-        return shapes
+        return tuple(shapes)
 
     @property
     def grid(self) -> int:
@@ -220,7 +221,7 @@ class ArchConfig:
     def layer_params(self) -> dict:
         e = self.embed_dim
         out = {f"stem{i}": k * k * c_in * c + c for i, (k, _, c_in, c, _) in enumerate(self.stem_layers())}
-        out["patch_embed"] = ( self.patch_dim * e + e + self.num_tokens * e + (e if self.pool == "cls" else 0))
+        out["patch_embed"] = self.patch_dim * e + e + self.num_tokens * e + (e if self.pool == "cls" else 0)
         for i in range(self.depth):
             out[f"block{i}.attn"] = 2 * e + self.linear_params(i, "qkv") + self.linear_params(i, "proj")
             out[f"block{i}.mlp"] = 2 * e + self.linear_params(i, "fc1") + self.linear_params(i, "fc2")
