@@ -324,6 +324,18 @@ def build_sections() -> tuple:
                   f"{target_status(accuracy)}; each row's command gives its final training):", ""] + accuracy_table(accuracy, None) + [
             "", "Plot: [benchmarks/results/accuracy_fmnist.png](benchmarks/results/accuracy_fmnist.png); all "
                 "stages with their defaults: `.venv/bin/python benchmarks/accuracy_fmnist.py`."]
+    probe = _load("probe_tokenizer_stem")
+    converted = [(n, r) for n, r in (probe or {}).get("rows", {}).items() if "int8_top1" in r]
+    if converted:
+        short += ["", "The F746 winner's transformer behind a convolutional stem (tokenizer probe, trained from scratch; "
+                  "not a searched row): " + "; ".join(
+                      f"{n} ({r['epochs']} epochs, {r['macs']:,} MACs, model flash {_b(r['flash_model_bytes'])}, "
+                      f"required arena {_b(r['required_arena_bytes'])}): float {_pct(r['float_top1'])}, int8 "
+                      f"{_pct(r['int8_top1'])}" + (f", in TFLM {_pct(r['tflm_host']['int8_top1'])} "
+                                                   f"({r['tflm_host']['mismatched_outputs']} bytes differing)"
+                                                   if r.get("tflm_host") else "") +
+                      f" on the 10,000 test images; `.venv/bin/python {r['command']} --convert`"
+                      for n, r in converted) + "."]
     return "\n".join(full) + "\n", "\n".join(short)
 
 

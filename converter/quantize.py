@@ -50,11 +50,20 @@ def _requant_table(reals, max_abs_in, what) -> np.ndarray:
     return np.array([_requant(r, b, what) for r, b in zip(reals, max_abs_in)], np.int32).reshape(-1, 2)
 
 
-def quantize_weight(w_out_in) -> tuple:
-    """Per-output-channel symmetric int8 weights and their scales."""
+def quantize_weight(w_out_in, min_scale=1e-12) -> tuple:
+    """Per-output-channel symmetric int8 weights and their scales (at least `min_scale`, per channel or one)."""
     w = np.asarray(w_out_in, np.float64)
-    scale = np.maximum(np.abs(w).max(axis=1) / 127.0, 1e-12)
+    scale = np.maximum(np.abs(w).max(axis=1) / 127.0, min_scale)
     return np.clip(_round(w / scale[:, None]), -127, 127).astype(np.int8), scale
+
+
+def bias_scale_floor(bias, s_in, n_in: int) -> np.ndarray:
+    """The smallest weight scale per channel whose int32 bias, `bias / (s_in s_w)`, leaves the accumulator
+    room for `n_in` products and the folded input zero point (each at most 128 x 127) without overflow: a
+    nearly dead channel (a low-rank factor's column of tiny weights) with a real bias would otherwise
+    saturate it."""
+    room = INT32_MAX - 2 * 128 * 127 * n_in
+    return np.maximum(np.abs(np.asarray(bias, np.float64)) / (s_in * room), 1e-12) if room > 0 else 1e-12
 
 
 class _Builder:
@@ -81,8 +90,9 @@ class _Builder:
     # ---- building blocks --------------------------------------------------------------
     def factor(self, name, w_in_out, bias, s_in, z_in, s_out) -> list:
         """One linear factor: W int8 [out, in], effective bias, requant table (SPEC 1.1)."""
-        wq, s_w = quantize_weight(np.asarray(w_in_out).T)
-        bias = np.zeros(wq.shape[0]) if bias is None else bias
+        w_out_in = np.asarray(w_in_out).T
+        bias = np.zeros(len(w_out_in)) if bias is None else bias
+        wq, s_w = quantize_weight(w_out_in, bias_scale_floor(bias, s_in, w_out_in.shape[1]))
         bias_eff = _int32(_round(bias / (s_in * s_w)) - z_in * wq.astype(np.int64).sum(axis=1))
         acc_bound = np.abs(bias_eff.astype(np.int64)) + 128 * np.abs(wq.astype(np.int64)).sum(axis=1)
         rq = _requant_table(s_in * s_w / np.asarray(s_out, np.float64), acc_bound, f"{name} requant")

@@ -415,3 +415,26 @@ def test_image_folder_is_resized_to_the_model_input(trained, tmp_path):
                      progress=False)
     assert report["accuracy"]["test_images"] == 12 and report["quantization"]["calibration_images"] == 8
     assert (tmp_path / "out" / "model.tflite").stat().st_size == report["flash_bytes"]
+
+
+def test_a_nearly_dead_channel_with_a_bias_does_not_overflow_the_accumulator():
+    """A low-rank factor's output column of tiny weights with a real bias (seen in a 50-epoch model): its int8
+    scale is floored so that the int32 bias leaves the accumulator room, and the channel still outputs its
+    bias; without the floor the bias saturated int32 and the reference refused the model."""
+    from converter.quantize import build_qmodel
+    from tests.synthetic_models import random_weights
+
+    config = TINY.replace(fc2_rank=[8, 0])
+    weights = random_weights(config, np.random.default_rng(0))
+    fc2 = weights["block0_mlp"]["fc2"]
+    fc2["u"][:, 0], fc2["bias"][0] = 1e-9, 0.5
+    images = np.random.default_rng(1).random((16, 28, 28, 1))
+    ranges = calibrated_ranges(config, weights, images, ConvertOptions(), progress=False)
+    qmodel = build_qmodel(config, weights, ranges)
+    u = qmodel.tensors[qmodel.index("block0_mlp/fc2/U/W")]
+    bias = qmodel.tensors[qmodel.index("block0_mlp/fc2/U/bias")].data.astype(np.int64)
+    assert abs(bias[0]) + 2 * 128 * 127 * 8 <= 2 ** 31 - 1 and u.scale[0] > 1e-9 / 127
+    logits = run(qmodel, quantize_images(images))
+    out = qmodel.tensors[qmodel.output]
+    float_logits = forward(config, weights, images)
+    assert np.abs((logits.astype(np.float64) - out.zp) * out.scale[0] - float_logits).max() < 0.1
