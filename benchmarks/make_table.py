@@ -321,14 +321,15 @@ def build_sections() -> tuple:
         short += [""] + demo_table(demo) + ["", f"Reproduce: `make demo` ({demo['measured']})."]
     if accuracy:
         short += ["", "Fashion-MNIST accuracy under MCU budgets (issue 15; supernet and search at reduced settings; "
-                  f"{target_status(accuracy)}; each row's command gives its final training):", ""] + accuracy_table(accuracy, None) + [
+                  f"{target_status(accuracy)} by a searched row; each row's command gives its final training):", ""] + accuracy_table(accuracy, None) + [
             "", "Plot: [benchmarks/results/accuracy_fmnist.png](benchmarks/results/accuracy_fmnist.png); all "
                 "stages with their defaults: `.venv/bin/python benchmarks/accuracy_fmnist.py`."]
     probe = _load("probe_tokenizer_stem")
     converted = [(n, r) for n, r in (probe or {}).get("rows", {}).items() if "int8_top1" in r]
     if converted:
-        short += ["", "The F746 winner's transformer behind a convolutional stem (tokenizer probe, trained from scratch; "
-                  "not a searched row): " + "; ".join(
+        short += ["", "The f746_15m winner's transformer behind a convolutional stem (tokenizer probe, trained from "
+                  f"scratch; not a searched row; the f746_15m target is {_pct(ACCURACY_TARGETS['f746_15m'])} int8 under "
+                  "15 M MACs): " + "; ".join(
                       f"{n} ({r['epochs']} epochs, {r['macs']:,} MACs, model flash {_b(r['flash_model_bytes'])}, "
                       f"required arena {_b(r['required_arena_bytes'])}): float {_pct(r['float_top1'])}, int8 "
                       f"{_pct(r['int8_top1'])}" + (f", in TFLM {_pct(r['tflm_host']['int8_top1'])} "
