@@ -45,9 +45,9 @@ def read_weights(model) -> tuple:
                             f"supported layers: {', '.join(SUPPORTED_LAYERS)}")
     arch = arch_from_model(model)
     pe = model.get_layer("patch_embed")
-    weights = {f"stem{j}": {"kernel": model.get_layer(f"stem{j}").kernel.numpy().astype(np.float64),
-                            "bias": model.get_layer(f"stem{j}").bias.numpy().astype(np.float64)}
-               for j in range(len(arch.stem))}
+    stems = [model.get_layer(f"stem{j}") for j in range(len(arch.stem))]
+    weights = {s.name: {"kernel": s.kernel.numpy().astype(np.float64), "bias": s.bias.numpy().astype(np.float64)}
+               for s in stems}
     weights["patch_embed"] = {"kernel": pe.kernel.numpy().astype(np.float64),
                                "bias": pe.bias.numpy().astype(np.float64),
                                "pos": pe.pos.numpy().astype(np.float64),

@@ -238,9 +238,10 @@ def build_qmodel(arch, weights, ranges) -> QModel:
     stem = [b.activation(f"stem{j}", (1, s, s, c), b.qp(f"stem{j}")) for j, (s, c) in enumerate(arch.stem_shapes[1:])]
     tokens = [b.activation(f"tokens_{k}", (1, t, e), b.qp(f"tokens_{k}")) for k in range(2 * arch.depth + 1)]
     logits = b.activation("logits", (1, arch.num_classes), b.qp("logits"))
-    for j, out in enumerate(stem):
-        b.stem(j, weights[f"stem{j}"], ([image] + stem)[j], out)
-    b.patch_embed(weights, ([image] + stem)[-1], tokens[0])
+    maps = [image] + stem                           # each stem layer reads the map before it
+    for j in range(len(stem)):
+        b.stem(j, weights[f"stem{j}"], maps[j], maps[j + 1])
+    b.patch_embed(weights, maps[-1], tokens[0])
     for i in range(arch.depth):
         b.attention(i, weights[f"block{i}_attn"], tokens[2 * i], tokens[2 * i + 1])
         b.mlp(i, weights[f"block{i}_mlp"], tokens[2 * i + 1], tokens[2 * i + 2])
