@@ -20,6 +20,11 @@ from . import functional as F
 from .arch import ArchConfig
 
 
+def _small_normal(shape, dtype=None):
+    """TruncatedNormal(0.02), one instance per weight: an unseeded instance called twice repeats its values."""
+    return keras.initializers.TruncatedNormal(stddev=0.02)(shape, dtype=dtype)
+
+
 class _ViTLayer(keras.layers.Layer):
     """Shared helpers: LayerNorm weights and (low-rank) linear weights by name.
 
@@ -39,7 +44,7 @@ class _ViTLayer(keras.layers.Layer):
         self.norm_beta = self.add_weight(name="norm_beta", shape=(dim,), initializer="zeros")
 
     def _add_linear(self, name, n_in, n_out, rank):
-        init = keras.initializers.TruncatedNormal(stddev=0.02)
+        init = _small_normal
         if rank:
             setattr(self, f"{name}_v", self.add_weight(name=f"{name}_v", shape=(n_in, rank), initializer=init))
             setattr(self, f"{name}_u", self.add_weight(name=f"{name}_u", shape=(rank, n_out), initializer=init))
@@ -71,7 +76,7 @@ class PatchEmbed(keras.layers.Layer):
         h, w, c = input_shape[1:]
         p, k, e = self.patch_size, self.kernel_size or self.patch_size, self.embed_dim
         tokens = (h // p) * (w // p) + int(self.use_cls)
-        init = keras.initializers.TruncatedNormal(stddev=0.02)
+        init = _small_normal
         self.kernel = self.add_weight(name="kernel", shape=(k, k, c, e), initializer="glorot_uniform")
         self.bias = self.add_weight(name="bias", shape=(e,), initializer="zeros")
         self.pos = self.add_weight(name="pos", shape=(tokens, e), initializer=init)

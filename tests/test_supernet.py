@@ -147,3 +147,14 @@ def test_imagenet_scale_space_builds_and_exports():
     model = export_subnet(net, config)
     assert np.max(np.abs(model(x).numpy() - net(x).numpy())) <= 1e-5
     assert model.count_params() == config.params()
+
+
+def test_a_fresh_static_model_draws_each_weight_separately():
+    """fc1 with hidden = rank = embed_dim: its two factors share a shape, and must not share values."""
+    config = SearchSpace.from_dict(tiny(channels=3, num_classes=5, pool="mean")).sample(0)
+    e = config.embed_dim
+    config = config.replace(mlp_hidden=[e] * config.depth, fc1_rank=[e] * config.depth)
+    model = static_vit.build_vit(config)
+    factors = {w.name.split("/")[-1].split(":")[0]: w.numpy() for w in model.weights if "fc1_" in w.name}
+    assert factors["fc1_v"].shape == factors["fc1_u"].shape
+    assert not np.array_equal(factors["fc1_v"], factors["fc1_u"])
