@@ -35,7 +35,8 @@ Search and the kept fine-tuning epoch use the validation split only.
     .venv/bin/python benchmarks/accuracy_fmnist.py --budgets f746_15m --only f746_15m/winner --tag _w09 \
         --teacher-weight 0.9 --winner-from _kd_cnn4_50ep   # another final training of a recorded winner
 
-A fresh --work folder starts from the stages of the --results document, so a new machine adds rows to it.
+Every run starts from the stages of the --results document, so a new machine adds rows to it. The
+--work folder keeps one state file per results document: a trial's rows never reach another one.
 
 Writes benchmarks/results/accuracy_fmnist.json (or --results, for a trial) after every stage, and
 accuracy_fmnist.png (accuracy against flash and against MACs).
@@ -43,6 +44,7 @@ accuracy_fmnist.png (accuracy against flash and against MACs).
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import platform
 import re
@@ -113,17 +115,26 @@ def validation_of(log: Path) -> dict:
     return {"val_inherited": float(inherited), "val_finetuned": float(tuned)}
 
 
+def state_name(results: Path) -> str:
+    """The work folder's state file of one results document: a trial's --results never feeds
+    the published document's rows, nor the other way round."""
+    digest = hashlib.sha1(str(results.resolve()).encode()).hexdigest()[:8]
+    return f"state_{results.stem}_{digest}.json"
+
+
 class Bench:
     def __init__(self, args):
         self.args, self.work = args, Path(args.work)
-        self.state_file = self.work / "state.json"
-        self.state = json.loads(self.state_file.read_text()) if self.state_file.exists() else self.published()
+        self.state_file = self.work / state_name(Path(args.results))
+        self.state = self.published()
+        if self.state_file.exists():
+            self.state["results"].update(json.loads(self.state_file.read_text())["results"])
         self.work.mkdir(parents=True, exist_ok=True)
         self.data_flags = ["--data", "fashion_mnist"]
 
     def published(self) -> dict:
-        """A fresh work folder starts from the results document's stages, so that a new stage adds a
-        row to it instead of rewriting it with only the stages this machine ran."""
+        """Every run starts from the results document's stages, so that a new stage adds a row to it
+        instead of rewriting it with only the stages this work folder ran."""
         results = Path(self.args.results)
         if not results.exists():
             return {"results": {}}
@@ -151,7 +162,7 @@ class Bench:
         with open(self.work / ".lock", "w") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
             if self.state_file.exists():
-                self.state = json.loads(self.state_file.read_text())
+                self.state["results"].update(json.loads(self.state_file.read_text())["results"])
             self.state["results"][stage] = result
             atomic.write_json(self.state_file, self.state)
             write_results(self.state, Path(self.args.results))

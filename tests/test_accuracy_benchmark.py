@@ -100,6 +100,28 @@ def test_a_fresh_work_folder_keeps_the_published_rows(bench, tmp_path):
     assert results["mcu_64k/winner"]["int8_top1"] == 0.80
 
 
+def test_a_trial_in_the_same_work_folder_neither_drops_nor_leaks_rows(bench, tmp_path):
+    """A --results trial run in the work folder first; the published document, run next, keeps its rows
+    and gains only its own stage; a row it gains later (another machine's, pulled) survives the next stage."""
+    import json
+
+    sized = {"flash_model_bytes": 200_000, "macs": 8_000_000}
+    doc, trial = tmp_path / "a.json", tmp_path / "trial.json"
+    doc.write_text(json.dumps({"results": {"mcu_64k/winner": {**model(0.80), **sized}}}))
+    work = ["--work", str(tmp_path / "work")]
+    bench.Bench(bench.parse_args([*work, "--results", str(trial)]))._merge("teacher_cnn4", {"test_top1": 0.9})
+    bench.Bench(bench.parse_args([*work, "--results", str(doc)]))._merge("mcu_64k/random_0", {**model(0.7), **sized})
+    assert set(json.loads(doc.read_text())["results"]) == {"mcu_64k/winner", "mcu_64k/random_0"}
+    assert set(json.loads(trial.read_text())["results"]) == {"teacher_cnn4"}
+
+    pulled = json.loads(doc.read_text())
+    pulled["results"]["mcu_64k/random_1"] = {**model(0.75), **sized}
+    doc.write_text(json.dumps(pulled))
+    bench.Bench(bench.parse_args([*work, "--results", str(doc)]))._merge("mcu_64k/random_2", {**model(0.7), **sized})
+    assert set(json.loads(doc.read_text())["results"]) == {"mcu_64k/winner", "mcu_64k/random_0",
+                                                          "mcu_64k/random_1", "mcu_64k/random_2"}
+
+
 def test_a_results_file_of_another_kind_is_one_line(bench, tmp_path):
     from common.errors import UserError
 
