@@ -127,8 +127,7 @@ class Bench:
         self.args, self.work = args, Path(args.work)
         self.state_file = self.work / state_name(Path(args.results))
         self.state = self.published()
-        if self.state_file.exists():
-            self.state["results"].update(json.loads(self.state_file.read_text())["results"])
+        self._read_own_rows()
         self.work.mkdir(parents=True, exist_ok=True)
         self.data_flags = ["--data", "fashion_mnist"]
 
@@ -143,6 +142,11 @@ class Bench:
         except (ValueError, KeyError, TypeError):
             raise UserError(f"{results} is not a results document of this benchmark: move it aside, "
                             "or write to another one with --results") from None
+
+    def _read_own_rows(self) -> None:
+        """The stages this work folder ran for this results document, over the document's rows."""
+        if self.state_file.exists():
+            self.state["results"].update(json.loads(self.state_file.read_text())["results"])
 
     def selected(self, stage: str) -> bool:
         return not self.args.only or any(stage.startswith(o) for o in self.args.only)
@@ -161,8 +165,7 @@ class Bench:
 
         with open(self.work / ".lock", "w") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
-            if self.state_file.exists():
-                self.state["results"].update(json.loads(self.state_file.read_text())["results"])
+            self._read_own_rows()
             self.state["results"][stage] = result
             atomic.write_json(self.state_file, self.state)
             write_results(self.state, Path(self.args.results))

@@ -76,11 +76,10 @@ class PatchEmbed(keras.layers.Layer):
         h, w, c = input_shape[1:]
         p, k, e = self.patch_size, self.kernel_size or self.patch_size, self.embed_dim
         tokens = (h // p) * (w // p) + int(self.use_cls)
-        init = _small_normal
         self.kernel = self.add_weight(name="kernel", shape=(k, k, c, e), initializer="glorot_uniform")
         self.bias = self.add_weight(name="bias", shape=(e,), initializer="zeros")
-        self.pos = self.add_weight(name="pos", shape=(tokens, e), initializer=init)
-        self.cls = self.add_weight(name="cls", shape=(e,), initializer=init) if self.use_cls else None
+        self.pos = self.add_weight(name="pos", shape=(tokens, e), initializer=_small_normal)
+        self.cls = self.add_weight(name="cls", shape=(e,), initializer=_small_normal) if self.use_cls else None
 
     def call(self, images):
         return F.patch_embed(images, self.kernel, self.bias, self.pos, self.cls, stride=self.patch_size)
