@@ -26,7 +26,8 @@ Stages (each resumes; finished ones are skipped when the benchmark runs again):
                           evolve/<budget>_<supernet training>_<rounds>rx<samples>/)
 Every number is the full 10,000-image test set, int8 through the numpy reference;
 --verify-tflm runs each converted model in TFLM on the host over the same images too.
-Search and the kept fine-tuning epoch use the validation split only.
+Search, the kept fine-tuning epoch and the conversions' activation ranges (--range auto,
+the default) use the validation split only.
 
     .venv/bin/python benchmarks/accuracy_fmnist.py [--only cnn_small,small_data] [--budgets f746_15m]
     .venv/bin/python benchmarks/accuracy_fmnist.py --reconvert    # after an op contract change
@@ -34,6 +35,7 @@ Search and the kept fine-tuning epoch use the validation split only.
     .venv/bin/python benchmarks/accuracy_fmnist.py --verify-tflm  # each model in TFLM (host), byte for byte
     .venv/bin/python benchmarks/accuracy_fmnist.py --budgets f746_15m --only f746_15m/winner --tag _w09 \
         --teacher-weight 0.9 --winner-from _kd_cnn4_50ep   # another final training of a recorded winner
+    ... --winner-from _kd_cnn4_12ep --tag _50ep --finetune-seed 1  # the same training, another seed
 
 Every run starts from the stages of the --results document, so a new machine adds rows to it. The
 --work folder keeps one state file per results document: a trial's rows never reach another one.
@@ -103,7 +105,16 @@ def model_record(model_dir: Path) -> dict:
     return {"arch": arch.describe(), "config": report["arch"], "params": arch.params(), "macs": arch.macs(),
             "float_top1": report["float_accuracy"], "int8_top1": report["int8_accuracy"],
             "test_images": report.get("accuracy", {}).get("test_images"),
-            "flash_model_bytes": report["flash_bytes"], "required_arena_bytes": report.get("required_arena_bytes")}
+            "flash_model_bytes": report["flash_bytes"], "required_arena_bytes": report.get("required_arena_bytes"),
+            "int8_ranges": int8_ranges(report.get("quantization", {}))}
+
+
+def int8_ranges(quantization: dict) -> str:
+    """How the converter chose the activation ranges: 'percentile 99.9', or 'auto: mse' (--range auto's
+    pick on the validation split)."""
+    method = quantization.get("method", "percentile")
+    name = f"percentile {quantization.get('percentile', 99.9):g}" if method == "percentile" else method
+    return f"auto: {name}" if "range_choice" in quantization else name
 
 
 def validation_of(log: Path) -> dict:
@@ -217,7 +228,7 @@ class Bench:
 
     def convert(self, subnet: Path, model: Path, stage: str) -> None:
         mcuformer(["convert", str(subnet), "--out", str(model), *self.data_flags, "--calib", "500",
-                   "--eval", "10000", "--force", "--no-baseline"], self.work, stage)
+                   "--range", self.args.range, "--eval", "10000", "--force", "--no-baseline"], self.work, stage)
 
     def finished_models(self):
         """(stage, result, model folder) of every finished stage with a converted model."""
@@ -379,7 +390,8 @@ class Bench:
         own stage), then --ema and --erase where given (left unset, finetune's defaults hold)."""
         a = self.args
         recipe = [*(["--ema", str(a.ema)] if a.ema is not None else []),
-                  *(["--erase", str(a.erase)] if a.erase is not None else [])]
+                  *(["--erase", str(a.erase)] if a.erase is not None else []),
+                  *(["--seed", str(a.finetune_seed)] if a.finetune_seed else [])]
         if not a.distill:
             return recipe
         weight = [] if a.teacher_weight is None else ["--teacher-weight", str(a.teacher_weight)]
@@ -393,8 +405,10 @@ class Bench:
         return f"teacher_{a.teacher}" + ("" if a.teacher_epochs == TEACHER_EPOCHS else f"_{a.teacher_epochs}ep")
 
     def kd_suffix(self) -> str:
-        """Stage name suffix of a final training: _kd (cnn2 teacher), _kd_cnn4, then --tag."""
-        return teacher_suffix(self.args.distill and self.args.teacher) + self.args.tag
+        """Stage name suffix of a final training: _kd (cnn2 teacher), _kd_cnn4, then --tag, then
+        _seed<N> for another --finetune-seed than finetune's 0."""
+        seed = f"_seed{self.args.finetune_seed}" if self.args.finetune_seed else ""
+        return teacher_suffix(self.args.distill and self.args.teacher) + self.args.tag + seed
 
     def evolve_space(self, stage: str) -> None:
         """S3 on the budget's space: E-T error per dimension and round, and the evolved space."""
@@ -613,6 +627,9 @@ def parse_args(argv=None):
                    help="the search re-ranks its K best subnets by a short fine-tune (search --finalists)")
     p.add_argument("--finalist-steps", type=int, default=400, help="fine-tuning steps of each finalist")
     p.add_argument("--finetune-epochs", type=int, default=30)
+    p.add_argument("--finetune-seed", type=int, default=0,
+                   help="seed of the budgets' final trainings (another than 0 adds _seed<N> to the stage names): "
+                        "the same subnet and recipe trained again, to measure how much one training's luck moves it")
     p.add_argument("--val-images", type=int, default=2000)
     p.add_argument("--small-images", type=int, default=2000)
     p.add_argument("--small-val-images", type=int, default=500,
@@ -626,6 +643,9 @@ def parse_args(argv=None):
     p.add_argument("--small-teacher-weight", type=float, default=0.9,
                    help="distillation weight of the small-data final training")
     p.add_argument("--cnn-epochs", type=int, default=30)
+    p.add_argument("--range", choices=("auto", "percentile"), default="auto",
+                   help="activation ranges of each conversion (mcuformer convert --range); auto: the method whose "
+                        "int8 model is best on the validation split")
     p.add_argument("--reconvert", action="store_true",
                    help="only convert the finished stages' trained subnets again (after a contract change)")
     p.add_argument("--verify-tflm", action="store_true",
@@ -642,6 +662,8 @@ def parse_args(argv=None):
         p.error(f"unknown budget {unknown[0]!r}; choose from {', '.join(BUDGETS)}")
     if args.finalists < 0 or args.finalist_steps < 1:
         p.error("--finalists must be 0 or more and --finalist-steps at least 1")
+    if args.finetune_seed < 0:
+        p.error("--finetune-seed must be 0 or more")
     if args.supernet_epochs < 1 or args.supernet_lr <= 0:
         p.error("--supernet-epochs must be at least 1 and --supernet-lr above 0")
     check_final_training(args)

@@ -118,7 +118,7 @@ def accuracy_table(acc: dict, convert: dict | None) -> list:
             on_tflm = f"{_pct(tflm['int8_top1'])} ({tflm['mismatched_outputs']})" if tflm else "not run"
             rows.append(f"| {where} | {r['arch']} | {r.get('train_images', 'all')} | {r['params']:,} | "
                         f"{r['macs']:,} | {_b(r['flash_model_bytes'])} | {_b(r['required_arena_bytes'])} | "
-                        f"{_pct(r['float_top1'])} | {_pct(r['int8_top1'])} | {on_tflm} | {val} | "
+                        f"{_pct(r['float_top1'])} | {_pct(r['int8_top1'])}{_ranges(r)} | {on_tflm} | {val} | "
                         f"{r['wall_seconds']:.0f} s |")
         elif "test_top1" in r:
             rows.append(f"| {where} | {r['model']} | {r['train_images']} | {r['params']:,} | {r['macs']:,} | | | "
@@ -147,10 +147,16 @@ def accuracy_table(acc: dict, convert: dict | None) -> list:
     lines += [f"- model flash, required arena and test accuracy of the trained rows re-measured on {day} by "
               "`.venv/bin/python benchmarks/accuracy_fmnist.py --reconvert` (same trained weights, that day's converter)"
               for day in sorted({r["reconverted"] for r in acc["results"].values() if r.get("reconverted")})]
-    lines.append("- every row was converted with MCUF_PATCH_EMBED version 3: version 4 (2026-12-01) adds two options to "
-                 "the model file and 8 bytes to the op's OpData, so a conversion today is 16-32 B larger in flash and "
-                 "up to 16 B larger in arena (measured on the DeiT-Tiny and MCUFormer shapes, "
-                 "benchmarks/results/arena.json)")
+    later = [k for k, r in acc["results"].items() if "flash_model_bytes" in r and _patch_embed_v4(k, r)]
+    lines.append(f"- rows converted before 2026-12-01 used MCUF_PATCH_EMBED version 3; the {len(later)} converted "
+                 "since (the f746_15m_stem rows and those re-measured by --reconvert on a later day) use version 4, "
+                 "which adds two options to the model file and 8 bytes to the op's OpData: 16-32 B more flash and "
+                 "up to 16 B more arena (measured on the DeiT-Tiny and MCUFormer shapes, benchmarks/results/arena.json)")
+    if any(_ranges(r) for r in acc["results"].values()):
+        lines.append("- int8: activation ranges from 500 calibration images of the training split, clipped at the "
+                     "99.9th percentile, except where the cell names `auto: <method>`: there `mcuformer convert "
+                     "--range auto` converted with each of percentile 99.9, percentile 99.99, mse and min/max and "
+                     "kept the one best on 2,000 validation images (never the test set)")
     if any(r.get("tflm_host") for r in acc["results"].values()):
         lines.append("- int8 in TFLM: the converted model run by TFLM on the host (x86_64) over the same test images, "
                      "with the count of output bytes that differ from the numpy reference, by "
@@ -159,6 +165,17 @@ def accuracy_table(acc: dict, convert: dict | None) -> list:
               "search/proxy.py) of each subnet, scored by `.venv/bin/python benchmarks/accuracy_fmnist.py --score-proxy`"
               for steps in sorted({r["proxy_steps"] for r in acc["results"].values() if r.get("proxy_steps")})]
     return rows + ([""] + lines if lines else [])
+
+
+def _patch_embed_v4(stage: str, row: dict) -> bool:
+    """Converted after MCUF_PATCH_EMBED version 4 landed (2026-12-01 21:17): a stem needs it; the
+    rows converted since then are the stem rows and those --reconvert re-measured on a later day."""
+    return stage.startswith("f746_15m_stem/") or row.get("reconverted", "") > "2026-12-01"
+
+
+def _ranges(row: dict) -> str:
+    ranges = row.get("int8_ranges", "")
+    return f" ({ranges})" if ranges.startswith("auto") else ""
 
 
 ACCURACY_TARGETS = {"mcu_64k": 0.910, "f746_15m": 0.925}   # issue 15's int8 test top-1 targets
@@ -321,7 +338,8 @@ def build_sections() -> tuple:
         short += [""] + demo_table(demo) + ["", f"Reproduce: `make demo` ({demo['measured']})."]
     if accuracy:
         short += ["", "Fashion-MNIST accuracy under MCU budgets (issue 15; supernet and search at reduced settings; "
-                  f"{target_status(accuracy)} by a searched row; each row's command gives its final training):", ""] + accuracy_table(accuracy, None) + [
+                  f"targets against searched rows: {target_status(accuracy)}; each row's command gives its final "
+                  "training):", ""] + accuracy_table(accuracy, None) + [
             "", "Plot: [benchmarks/results/accuracy_fmnist.png](benchmarks/results/accuracy_fmnist.png); all "
                 "stages with their defaults: `.venv/bin/python benchmarks/accuracy_fmnist.py`."]
     probe = _load("probe_tokenizer_stem")

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +22,7 @@ from common.atomic import atomic_dir
 from common.errors import UserError
 from memory_model.memory import custom_graph_plan
 
-from . import baseline, calibrate as cal
+from . import baseline, calibrate as cal, range_choice
 from .float_model import read_weights
 from .interpreter import run_tflite
 from .qmodel import quantize_images
@@ -35,8 +35,9 @@ ARRAY_NAME = "mcuformer_model_data"
 @dataclass
 class ConvertOptions:
     calib: int = 300
-    method: str = "percentile"
+    method: str = "percentile"           # or "auto": chosen on the validation split (range_choice.py)
     percentile: float = 99.9
+    val_images: int = 2000               # validation images "auto" scores each method on
     eval_images: int | None = None       # None = the whole test split
     baseline: bool = True
     seed: int = 0
@@ -133,24 +134,35 @@ def convert(model_path, out, dataset, options: ConvertOptions = ConvertOptions()
     if isinstance(dataset, str):
         dataset = datasets.load(dataset)
     dataset = datasets.resized(dataset, arch.image_size, arch.image_size, arch.channels)
-    pick = np.random.default_rng(options.seed).permutation(len(dataset.x_train))[:options.calib]
-    calib = cal.check_images(arch, dataset.x_train[pick].astype(np.float64) / 255.0)
+    train, validation = (dataset.x_train, dataset.y_train), None
+    if options.method == "auto":
+        x_fit, y_fit, x_val, y_val = range_choice.split_for_auto(*train, options.val_images)
+        train, validation = (x_fit, y_fit), (x_val, y_val)
+    pick = np.random.default_rng(options.seed).permutation(len(train[0]))[:options.calib]
+    calib = cal.check_images(arch, train[0][pick].astype(np.float64) / 255.0)
     with tqdm(total=6, desc="convert", unit="step", disable=not progress) as steps:
-        return _convert_steps(model, calib, out, dataset, options, force, progress, steps, source)
+        return _convert_steps(model, calib, train, validation, out, dataset, options, force, progress, steps,
+                              source)
 
 
-def _convert_steps(model, calib, out, dataset, options, force, progress, steps, source) -> dict:
-    learned, before_qat = None, None
+def _convert_steps(model, calib, train, validation, out, dataset, options, force, progress, steps, source) -> dict:
+    """`train`: (images, labels) calibration and QAT draw from; `validation`: --range auto's."""
+    learned, before_qat, choice = None, None, None
     if options.qat_epochs:
         from . import qat
 
         steps.set_postfix_str("quantization-aware fine-tuning")
         n = options.qat_images
         before_qat = model
-        initial = calibrated_ranges(*read_weights(model), calib, options, progress)
-        model, learned = qat.finetune(model, dataset.x_train[:n], dataset.y_train[:n],
+        seed_options = replace(options, method="percentile") if validation else options
+        initial = calibrated_ranges(*read_weights(model), calib, seed_options, progress)
+        model, learned = qat.finetune(model, train[0][:n], train[1][:n],
                                       epochs=options.qat_epochs, progress=progress, initial_ranges=initial)
     steps.update()
+    if validation:
+        steps.set_postfix_str("range method on the validation split")
+        choice = range_choice.choose(*read_weights(model), calib, *validation, learned, progress)
+        options = range_choice.chosen_options(options, choice)
     steps.set_postfix_str("calibrate + quantize")
     arch, weights, qmodel, plan = quantize_model(model, calib, options, progress, learned)
     steps.update()
@@ -186,6 +198,8 @@ def _convert_steps(model, calib, out, dataset, options, force, progress, steps, 
         report["quantization"] = {"method": options.method, "percentile": options.percentile,
                                   "calibration_images": int(len(calib)), "qat_epochs": options.qat_epochs,
                                   "learned_ranges": sorted(learned or {})}
+        if choice:
+            report["quantization"]["range_choice"] = choice
         report["float_accuracy"] = report["accuracy"]["float"]
         report["int8_accuracy"] = report["accuracy"]["int8_reference"]
         report.update(source.report(x_test / 255.0, y_test, calib, report["float_accuracy"], len(tflite)))

@@ -54,6 +54,27 @@ def test_tag_names_the_budget_stages(bench):
     assert "cnn_full" in names          # the CNN and small-data stages keep their names
 
 
+def test_another_finetune_seed_is_a_stage_of_its_own_and_reaches_finetune(bench, tmp_path):
+    names = stage_names(bench, ["--tag", "_50ep", "--finetune-seed", "1", "--budgets", "f746_15m", "--randoms", "1"])
+    assert "f746_15m/winner_kd_cnn4_50ep_seed1" in names and "f746_15m/random_0_kd_cnn4_50ep_seed1" in names
+    assert "f746_15m/winner_kd_cnn4_50ep" in stage_names(bench, ["--tag", "_50ep", "--budgets", "f746_15m"])
+    runner = object.__new__(bench.Bench)
+    runner.teacher = lambda stage, *a: tmp_path / stage / "teacher.keras"
+    runner.args = bench.parse_args(["--finetune-seed", "1"])
+    flags = runner.budget_finetune_flags()
+    assert flags[flags.index("--seed") + 1] == "1"
+    runner.args = bench.parse_args([])
+    assert "--seed" not in runner.budget_finetune_flags()
+
+
+def test_the_conversions_choose_their_ranges_on_validation_and_say_so(bench):
+    assert bench.parse_args([]).range == "auto"
+    assert bench.int8_ranges({"method": "percentile", "percentile": 99.9}) == "percentile 99.9"
+    assert bench.int8_ranges({}) == "percentile 99.9"       # rows converted before --range auto existed
+    choice = {"method": "mse", "percentile": 99.9, "scores": []}
+    assert bench.int8_ranges({"method": "mse", "percentile": 99.9, "range_choice": choice}) == "auto: mse"
+
+
 def test_the_teacher_names_the_final_trainings(bench):
     names = stage_names(bench, ["--budgets", "mcu_64k", "--randoms", "1"])
     assert names.index("teacher_cnn4") < names.index("mcu_64k/winner_kd_cnn4")

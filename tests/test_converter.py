@@ -393,6 +393,65 @@ def test_qat_learned_ranges_are_used_and_int8_tracks_float(trained, fashion_mnis
     assert abs(float_acc - int8_acc) <= 0.01, (float_acc, int8_acc)
 
 
+# ---- --range auto -------------------------------------------------------------------------
+
+def test_range_auto_never_scores_an_image_it_calibrated_on():
+    from converter.range_choice import split_for_auto
+
+    n = 1000
+    images = np.arange(n, dtype=np.uint16).view(np.uint8).reshape(n, 2, 1, 1)    # image i holds i
+    labels = np.arange(n) % 10
+    x_fit, y_fit, x_val, y_val = split_for_auto(images, labels, val_images=60)
+    ids = lambda x: set(x.reshape(len(x), 2).copy().view(np.uint16).ravel().tolist())
+    assert len(x_val) == len(y_val) == 60 and len(x_fit) == len(y_fit) == 900
+    assert not ids(x_fit) & ids(x_val)
+    with pytest.raises(UserError, match="--range percentile"):
+        split_for_auto(images[:999], labels[:999], val_images=60)
+
+
+@pytest.mark.slow
+def test_range_auto_picks_the_method_whose_int8_model_is_best_on_validation(trained, fashion_mnist):
+    from converter.range_choice import CANDIDATES, choose, split_for_auto
+
+    model, _ = trained
+    x_fit, _, x_val, y_val = split_for_auto(fashion_mnist.x_train, fashion_mnist.y_train, val_images=500)
+    calib = x_fit[:200] / 255.0
+    choice = choose(*read_weights(model), calib, x_val, y_val)
+    expected = []
+    for method, percentile in CANDIDATES:       # each candidate converted on its own, as --range <method> does
+        options = ConvertOptions(method=method, percentile=percentile)
+        _, _, qmodel, _ = quantize_model(model, calib, options, progress=False)
+        expected.append(np.mean(run(qmodel, quantize_images(x_val / 255.0)).argmax(1) == y_val))
+    assert [s["val_int8_top1"] for s in choice["scores"]] == pytest.approx(expected, abs=0)
+    first_best = CANDIDATES[int(np.argmax(expected))]
+    assert (choice["method"], choice["percentile"]) == first_best and choice["validation_images"] == 500
+
+
+@pytest.mark.slow
+def test_cli_range_auto_reports_its_choice_and_refuses_a_dataset_too_small(trained, tmp_path):
+    _, subnet = trained
+    out = tmp_path / "out"
+    proc = run_cli("convert", str(subnet), "--out", str(out), "--range", "auto", "--val-limit", "300",
+                   "--calib", "100", "--eval", "200", "--no-baseline")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    quantization = json.loads((out / "report.json").read_text())["quantization"]
+    choice = quantization["range_choice"]
+    assert choice["validation_images"] == 300 and len(choice["scores"]) == 4
+    best = max(s["val_int8_top1"] for s in choice["scores"])
+    assert quantization["method"] == choice["method"] == next(s["method"] for s in choice["scores"]
+                                                                 if s["val_int8_top1"] == best)
+    assert "--range auto: int8 top-1 on 300 validation images" in proc.stdout and "chose" in proc.stdout
+
+    data = tmp_path / "small.npz"
+    imgs = np.zeros((200, 28, 28, 1), np.uint8)
+    labels = np.arange(200) % 10
+    np.savez(data, x_train=imgs, y_train=labels, x_test=imgs[:20], y_test=labels[:20])
+    small = run_cli("convert", str(subnet), "--out", str(tmp_path / "small"), "--data", str(data),
+                    "--range", "auto", "--no-baseline")
+    assert_one_line_error(small, "--range auto", "200 training images", "--range percentile")
+    assert not (tmp_path / "small").exists()
+
+
 def test_images_of_wrong_shape_for_the_reference(converted):
     with pytest.raises(UserError, match=r"expects \(N, 28, 28, 1\)"):
         run_tflite(converted[-1], np.zeros((2, 32, 32, 1), np.int8))

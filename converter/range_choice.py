@@ -1,0 +1,57 @@
+"""`--range auto`: the activation-range method chosen on the validation split.
+
+Which clipping keeps the most int8 accuracy depends on the model: a 99.9th percentile
+clips a stem's or a softmax-fed tensor's rare large values that the classifier needs, and
+min/max wastes int8 steps on outliers elsewhere. Each candidate's int8 model (the numpy
+reference, the kernels' oracle) is scored on held-out validation images of the training
+set, never the test set. Ties keep the earlier candidate, so the plain default wins unless
+another is measurably better. Calibration images come from the rest of the training set.
+"""
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+
+from common import datasets
+from common.errors import UserError
+
+from . import calibrate as cal
+from .qmodel import quantize_images, run
+from .quantize import SYMMETRIC_POINTS, build_qmodel
+
+CANDIDATES = (("percentile", 99.9), ("percentile", 99.99), ("mse", 99.9), ("minmax", 99.9))
+MIN_VALIDATION_IMAGES = 100
+
+
+def split_for_auto(x_train, y_train, val_images: int) -> tuple:
+    """(x_fit, y_fit, x_val, y_val): the deterministic train/val split the search and fine-tuning
+    use; calibration (and QAT) draw from the first two, so the images scored were never seen."""
+    if len(x_train) * 0.1 < MIN_VALIDATION_IMAGES:
+        raise UserError(f"--range auto scores each range method on {MIN_VALIDATION_IMAGES} or more validation "
+                        f"images (10% of the training split); this dataset has {len(x_train)} training images: "
+                        f"pass --range percentile")
+    x_fit, y_fit, x_val, y_val = datasets.train_val_split(x_train, y_train)
+    return x_fit, y_fit, x_val[:val_images], y_val[:val_images]
+
+
+def choose(arch, weights, calib_images, x_val, y_val, learned_ranges=None, progress=False) -> dict:
+    """The candidate whose int8 model scores best on (x_val, y_val): {method, percentile,
+    validation_images, scores: [{method, percentile, val_int8_top1}, ...]}."""
+    observer = cal.calibrate(arch, weights, calib_images, progress=progress)
+    symmetric = [n for n in observer.lo if n.endswith(SYMMETRIC_POINTS)]
+    images_q = quantize_images(cal.check_images(arch, x_val) / 255.0)
+    scores = []
+    for method, percentile in CANDIDATES:
+        ranges = observer.ranges(method, percentile, symmetric)
+        ranges.update(learned_ranges or {})
+        logits = run(build_qmodel(arch, weights, ranges), images_q)
+        scores.append({"method": method, "percentile": percentile,
+                       "val_int8_top1": float(np.mean(np.argmax(logits, axis=1) == y_val))})
+    best = max(scores, key=lambda s: s["val_int8_top1"])          # max keeps the first of equals
+    return {"method": best["method"], "percentile": best["percentile"], "validation_images": int(len(y_val)),
+            "scores": scores}
+
+
+def chosen_options(options, choice: dict):
+    return replace(options, method=choice["method"], percentile=choice["percentile"])
