@@ -48,6 +48,13 @@ class ConvertOptions:
     rank_ratio: float = 0.0              # ... or to keep about this share of its weights
 
 
+@dataclass
+class QuantImages:
+    calib: np.ndarray                    # float pixels/255 the activation ranges are calibrated on
+    train: tuple                         # (images, labels) that QAT fine-tunes on
+    validation: tuple | None = None      # (images, labels) that --range auto scores each method on
+
+
 def calibrated_ranges(arch, weights, calib_images, options: ConvertOptions, progress=True) -> dict:
     observer = cal.calibrate(arch, weights, calib_images, progress=progress)
     symmetric = [n for n in observer.lo if n.endswith(SYMMETRIC_POINTS)]
@@ -139,14 +146,13 @@ def convert(model_path, out, dataset, options: ConvertOptions = ConvertOptions()
         x_fit, y_fit, x_val, y_val = range_choice.split_for_auto(*train, options.val_images)
         train, validation = (x_fit, y_fit), (x_val, y_val)
     pick = np.random.default_rng(options.seed).permutation(len(train[0]))[:options.calib]
-    calib = cal.check_images(arch, train[0][pick].astype(np.float64) / 255.0)
+    images = QuantImages(cal.check_images(arch, train[0][pick].astype(np.float64) / 255.0), train, validation)
     with tqdm(total=6, desc="convert", unit="step", disable=not progress) as steps:
-        return _convert_steps(model, calib, train, validation, out, dataset, options, force, progress, steps,
-                              source)
+        return _convert_steps(model, images, out, dataset, options, force, progress, steps, source)
 
 
-def _convert_steps(model, calib, train, validation, out, dataset, options, force, progress, steps, source) -> dict:
-    """`train`: (images, labels) calibration and QAT draw from; `validation`: --range auto's."""
+def _convert_steps(model, images: QuantImages, out, dataset, options, force, progress, steps, source) -> dict:
+    calib, train = images.calib, images.train
     learned, before_qat, choice = None, None, None
     if options.qat_epochs:
         from . import qat
@@ -154,15 +160,15 @@ def _convert_steps(model, calib, train, validation, out, dataset, options, force
         steps.set_postfix_str("quantization-aware fine-tuning")
         n = options.qat_images
         before_qat = model
-        seed_options = replace(options, method="percentile") if validation else options
-        initial = calibrated_ranges(*read_weights(model), calib, seed_options, progress)
+        qat_start = replace(options, method="percentile") if images.validation else options
+        initial = calibrated_ranges(*read_weights(model), calib, qat_start, progress)
         model, learned = qat.finetune(model, train[0][:n], train[1][:n],
                                       epochs=options.qat_epochs, progress=progress, initial_ranges=initial)
     steps.update()
-    if validation:
+    if images.validation:
         steps.set_postfix_str("range method on the validation split")
-        choice = range_choice.choose(*read_weights(model), calib, *validation, learned, progress)
-        options = range_choice.chosen_options(options, choice)
+        choice = range_choice.choose(*read_weights(model), calib, *images.validation, learned, progress)
+        options = replace(options, method=choice["method"], percentile=choice["percentile"])
     steps.set_postfix_str("calibrate + quantize")
     arch, weights, qmodel, plan = quantize_model(model, calib, options, progress, learned)
     steps.update()

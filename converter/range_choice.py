@@ -9,8 +9,6 @@ another is measurably better. Calibration images come from the rest of the train
 """
 from __future__ import annotations
 
-from dataclasses import replace
-
 import numpy as np
 
 from common import datasets
@@ -51,7 +49,3 @@ def choose(arch, weights, calib_images, x_val, y_val, learned_ranges=None, progr
     best = max(scores, key=lambda s: s["val_int8_top1"])          # max keeps the first of equals
     return {"method": best["method"], "percentile": best["percentile"], "validation_images": int(len(y_val)),
             "scores": scores}
-
-
-def chosen_options(options, choice: dict):
-    return replace(options, method=choice["method"], percentile=choice["percentile"])

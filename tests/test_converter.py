@@ -325,7 +325,8 @@ def test_corrupt_tflite_is_a_user_error(converted, tmp_path, damage):
 def test_cli_convert_writes_all_outputs(trained, tmp_path):
     _, subnet = trained
     out = tmp_path / "out"
-    proc = run_cli("convert", str(subnet), "--out", str(out), "--calib", "100", "--eval", "300", "--qat")
+    proc = run_cli("convert", str(subnet), "--out", str(out), "--calib", "100", "--eval", "300", "--qat",
+                   "--range", "auto", "--val-limit", "200")
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert sorted(p.name for p in out.iterdir()) == ["baseline_builtin.tflite", "model.tflite", "model_data.cc",
                                                      "model_data.h", "report.json"]
@@ -342,6 +343,7 @@ def test_cli_convert_writes_all_outputs(trained, tmp_path):
     for accuracy in (report["int8_accuracy"], report["accuracy"]["float_before_qat"]):
         assert accuracy * 300 == pytest.approx(round(accuracy * 300))
     assert report["quantization"]["qat_epochs"] == 1 and "tokens_0" in report["quantization"]["learned_ranges"]
+    assert report["quantization"]["range_choice"]["validation_images"] == 200     # chosen after QAT
     assert report["baseline"]["tflm_arena_bytes_host"] > report["planned_arena_bytes_host"]
     cc = (out / "model_data.cc").read_text()
     assert "alignas(16) const unsigned char mcuformer_model_data[]" in cc
