@@ -62,6 +62,7 @@ sys.path.insert(0, str(ROOT))
 
 from common import atomic  # noqa: E402  (sets TF_USE_LEGACY_KERAS first)
 from common.errors import UserError  # noqa: E402
+from converter import range_choice  # noqa: E402
 
 SPACES = ROOT / "configs" / "spaces"
 TEACHER_EPOCHS = 20
@@ -106,15 +107,7 @@ def model_record(model_dir: Path) -> dict:
             "float_top1": report["float_accuracy"], "int8_top1": report["int8_accuracy"],
             "test_images": report.get("accuracy", {}).get("test_images"),
             "flash_model_bytes": report["flash_bytes"], "required_arena_bytes": report.get("required_arena_bytes"),
-            "int8_ranges": int8_ranges(report.get("quantization", {}))}
-
-
-def int8_ranges(quantization: dict) -> str:
-    """How the converter chose the activation ranges: 'percentile 99.9', or 'auto: mse' (--range auto's
-    pick on the validation split)."""
-    method = quantization.get("method", "percentile")
-    name = f"percentile {quantization.get('percentile', 99.9):g}" if method == "percentile" else method
-    return f"auto: {name}" if "range_choice" in quantization else name
+            "int8_ranges": range_choice.describe(report.get("quantization", {}))}
 
 
 def validation_of(log: Path) -> dict:

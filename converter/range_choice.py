@@ -23,14 +23,15 @@ MIN_VALIDATION_IMAGES = 100
 
 
 def split_for_auto(x_train, y_train, val_images: int) -> tuple:
-    """(x_fit, y_fit, x_val, y_val): the deterministic train/val split the search and fine-tuning
-    use; calibration (and QAT) draw from the first two, so the images scored were never seen."""
+    """`val_images`: how many of the validation split to score on (0: all)."""
+    # the deterministic train/val split the search and fine-tuning use; calibration (and QAT) draw
+    # from x_fit, so no scored image was calibrated on
     if len(x_train) * 0.1 < MIN_VALIDATION_IMAGES:
         raise UserError(f"--range auto scores each range method on {MIN_VALIDATION_IMAGES} or more validation "
                         f"images (10% of the training split); this dataset has {len(x_train)} training images: "
                         f"pass --range percentile")
     x_fit, y_fit, x_val, y_val = datasets.train_val_split(x_train, y_train)
-    return x_fit, y_fit, x_val[:val_images], y_val[:val_images]
+    return x_fit, y_fit, x_val[:val_images or None], y_val[:val_images or None]
 
 
 def choose(arch, weights, calib_images, x_val, y_val, learned_ranges=None, progress=False) -> dict:
@@ -49,3 +50,15 @@ def choose(arch, weights, calib_images, x_val, y_val, learned_ranges=None, progr
     best = max(scores, key=lambda s: s["val_int8_top1"])          # max keeps the first of equals
     return {"method": best["method"], "percentile": best["percentile"], "validation_images": int(len(y_val)),
             "scores": scores}
+
+
+def method_name(entry: dict) -> str:
+    """'percentile 99.9', 'mse' or 'minmax' of a report's `quantization` (or one of its scores)."""
+    method = entry.get("method", "percentile")
+    return f"percentile {entry.get('percentile', 99.9):g}" if method == "percentile" else method
+
+
+def describe(quantization: dict) -> str:
+    """How a conversion chose its activation ranges: 'percentile 99.9', or 'auto: mse'."""
+    name = method_name(quantization)
+    return f"auto: {name}" if "range_choice" in quantization else name

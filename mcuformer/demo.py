@@ -1,7 +1,8 @@
 """`mcuformer demo`: the whole pipeline, each stage the same code as its CLI command.
 
 train-supernet -> search (under the SRAM/flash budget) -> finetune the winner ->
-convert (int8, custom ops, offline memory plan) -> verify (Python reference,
+convert (int8, custom ops, offline memory plan, activation ranges chosen on the
+validation split) -> verify (Python reference,
 TFLM on the host, TFLM on an emulated Cortex-M7 where present) -> summary.json.
 
 Every stage records completion in OUT/demo_state.json; running the demo again
@@ -78,7 +79,7 @@ def _stage_args(out: Path, s: DemoSettings, budget: list, data: str, qemu: bool)
                       "--train-limit", str(s.finetune_train_limit), "--val-limit", str(s.val_limit),
                       "--min-steps", str(s.min_steps), "--force"]),
         ("convert", ["convert", str(subnet), "--out", str(model), "--data", data, "--calib", str(s.calib),
-                     "--eval", str(s.eval_images), "--force"]),
+                     "--range", "auto", "--val-limit", str(s.val_limit), "--eval", str(s.eval_images), "--force"]),
         ("verify", ["verify", str(model), "--images", str(s.verify_images), "--data", data, "--json",
                     *(["--qemu"] if qemu else [])]),
         *[(name, [name, str(model), "--out", str(out / folder), "--data", data, "--force"])
@@ -120,6 +121,7 @@ def summarize(out: Path, verify_result: dict, budget: dict) -> dict:
     """summary.json: accuracy float/int8, SRAM/flash predicted and measured, the architecture."""
     report = json.loads((out / "model" / "report.json").read_text())
     best = json.loads((out / "search" / "best_subnet.json").read_text())
+    from converter.range_choice import describe
     from keras_supernet.arch import ArchConfig
 
     arch = ArchConfig.from_dict(report["arch"])
@@ -131,6 +133,7 @@ def summarize(out: Path, verify_result: dict, budget: dict) -> dict:
         "accuracy": {"float": report.get("float_accuracy"), "int8": report.get("int8_accuracy"),
                      "test_images": report.get("accuracy", {}).get("test_images"),
                      "int8_measured_by": "numpy reference interpreter (converter/interpreter.py)",
+                     "int8_ranges": describe(report.get("quantization", {})),
                      "supernet_inherited_val": best.get("accuracy"),
                      "int8_reference_on_verify_images": verify_result.get("int8_accuracy")},
         "sram": {"predicted_arena_bytes_cortex_m": report["planned_arena_bytes"],

@@ -1,5 +1,7 @@
 """benchmarks/accuracy_fmnist.py's summary: a winner is compared only with the random subnets of the
 same budget and the same final training (teacher or not, --tag)."""
+import json
+
 import pytest
 
 from tests.benchmark_modules import load_benchmark
@@ -67,12 +69,16 @@ def test_another_finetune_seed_is_a_stage_of_its_own_and_reaches_finetune(bench,
     assert "--seed" not in runner.budget_finetune_flags()
 
 
-def test_the_conversions_choose_their_ranges_on_validation_and_say_so(bench):
+def test_the_conversions_choose_their_ranges_on_validation_and_say_so(bench, tmp_path):
     assert bench.parse_args([]).range == "auto"
-    assert bench.int8_ranges({"method": "percentile", "percentile": 99.9}) == "percentile 99.9"
-    assert bench.int8_ranges({}) == "percentile 99.9"       # rows converted before --range auto existed
-    choice = {"method": "mse", "percentile": 99.9, "scores": []}
-    assert bench.int8_ranges({"method": "mse", "percentile": 99.9, "range_choice": choice}) == "auto: mse"
+    arch = {"image_size": 28, "channels": 1, "patch_size": 7, "embed_dim": 16, "num_classes": 10, "num_heads": [1],
+            "qkv_dim": [16], "mlp_hidden": [32]}
+    report = {"arch": arch, "float_accuracy": 0.8, "int8_accuracy": 0.79, "flash_bytes": 1000}
+    for quantization, ranges in [({"method": "percentile", "percentile": 99.99}, "percentile 99.99"),
+                                 ({}, "percentile 99.9"),       # rows converted before --range auto existed
+                                 ({"method": "minmax", "percentile": 99.9, "range_choice": {}}, "auto: minmax")]:
+        (tmp_path / "report.json").write_text(json.dumps({**report, "quantization": quantization}))
+        assert bench.model_record(tmp_path)["int8_ranges"] == ranges
 
 
 def test_the_teacher_names_the_final_trainings(bench):

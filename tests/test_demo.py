@@ -4,6 +4,7 @@ import json
 
 import pytest
 
+from converter.range_choice import method_name
 from mcuformer.demo import DemoSettings, demo_budget, run_demo
 from common.errors import UserError
 from tests.benchmark_modules import load_benchmark
@@ -57,6 +58,10 @@ def test_demo_runs_every_stage(demo):
     assert summary["accuracy"]["int8"] * 200 == pytest.approx(round(summary["accuracy"]["int8"] * 200))
     report = json.loads((out / "model" / "report.json").read_text())
     assert summary["accuracy"]["int8"] == report["int8_accuracy"]
+    # the activation ranges were chosen on the demo's validation images, never the test set
+    choice = report["quantization"]["range_choice"]
+    assert choice["validation_images"] == MICRO.val_limit
+    assert summary["accuracy"]["int8_ranges"] == "auto: " + method_name(choice)
 
 
 @pytest.mark.slow

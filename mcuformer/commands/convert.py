@@ -16,7 +16,7 @@ def add_arguments(parser) -> None:
                         help="how activation ranges are chosen from calibration; auto: the method whose int8 "
                              "model scores best on the validation split (--val-limit images)")
     parser.add_argument("--val-limit", type=int, default=2000, metavar="N",
-                        help="validation images --range auto scores each method on (default 2000)")
+                        help="validation images --range auto scores each method on (0: all; default 2000)")
     parser.add_argument("--percentile", type=float, default=99.9, help="percentile for --range percentile")
     parser.add_argument("--eval", type=int, default=None, metavar="N",
                         help="measure accuracy on the first N test images (default: all)")
@@ -43,7 +43,7 @@ def check(args) -> None:
     if args.qat < 0:
         raise UserError(f"--qat takes a number of epochs >= 1, got {args.qat}")
     check_at_least(args.calib, 1, "--calib")
-    check_at_least(args.val_limit, 1, "--val-limit")
+    check_at_least(args.val_limit, 0, "--val-limit")
     if args.eval is not None:
         check_at_least(args.eval, 0, "--eval")
     if not 50.0 < args.percentile <= 100.0:
@@ -65,6 +65,7 @@ def _check_byo(args) -> None:
 
 def run(args) -> int:
     from converter.convert import ConvertOptions, convert
+    from converter.range_choice import method_name
 
     options = ConvertOptions(calib=args.calib, method=args.method, percentile=args.percentile,
                              val_images=args.val_limit, eval_images=args.eval, baseline=not args.no_baseline,
@@ -74,9 +75,9 @@ def run(args) -> int:
     acc = report["accuracy"]
     choice = report["quantization"].get("range_choice")
     if choice:
-        scores = ", ".join(f"{_method_name(s)} {s['val_int8_top1']:.4f}" for s in choice["scores"])
+        scores = ", ".join(f"{method_name(s)} {s['val_int8_top1']:.4f}" for s in choice["scores"])
         print(f"--range auto: int8 top-1 on {choice['validation_images']} validation images: {scores}; "
-              f"chose {_method_name(choice)}")
+              f"chose {method_name(choice)}")
     print(f"wrote {args.out}: flash {report['flash_bytes']} B, arena {report['required_arena_bytes']} B "
           f"(Cortex-M, what AllocateTensors needs; {report['planned_arena_bytes']} B in use after it), "
           f"accuracy float {acc['float']:.4f} / int8 {acc['int8_reference']:.4f} on {acc['test_images']} images")
@@ -91,7 +92,3 @@ def run(args) -> int:
               f"{low['flash_bytes_predicted']} B, float accuracy {low['float_accuracy_full_rank']:.4f} -> "
               f"{low['float_accuracy']:.4f}")
     return 0
-
-
-def _method_name(entry: dict) -> str:
-    return f"percentile {entry['percentile']:g}" if entry["method"] == "percentile" else entry["method"]
