@@ -91,8 +91,8 @@ def demo_table(demo: dict) -> list:
             "|---|---|---|---|---|---|---|---|",
             f"| {demo['budget']['source']} ({_b(demo['budget']['sram'])} SRAM, {_b(demo['budget']['flash'])} flash, "
             f"<= {demo['budget']['max_macs']:,} MACs): {arch['description']}, {arch['params']:,} params | "
-            f"{_pct(acc['float'])} | {_pct(acc['int8'])} of {acc['test_images']:,} test images | "
-            f"{_b(sram['required_arena_bytes_cortex_m'])} ({_b(sram['measured_arena_bytes_cortex_m'])}) | "
+            f"{_pct(acc['float'])} | {_pct(acc['int8'])} of {acc['test_images']:,} test images"
+            f"{_ranges(acc)} | {_b(sram['required_arena_bytes_cortex_m'])} ({_b(sram['measured_arena_bytes_cortex_m'])}) | "
             f"{_b(demo['flash']['model_flatbuffer_bytes'])} | {arch['macs']:,} | "
             f"{demo['instructions_per_inference_cortex_m7_qemu']:,} | {demo['total_stage_seconds']:.0f} s |"]
     for name, value in ANCHORS:
