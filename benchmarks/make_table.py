@@ -190,8 +190,16 @@ def target_status(acc: dict) -> str:
         best = max(rows, key=rows.get, default=None)
         met = best is not None and rows[best] >= target
         parts.append(f"{budget} target {_pct(target)} " + (f"met by {best} ({_pct(rows[best])})" if met else
-                     f"not met yet (best {_pct(rows[best])})" if best else "not measured"))
+                     f"not met yet (best {_pct(rows[best])})" if best else "not measured") + _reseeded(rows, best))
     return ", ".join(parts)
+
+
+def _reseeded(rows: dict, best: str | None) -> str:
+    """The same final training run again with other seeds (--finetune-seed), beside the best row: the
+    best of several seeds on the test set alone would overstate what one training gives."""
+    base = best and re.sub(r"_seed\d+$", "", best)
+    others = [rows[k] for k in rows if k != best and re.sub(r"_seed\d+$", "", k) == base]
+    return f" (the same training with another seed: {', '.join(_pct(v) for v in others)})" if others else ""
 
 
 def _signed(x: float) -> str:

@@ -287,3 +287,16 @@ def test_the_stem_space_gives_every_feasible_subnet_its_stem_under_the_f746_budg
         cost = evaluate(config)
         assert cost.macs <= 15_000_000 and cost.sram <= 320 * 1024 and cost.flash <= 1024 * 1024
         assert config.layer_macs()["stem1"] == 14 * 14 * 9 * 16 * 32
+
+
+def test_the_readme_headline_names_the_other_seeds_of_the_row_that_meets_a_target():
+    table = load_benchmark("make_table")
+    summary = {"f746_15m_kd_cnn4_50ep": {"winner_int8": 0.9219},
+               "f746_15m_stem_kd_cnn4_50ep": {"winner_int8": 0.9271},
+               "f746_15m_stem_kd_cnn4_50ep_seed1": {"winner_int8": 0.9243},
+               "f746_15m_stem_kd_cnn4_12ep": {"winner_int8": 0.8975}}
+    status = table.target_status({"summary": summary})
+    assert ("f746_15m target 92.50% met by f746_15m_stem_kd_cnn4_50ep (92.71%) "
+            "(the same training with another seed: 92.43%)") in status
+    del summary["f746_15m_stem_kd_cnn4_50ep_seed1"]
+    assert "another seed" not in table.target_status({"summary": summary})
