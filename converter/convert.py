@@ -26,7 +26,7 @@ from . import baseline, calibrate as cal, range_choice
 from .float_model import read_weights
 from .interpreter import run_tflite
 from .qmodel import quantize_images
-from .quantize import SYMMETRIC_POINTS, build_qmodel
+from .quantize import build_qmodel, clipped_ranges
 from .tflite_writer import to_flatbuffer
 
 ARRAY_NAME = "mcuformer_model_data"
@@ -56,9 +56,8 @@ class QuantImages:
 
 
 def calibrated_ranges(arch, weights, calib_images, options: ConvertOptions, progress=True) -> dict:
-    observer = cal.calibrate(arch, weights, calib_images, progress=progress)
-    symmetric = [n for n in observer.lo if n.endswith(SYMMETRIC_POINTS)]
-    return observer.ranges(options.method, options.percentile, symmetric)
+    return clipped_ranges(cal.calibrate(arch, weights, calib_images, progress=progress), options.method,
+                          options.percentile)
 
 
 def quantize_model(model, calib_images, options: ConvertOptions = ConvertOptions(), progress=True,

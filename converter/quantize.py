@@ -26,6 +26,12 @@ INPUT_QPARAMS = QParams(contract.INPUT_SCALE, contract.INPUT_ZERO_POINT)
 SYMMETRIC_POINTS = (".q", ".k", ".v", ".ctx")
 
 
+def clipped_ranges(observer, method: str, percentile: float) -> dict:
+    """name -> (lo, hi) of every calibrated point by `method`; q, k, v and the context symmetric."""
+    symmetric = [n for n in observer.lo if n.endswith(SYMMETRIC_POINTS)]
+    return observer.ranges(method, percentile, symmetric)
+
+
 def _round(v) -> np.ndarray:
     """Round half away from zero (C's round), elementwise."""
     v = np.asarray(v, np.float64)

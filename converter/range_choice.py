@@ -16,7 +16,7 @@ from common.errors import UserError
 
 from . import calibrate as cal
 from .qmodel import quantize_images, run
-from .quantize import SYMMETRIC_POINTS, build_qmodel
+from .quantize import build_qmodel, clipped_ranges
 
 CANDIDATES = (("percentile", 99.9), ("percentile", 99.99), ("mse", 99.9), ("minmax", 99.9))
 MIN_VALIDATION_IMAGES = 100
@@ -38,11 +38,10 @@ def choose(arch, weights, calib_images, x_val, y_val, learned_ranges=None, progr
     """The candidate whose int8 model scores best on (x_val, y_val): {method, percentile,
     validation_images, scores: [{method, percentile, val_int8_top1}, ...]}."""
     observer = cal.calibrate(arch, weights, calib_images, progress=progress)
-    symmetric = [n for n in observer.lo if n.endswith(SYMMETRIC_POINTS)]
     images_q = quantize_images(cal.check_images(arch, x_val) / 255.0)
     scores = []
     for method, percentile in CANDIDATES:
-        ranges = observer.ranges(method, percentile, symmetric)
+        ranges = clipped_ranges(observer, method, percentile)
         ranges.update(learned_ranges or {})
         logits = run(build_qmodel(arch, weights, ranges), images_q)
         scores.append({"method": method, "percentile": percentile,
