@@ -78,6 +78,8 @@ BUDGETS = {
                       "STM32F746, <= 15 M MACs, patch size, tokenizer window, width and depth searched wide"),
     "f746_15m_stem": ("fmnist_f746_stem", ["--board", "stm32f746", "--max-macs", "15000000"],
                       "STM32F746, <= 15 M MACs, behind a fixed 3x3 convolutional stem (CCT's tokenizer)"),
+    "f746_15m_tokenizers": ("fmnist_f746_tokenizers", ["--board", "stm32f746", "--max-macs", "15000000"],
+                            "STM32F746, <= 15 M MACs, the tokenizer searched too: conv stem, 7x7 window or 7x7 patches"),
 }
 
 

@@ -149,7 +149,8 @@ def accuracy_table(acc: dict, convert: dict | None) -> list:
               for day in sorted({r["reconverted"] for r in acc["results"].values() if r.get("reconverted")})]
     later = [k for k, r in acc["results"].items() if "flash_model_bytes" in r and _patch_embed_v4(k, r)]
     lines.append(f"- rows converted before 2026-12-01 used MCUF_PATCH_EMBED version 3; the {len(later)} converted "
-                 "since (the f746_15m_stem rows and those re-measured by --reconvert on a later day) use version 4, "
+                 "since (the f746_15m_stem and f746_15m_tokenizers rows and those re-measured by --reconvert on a later day) "
+                 "use version 4, "
                  "which adds two options to the model file and 8 bytes to the op's OpData: 16-32 B more flash and "
                  "up to 16 B more arena (measured on the DeiT-Tiny and MCUFormer shapes, benchmarks/results/arena.json)")
     if any(_ranges(r) for r in acc["results"].values()):
@@ -169,8 +170,8 @@ def accuracy_table(acc: dict, convert: dict | None) -> list:
 
 def _patch_embed_v4(stage: str, row: dict) -> bool:
     """Converted after MCUF_PATCH_EMBED version 4 landed (2026-12-01 21:17): a stem needs it; the
-    rows converted since then are the stem rows and those --reconvert re-measured on a later day."""
-    return stage.startswith("f746_15m_stem/") or row.get("reconverted", "") > "2026-12-01"
+    rows converted since then are the stem and tokenizer rows and those --reconvert re-measured on a later day."""
+    return stage.startswith(("f746_15m_stem/", "f746_15m_tokenizers/")) or row.get("reconverted", "") > "2026-12-01"
 
 
 def _ranges(row: dict) -> str:

@@ -12,7 +12,9 @@ overlap is positive; `patch_overlap` defaults to [0] and may be one integer).
 Fixed: `channels`, `num_classes`, `head_dim` (qkv_dim = heads * head_dim),
 `pool` and `stem` (convolution layers [kernel, stride, channels] + ReLU before the
 patch embedding, shared by every subnet; default none: patch sizes then tile the
-stem's output, `image_size / stride`). A rank ratio maps to an integer rank `round(ratio * min(in, out))` (at
+stem's output, `image_size / stride`). A space may instead list `tokenizers`, each
+its own stem, patch sizes and windows: the tokenizer is then a choice too
+(`tokenizer_space.TokenizerSpace`). A rank ratio maps to an integer rank `round(ratio * min(in, out))` (at
 least 1); `full` is rank 0.
 """
 from __future__ import annotations
@@ -68,6 +70,9 @@ class SearchSpace:
     # ---- loading / saving ------------------------------------------------------------
     @classmethod
     def from_dict(cls, data: dict, where: str = "search space") -> "SearchSpace":
+        if isinstance(data, dict) and "tokenizers" in data:
+            from .tokenizer_space import TokenizerSpace      # a subclass: imported when a space asks for it
+            return TokenizerSpace.from_dict(data, where)
         required = tuple(d for d in DIMENSIONS if d not in OPTIONAL_DIMS) + FIXED[:3]
         check_keys(data, ("name",) + DIMENSIONS + FIXED, where, required=required)
         return cls(data.get("name", "space"), {d: data[d] for d in DIMENSIONS if d in data}, data["channels"],
@@ -171,6 +176,20 @@ class SearchSpace:
         for s in self.dimensions["image_size"]:
             if not self.patches_for(s):
                 bad("image_size", f"{s} is not tiled by any patch_size choice {self.dimensions['patch_size']}")
+
+    # ---- the tokenizer branches (one here; several in a TokenizerSpace) -------------------------
+    PER_TOKENIZER: tuple = ()       # dimensions that belong to a tokenizer, not to the whole space
+
+    @property
+    def branches(self) -> list:
+        """One space per tokenizer choice, each with a fixed stem; the supernet holds a tokenizer per branch."""
+        return [self]
+
+    def tokenizer_index(self, config: ArchConfig) -> int:
+        return 0
+
+    def branch_of(self, config: ArchConfig) -> "SearchSpace":
+        return self.branches[self.tokenizer_index(config)]
 
     @property
     def window_searched(self) -> bool:

@@ -185,9 +185,9 @@ class SupernetTrainer:
         """Sum of the subnets' gradients (the first, the largest under sandwich, teaches the rest)."""
         s, variables = self.settings, self.supernet.trainable_variables
         total, teacher, first_correct, summed = 0.0, None, None, None
-        for (size, patch), subnet in zip(grids, masks):
+        for (tokenizer, size, patch), subnet in zip(grids, masks):
             with tf.GradientTape() as tape:
-                logits = self.supernet.forward(resize_images(images, size), subnet, patch)
+                logits = self.supernet.forward(resize_images(images, size), subnet, patch, tokenizer=tokenizer)
                 if teacher is not None and s.distill:
                     per_example = distill_loss(teacher, logits)
                 else:
@@ -239,7 +239,7 @@ class SupernetTrainer:
                     bar.close()
                     return self.history
                 configs = self.sample_configs(rng)
-                grids = tuple((c.image_size, c.patch_size) for c in configs)
+                grids = tuple((self.space.tokenizer_index(c), c.image_size, c.patch_size) for c in configs)
                 loss, hits = self._step(grids)(images, labels, tuple(self.supernet.masks(c) for c in configs))
                 loss_sum += float(self.strategy.reduce("SUM", loss, axis=None))
                 correct += float(self.strategy.reduce("SUM", hits, axis=None))

@@ -132,15 +132,16 @@ def uniform_subnets(space, depth: int | None = None):
     depth = depth or min(d["depth"])
     ranks = sorted({d["rank_ratio"][0], d["rank_ratio"][-1]}, key=str)
     blocks = list(itertools.product(d["num_heads"], d["mlp_ratio"], *[ranks] * 4))
-    for image in d["image_size"]:
-        for patch in space.patches_for(image):
-            for e in d["embed_dim"]:
-                for heads, mlp, *ranks in blocks:
-                    genes = {"image_size": image, "patch_size": patch, "embed_dim": e,
-                             "num_heads": [heads] * depth, "mlp_ratio": [mlp] * depth}
-                    genes.update({f"{lin}_rank_ratio": [r] * depth
-                                  for lin, r in zip(("qkv", "proj", "fc1", "fc2"), ranks)})
-                    yield space.decode(genes)
+    for part in space.branches:
+        for image in part.dimensions["image_size"]:
+            for patch in part.patches_for(image):
+                for e in d["embed_dim"]:
+                    for heads, mlp, *ranks in blocks:
+                        genes = {"image_size": image, "patch_size": patch, "embed_dim": e,
+                                 "num_heads": [heads] * depth, "mlp_ratio": [mlp] * depth}
+                        genes.update({f"{lin}_rank_ratio": [r] * depth
+                                      for lin, r in zip(("qkv", "proj", "fc1", "fc2"), ranks)})
+                        yield part.decode(genes)
 
 
 def smallest_achievable(space, techniques: Techniques = Techniques()) -> dict:

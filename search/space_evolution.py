@@ -205,8 +205,10 @@ def score_space(space: SearchSpace, budget: Budget, fitness, cache, samples: int
 
 def evolving_dimensions(space: SearchSpace) -> list:
     """Every dimension, except an optional one the space leaves at its default (a fixed
-    `patch_overlap` [0]: evolution does not switch the convolutional tokenizer on by itself)."""
-    return [d for d in DIMENSIONS if d not in OPTIONAL_DIMS or space.dimensions[d] != OPTIONAL_DIMS[d]]
+    `patch_overlap` [0]: evolution does not switch the convolutional tokenizer on by itself) and
+    those that belong to one of a TokenizerSpace's tokenizers."""
+    return [d for d in DIMENSIONS if d not in space.PER_TOKENIZER
+            and (d not in OPTIONAL_DIMS or space.dimensions[d] != OPTIONAL_DIMS[d])]
 
 
 def evolve_once(space: SearchSpace, scores: dict, tolerance: float, dims=None, budget: Budget | None = None,

@@ -12,15 +12,21 @@ from common.errors import UserError
 from test_space import IMAGENET, tiny
 
 
-@pytest.fixture(scope="module", params=["mean", "cls", "seq", "conv_tokenizer", "stem"])
+TOKENIZERS = {"pool": "mean", "image_size": [32, 48], "patch_size": None,
+              "tokenizers": [{"stem": [[3, 2, 6]], "patch_size": [4, 8]}, {"patch_size": 8, "patch_overlap": 3}]}
+
+
+@pytest.fixture(scope="module", params=["mean", "cls", "seq", "conv_tokenizer", "stem", "tokenizers"])
 def net(request):
     """Supernets of plain patch embeddings (mean, cls and sequence pooling), of convolutional tokenizers
-    (every window 3 pixels wider than its patch: 7x7 and 11x11, SPEC 2.1) and behind a shared stem
-    (a 3x3 stride-2 convolution to 6 channels; the images twice as large, the token grids the same)."""
+    (every window 3 pixels wider than its patch: 7x7 and 11x11, SPEC 2.1), behind a shared stem
+    (a 3x3 stride-2 convolution to 6 channels; the images twice as large, the token grids the same)
+    and with the tokenizer a choice (that stem, or an 11x11 window of stride 8 on the image)."""
     settings = {"conv_tokenizer": {"pool": "mean", "patch_overlap": 3},
-                "stem": {"pool": "mean", "stem": [[3, 2, 6]], "image_size": [32, 48]}}.get(
-        request.param, {"pool": request.param})
-    space = SearchSpace.from_dict(tiny(channels=3, num_classes=5, **settings))
+                "stem": {"pool": "mean", "stem": [[3, 2, 6]], "image_size": [32, 48]},
+                "tokenizers": TOKENIZERS}.get(request.param, {"pool": request.param})
+    data = {k: v for k, v in tiny(channels=3, num_classes=5, **settings).items() if v is not None}
+    space = SearchSpace.from_dict(data)
     net = Supernet(space, seed=1)
     if request.param == "seq":     # scores far from uniform, so pooling weights differ per token and channel slice
         net.head.score_kernel.assign(np.random.default_rng(3).normal(0, 3, net.head.score_kernel.shape))
@@ -33,9 +39,10 @@ def images(size, n=3, seed=0):
 
 def test_exported_subnets_equal_the_supernet(net):
     space = net.space
-    configs = [space.largest(), space.smallest()] + [space.sample(s) for s in range(8)]
+    configs = [space.largest(), space.smallest()] + [space.sample(s) for s in range(8 * len(space.branches))]
     assert {c.patch_size for c in configs} == {4, 8}
-    assert {c.image_size // space.stem_stride for c in configs} == {16, 24}
+    assert {c.image_size // space.branch_of(c).stem_stride for c in configs} >= {16, 24}
+    assert {space.tokenizer_index(c) for c in configs} == set(range(len(space.branches)))
     assert any(r > 0 for c in configs for r in c.qkv_rank + c.proj_rank + c.fc1_rank + c.fc2_rank)
     for config in configs:
         x = images(config.image_size)
@@ -58,11 +65,13 @@ def test_one_graph_serves_every_subnet_of_a_token_grid(net):
         expected = export_subnet(net, config)(x).numpy()
         masks = net.masks(config)
         compiled = net.compiled_forward(config)(x, masks).numpy()
-        all_blocks = net.forward(tf.constant(x), masks, config.patch_size).numpy()
+        all_blocks = net.forward(tf.constant(x), masks, config.patch_size,
+                                 tokenizer=space.tokenizer_index(config)).numpy()
         assert np.max(np.abs(compiled - expected)) <= 1e-5, config.describe()
         assert np.max(np.abs(all_blocks - expected)) <= 1e-5, config.describe()
     graphs = net._graphs.by_grid
-    assert len(graphs) == len({(c.image_size, c.patch_size, c.depth) for c in configs}) < len(configs)
+    assert len(graphs) == len({(space.tokenizer_index(c), c.image_size, c.patch_size, c.depth)
+                               for c in configs}) < len(configs)
     assert all(f.experimental_get_tracing_count() == 1 for f in graphs.values())
 
 
