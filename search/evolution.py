@@ -190,12 +190,26 @@ class Search:
         bar.close()
         return self.write_results()
 
+    def finalists(self, count: int) -> list:
+        """The `count` subnets the proxy re-ranks: the best by inherited accuracy. With several tokenizers,
+        round-robin over them (the best of each, in order of their best, then the second best of each...):
+        inherited accuracy compares subnets that share a tokenizer's weights, not tokenizers, whose
+        weights saw a share of the supernet's steps and learn at their own pace (search/README.md)."""
+        by_tokenizer = {}
+        for e in self.ranked():
+            by_tokenizer.setdefault(self.space.tokenizer_index(e["config"]), []).append(e["config"])
+        queues = list(by_tokenizer.values())        # in order of each tokenizer's best
+        out = []
+        while len(out) < count and any(queues):
+            out += [q.pop(0) for q in queues if q][:count - len(out)]
+        return out
+
     def rerank_finalists(self, proxy, count: int) -> dict:
-        """Score the `count` best subnets by inherited accuracy with `proxy` (`search/proxy.py`, cached in
-        its own file, so an interrupted re-ranking resumes); the winner is the finalist it scores best."""
+        """Score the `count` finalists (`finalists`) with `proxy` (`search/proxy.py`, cached in its own
+        file, so an interrupted re-ranking resumes); the winner is the finalist it scores best."""
         if self.generation < self.settings.generations:
             raise UserError("re-rank the finalists after the search has run (Search.run)")
-        finalists = [e["config"] for e in self.ranked()[:count]]
+        finalists = self.finalists(count)
         cache = FitnessCache(self.out / PROXY_CACHE_FILE, proxy.identity)
         scores = cached_scores(proxy, finalists, cache, self.progress, desc="finalists", chunk=1)
         self.proxy = {"identity": proxy.identity,

@@ -164,3 +164,28 @@ def test_finalists_are_re_ranked_by_the_proxy(space, tmp_path):
     # scores are cached: a second re-ranking (e.g. after an interruption) trains nothing again
     again = SmallFirstProxy()
     assert search.rerank_finalists(again, 4)["best"] == result["best"] and again.scored == []
+
+
+def test_finalists_come_round_robin_from_every_tokenizer(tmp_path):
+    """Inherited accuracy ranks within a tokenizer: the finalists are the best of each tokenizer (in
+    order of their best), then the second best of each, so a tokenizer the supernet favours early
+    cannot fill the re-ranking alone."""
+    space = SearchSpace.load("configs/spaces/fmnist_f746_tokenizers.yaml")
+
+    class FewTokensFirst(ParamsFitness):          # 16-token subnets score highest, the stem's lowest
+        def __call__(self, configs):
+            return [s + {0: 0.0, 1: 0.5, 2: 1.0}[space.tokenizer_index(c)] for c, s in zip(configs, super().__call__(configs))]
+
+    search = Search(space, Budget(sram=320 * 1024, flash=1 << 20, max_macs=15_000_000), FewTokensFirst(), tmp_path,
+                    EvolutionSettings(population=16, generations=3, parents=4, mutations=8, crossovers=8, seed=2),
+                    progress=False)
+    ranked = [ArchConfig.from_dict(e["config"]) for e in search.run()["population"]]
+    assert space.tokenizer_index(ranked[0]) == 2 and space.tokenizer_index(ranked[4]) == 2
+    finalists = search.finalists(5)
+    per_tokenizer = {t: [c for c in ranked if space.tokenizer_index(c) == t] for t in range(3)}
+    assert finalists == [per_tokenizer[2][0], per_tokenizer[1][0], per_tokenizer[0][0],
+                         per_tokenizer[2][1], per_tokenizer[1][1]]
+    plain = Search(SearchSpace.load(SPACE), _budget(SearchSpace.load(SPACE)), ParamsFitness(), tmp_path / "p", SMALL,
+                   progress=False)
+    best_three = [ArchConfig.from_dict(e["config"]) for e in plain.run()["population"][:3]]
+    assert plain.finalists(3) == best_three
