@@ -300,3 +300,20 @@ def test_the_readme_headline_names_the_other_seeds_of_the_row_that_meets_a_targe
             "(the same training with another seed: 92.43%)") in status
     del summary["f746_15m_stem_kd_cnn4_50ep_seed1"]
     assert "another seed" not in table.target_status({"summary": summary})
+
+
+def test_the_readme_headline_gives_every_measured_search_gain_against_its_target():
+    table = load_benchmark("make_table")
+    summary = {"f746_15m_stem_kd_cnn4_12ep": {"winner_int8": 0.8975, "random_int8_mean": 0.9053,
+                                              "winner_minus_random_mean": -0.0078},
+               "f746_15m_tokenizers_kd_cnn4_12ep": {"winner_int8": 0.9021, "random_int8_mean": 0.8880,
+                                                    "winner_minus_random_mean": 0.0141},
+               "f746_15m_tokenizers_kd_cnn4_12ep_seed1": {"winner_int8": 0.8993},
+               "f746_15m_stem_kd_cnn4_50ep": {"winner_int8": 0.9271}}
+    status = table.search_gain_status({"summary": summary})
+    assert status == ("winner - random mean target +1.00 points met by f746_15m_tokenizers_kd_cnn4_12ep "
+                      "(f746_15m_tokenizers_kd_cnn4_12ep +1.41 points (its winner trained with another seed: "
+                      "+1.13 points), f746_15m_stem_kd_cnn4_12ep -0.78 points)")
+    del summary["f746_15m_tokenizers_kd_cnn4_12ep"]
+    assert table.search_gain_status({"summary": summary}).startswith("winner - random mean target +1.00 points not met")
+    assert table.search_gain_status({"summary": {}}) == "winner - random mean not measured"
