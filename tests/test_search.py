@@ -174,7 +174,8 @@ def test_finalists_come_round_robin_from_every_tokenizer(tmp_path):
 
     class FewTokensFirst(ParamsFitness):          # 16-token subnets score highest, the stem's lowest
         def __call__(self, configs):
-            return [s + {0: 0.0, 1: 0.5, 2: 1.0}[space.tokenizer_index(c)] for c, s in zip(configs, super().__call__(configs))]
+            bonus = {0: 0.0, 1: 0.5, 2: 1.0}
+            return [s + bonus[space.tokenizer_index(c)] for c, s in zip(configs, super().__call__(configs))]
 
     search = Search(space, Budget(sram=320 * 1024, flash=1 << 20, max_macs=15_000_000), FewTokensFirst(), tmp_path,
                     EvolutionSettings(population=16, generations=3, parents=4, mutations=8, crossovers=8, seed=2),

@@ -35,8 +35,9 @@ def add_arguments(parser) -> None:
                         help="depth / embed dim / resolution / patch mutation probability")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--finalists", type=int, default=0, metavar="K",
-                        help="re-rank the K best by inherited accuracy with a short fine-tune each (search/proxy.py); "
-                             "the winner is the best of them after it (0 = off)")
+                        help="re-rank the K best by inherited accuracy (round-robin over a space's tokenizers) "
+                             "with a short fine-tune each (search/proxy.py); the winner is the best of them "
+                             "after it (0 = off)")
     parser.add_argument("--finalist-steps", type=int, default=400,
                         help="fine-tuning steps (batch 128) per finalist, scored on the validation split")
     parser.add_argument("--no-operator-integration", action="store_true",
@@ -98,7 +99,9 @@ def run(args) -> int:
     if args.finalists:
         from search.proxy import FinetuneProxy
 
-        print(f"re-ranking the {args.finalists} best by a {args.finalist_steps}-step fine-tune each")
+        tokenizers = len(space.branches)
+        which = "best" if tokenizers == 1 else f"best, round-robin over {tokenizers} tokenizers,"
+        print(f"re-ranking the {args.finalists} {which} by a {args.finalist_steps}-step fine-tune each")
         result = search.rerank_finalists(FinetuneProxy(args.supernet, data, args.finalist_steps, args.val_limit,
                                                        seed=args.seed, supernet=fitness.supernet),
                                          args.finalists)
