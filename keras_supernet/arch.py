@@ -252,11 +252,15 @@ class ArchConfig:
     def macs(self) -> int:
         return sum(self.layer_macs().values())
 
+    @property
+    def stem_label(self) -> str:
+        """The stem as `describe` spells it ("/stem3s1c16/stem3s2c32"; empty without one)."""
+        return "".join(f"/stem{k}s{s}c{c}" for k, s, c in self.stem)
+
     def describe(self) -> str:
         ranks = ",".join("/".join(str(self.rank(i, l)) for l in LINEARS) for i in range(self.depth))
         tokenizer = f"k{self.patch_kernel}" if self.patch_kernel else ""
-        stem = "".join(f"/stem{k}s{s}c{c}" for k, s, c in self.stem)
-        return (f"{self.image_size}px{stem}/p{self.patch_size}{tokenizer} E{self.embed_dim} depth{self.depth} "
+        return (f"{self.image_size}px{self.stem_label}/p{self.patch_size}{tokenizer} E{self.embed_dim} depth{self.depth} "
                 f"heads{list(self.num_heads)} qkv{list(self.qkv_dim)} mlp{list(self.mlp_hidden)} "
                 f"ranks[{ranks}] pool={self.pool}")
 

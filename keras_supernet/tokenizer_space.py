@@ -104,7 +104,7 @@ class TokenizerSpace(SearchSpace):
             if (config.stem == part.stem and config.patch_size in d["patch_size"]
                     and config.kernel - config.patch_size in d["patch_overlap"]):
                 return t
-        stem = "".join(f"/stem{k}s{s}c{c}" for k, s, c in config.stem) or "no stem"
+        stem = config.stem_label or "no stem"
         raise UserError(f"subnet outside search space {self.name!r}: tokenizer: {stem} with patch_size "
                         f"{config.patch_size} and a {config.kernel}-pixel window is none of its tokenizers")
 
@@ -114,12 +114,6 @@ class TokenizerSpace(SearchSpace):
     @property
     def window_searched(self) -> bool:
         return any(part.window_searched for part in self._parts)
-
-    def patches_for(self, image_size: int) -> list:
-        return sorted({p for part in self._parts for p in part.patches_for(image_size)})
-
-    def images_for(self, patch_size: int) -> list:
-        return sorted({s for part in self._parts for s in part.images_for(patch_size)})
 
     # ---- genes <-> ArchConfig: the tokenizer index is one more gene ------------------------------
     def decode(self, genes: dict) -> ArchConfig:
